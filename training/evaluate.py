@@ -1,0 +1,399 @@
+"""OmniBench: exact, per-family evaluation of any video model on held-out OmniWorld cases,
+and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
+
+    python -m training.evaluate --model oracle|noise|first_frame|PATH [--family F] [--limit N] --json OUT
+    python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
+
+Every case is a WorldSample of the bench split (a held-out composition). A model is a
+function from (request, case) to a uint8 clip; the metrics compare that clip with the
+world's truth: attributes read by the perception checker for open families, exact
+pixels for determined ones (edits, transfers, storyboards). Each metric belongs to one
+Kling-Omni dimension; a case succeeds when every metric that applies to it passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+from training.world import FAMILIES, WorldSample, sample
+from training.world import vocab as V
+from training.world.perceive import MOTION_TOLERANCE, perceive
+from training.world.render import _dilate
+
+DIMENSIONS = ("prompt_following", "dynamic_quality", "identity_consistency", "video_consistency", "visual_quality")
+CASES_PER_FAMILY = 24
+BENCH_SEED = 20_251_216  # the benchmark is fixed: case k of family f always has the same seed
+
+PSNR_PASS = 22.0  # dB, a determined clip reproduced
+FIRST_FRAME_PASS = 25.0  # dB, the given first frame kept
+PRESERVE_PASS = 25.0  # dB, what an edit must leave alone
+EDIT_PASS = 20.0  # dB, inside the edit region
+TRAJECTORY_PASS = 1.5  # px, mean distance to the drawn path
+FOUND_PASS = 0.75  # fraction of frames a subject must be visible in
+STABLE_PASS = 0.9  # fraction of stable frames
+JUDGE_MARGIN = 0.05  # utility difference below which the judge votes Same
+
+Generator = Callable[["WorldSample"], np.ndarray]
+
+
+# ---------------------------------------------------------------- cases
+def case_seed(family: str, k: int) -> int:
+    return BENCH_SEED + 1000 * FAMILIES.index(family) + k
+
+
+@lru_cache(maxsize=64)
+def bench_cases(family: str, n: int = CASES_PER_FAMILY) -> tuple[WorldSample, ...]:
+    """The fixed OmniBench cases of a family (held-out compositions)."""
+    return tuple(sample(family, case_seed(family, k), split="bench") for k in range(n))
+
+
+# ---------------------------------------------------------------- metrics
+@dataclass
+class Metric:
+    value: float
+    passed: bool
+    dimension: str
+    utility: float  # 0..1, how good (for the judge)
+
+
+@dataclass
+class CaseScore:
+    family: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return all(m.passed for m in self.metrics.values())
+
+    def dimensions(self) -> dict[str, float]:
+        out = {}
+        for d in DIMENSIONS:
+            ms = [m for m in self.metrics.values() if m.dimension == d]
+            if ms:
+                out[d] = float(np.mean([m.passed for m in ms]))
+        return out
+
+    def utilities(self) -> dict[str, float]:
+        out = {}
+        for d in DIMENSIONS:
+            ms = [m.utility for m in self.metrics.values() if m.dimension == d]
+            if ms:
+                out[d] = float(np.mean(ms))
+        out["overall"] = float(np.mean([m.utility for m in self.metrics.values()])) if self.metrics else 0.0
+        return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of uint8 clips (optionally over a (T, H, W) mask), capped at 60."""
+    d = (a.astype(np.float32) - b.astype(np.float32)) / 255.0
+    se = (d * d).mean(-1)
+    mse = float(se[mask].mean()) if mask is not None else float(se.mean())
+    return 60.0 if mse <= 1e-6 else min(60.0, -10.0 * math.log10(mse))
+
+
+def mask_centroids(mask: np.ndarray) -> np.ndarray:
+    """(T, 2) centroid (x, y) in base px of (T, H, W) masks, as the perception checker measures it."""
+    T, H, W = mask.shape
+    scale = H // 32
+    ys, xs = np.mgrid[0:H, 0:W]
+    n = np.maximum(mask.sum((1, 2)), 1)
+    cx = (mask * xs).sum((1, 2)) / n
+    cy = (mask * ys).sum((1, 2)) / n
+    return np.stack([(cx + 0.5) / scale, (cy + 0.5) / scale], 1)
+
+
+def _psnr_utility(db: float, passing: float) -> float:
+    return float(np.clip((db - 10.0) / (passing + 8.0 - 10.0), 0.0, 1.0))
+
+
+def _add(score: CaseScore, name: str, value: float, passed: bool, dim: str, utility: float | None = None) -> None:
+    score.metrics[name] = Metric(float(value), bool(passed), dim, float(passed) if utility is None else utility)
+
+
+def score_case(case: WorldSample, clip: np.ndarray) -> CaseScore:
+    """Score one model answer against the case's truth."""
+    truth = case.truth
+    score = CaseScore(case.family)
+    target = case.target
+    if clip.shape != target.shape or clip.dtype != np.uint8:
+        raise ValueError(f"{case.family}: the model returned {clip.shape} {clip.dtype}; expected {target.shape} uint8")
+    checks = set(truth.checks)
+    subs = truth.subjects
+    colors = [s.color for s in subs]
+    sizes = [s.size for s in subs]
+
+    if checks & {"attributes", "identity", "view", "motion", "stability"}:
+        search_bg = "attributes" in checks
+        p = perceive(clip, colors, sizes, truth.camera, background=None if search_bg else truth.background)
+        found = [sp.found_fraction >= FOUND_PASS for sp in p.subjects]
+        if "attributes" in checks:
+            color_ok = np.mean(found)
+            shape_ok = np.mean([f and sp.shape == s.shape for f, sp, s in zip(found, p.subjects, subs)])
+            pattern_ok = np.mean([f and sp.pattern == s.pattern for f, sp, s in zip(found, p.subjects, subs)])
+            bg_ok = p.background == truth.background and p.background_error <= 0.1
+            _add(score, "color_acc", color_ok, color_ok == 1, "prompt_following", color_ok)
+            _add(score, "shape_acc", shape_ok, shape_ok == 1, "prompt_following", shape_ok)
+            _add(score, "pattern_acc", pattern_ok, pattern_ok == 1, "prompt_following", pattern_ok)
+            _add(score, "background_acc", bg_ok, bg_ok, "prompt_following")
+        if checks & {"attributes", "motion"}:
+            motion_ok = np.mean([f and sp.motion == s.motion and sp.motion_error <= MOTION_TOLERANCE
+                                 for f, sp, s in zip(found, p.subjects, subs)])
+            _add(score, "motion_acc", motion_ok, motion_ok == 1, "dynamic_quality", motion_ok)
+        if "identity" in checks:
+            ident = np.mean([f and sp.shape == s.shape and sp.pattern == s.pattern
+                             for f, sp, s in zip(found, p.subjects, subs)])
+            _add(score, "identity_acc", ident, ident == 1, "identity_consistency", ident)
+        if "view" in checks:
+            view_ok = np.mean([f and sp.view == s.view for f, sp, s in zip(found, p.subjects, subs)])
+            _add(score, "view_acc", view_ok, view_ok == 1, "prompt_following", view_ok)
+        if "stability" in checks:
+            T = clip.shape[0]
+            _, zoom = V.camera_transform(truth.camera, T)
+            per_frame = p.frame_ok & np.all([sp.found for sp in p.subjects], axis=0)
+            steady = True
+            for sp in p.subjects:
+                a = sp.areas[sp.found] / (zoom[sp.found] ** 2)
+                if a.size >= 2 and a.std() / max(a.mean(), 1e-6) > 0.35:
+                    steady = False
+            stable = float(per_frame.mean()) if steady else 0.0
+            _add(score, "stability", stable, stable >= STABLE_PASS, "visual_quality", stable)
+
+    if "reference" in checks:
+        db = psnr(clip, target)
+        _add(score, "psnr", db, db >= PSNR_PASS, "visual_quality", _psnr_utility(db, PSNR_PASS))
+    if "first_frame" in checks:
+        db = psnr(clip[:1], target[:1])
+        _add(score, "first_frame_psnr", db, db >= FIRST_FRAME_PASS, "identity_consistency",
+             _psnr_utility(db, FIRST_FRAME_PASS))
+    if "keyframes" in checks:
+        k = list(truth.keyframes)
+        db = psnr(clip[k], target[k])
+        _add(score, "keyframe_psnr", db, db >= PSNR_PASS, "identity_consistency", _psnr_utility(db, PSNR_PASS))
+    if checks & {"trajectory", "box"}:
+        s = subs[truth.focus]
+        others = sum(o.size ** 2 for j, o in enumerate(subs) if j != truth.focus)
+        p = perceive(clip, [s.color], [s.size], truth.camera, background=truth.background, extra_fg_area=others)
+        sp = p.subjects[0]
+        if "trajectory" in checks:
+            if sp.found_fraction >= FOUND_PASS:
+                truth_c = mask_centroids(s.mask)
+                err = float(np.linalg.norm(sp.centers[sp.found] - truth_c[sp.found], axis=1).mean())
+            else:
+                err = float("inf")
+            _add(score, "trajectory_err", min(err, 99.0), err <= TRAJECTORY_PASS, "dynamic_quality",
+                 float(np.clip(1 - err / 8.0, 0, 1)) if math.isfinite(err) else 0.0)
+        if "box" in checks:
+            x0, y0, x1, y1 = truth.box
+            last = slice(-4, None)
+            c = sp.centers[last]
+            inside = sp.found[last] & (c[:, 0] >= x0) & (c[:, 0] <= x1) & (c[:, 1] >= y0) & (c[:, 1] <= y1)
+            frac = float(inside.mean())
+            _add(score, "box_adherence", frac, frac >= 0.75, "prompt_following", frac)
+
+    if "edit" in checks or "preserve" in checks:
+        region = truth.edit_region
+        src = truth.source
+        if "edit" in checks and region.any():
+            db = psnr(clip, target, region)
+            d_out = np.mean(((clip.astype(np.float32) - target) / 255.0)[region] ** 2)
+            d_src = np.mean(((src.astype(np.float32) - target) / 255.0)[region] ** 2)
+            ok = db >= EDIT_PASS and d_out <= 0.5 * d_src
+            _add(score, "edit_psnr", db, ok, "prompt_following", _psnr_utility(db, EDIT_PASS) * float(d_out <= 0.5 * d_src))
+        keep = ~region
+        if "preserve" in checks and keep.mean() >= 0.05:
+            db = psnr(clip, target, keep)
+            _add(score, "unedited_psnr", db, db >= PRESERVE_PASS, "video_consistency", _psnr_utility(db, PRESERVE_PASS))
+
+    if "added" in checks:
+        s = subs[truth.focus]
+        others = sum(o.size ** 2 for j, o in enumerate(subs) if j != truth.focus)
+        p = perceive(clip, [s.color], [s.size], truth.camera, background=truth.background, extra_fg_area=others)
+        sp = p.subjects[0]
+        ok = (sp.found_fraction >= FOUND_PASS and sp.shape == s.shape and sp.pattern == s.pattern
+              and sp.motion == s.motion and sp.motion_error <= MOTION_TOLERANCE)
+        parts = [sp.found_fraction >= FOUND_PASS, sp.shape == s.shape, sp.pattern == s.pattern, sp.motion == s.motion]
+        _add(score, "added_acc", float(ok), ok, "prompt_following", float(np.mean(parts)))
+        if "preserve_added" in checks:
+            # the new subject may be anywhere: leave out where the truth put it and where the model did
+            allowed = _dilate(s.mask, 1)
+            T, H, W = allowed.shape
+            for t in np.nonzero(sp.found)[0]:
+                cx, cy = sp.centers[t]
+                h = 0.8 * s.size
+                allowed[t, max(0, int(cy - h)):int(cy + h) + 1, max(0, int(cx - h)):int(cx + h) + 1] = True
+            db = psnr(clip, target, ~allowed)
+            _add(score, "unedited_psnr", db, db >= PRESERVE_PASS, "video_consistency", _psnr_utility(db, PRESERVE_PASS))
+    return score
+
+
+# ---------------------------------------------------------------- models
+def oracle(case: WorldSample) -> np.ndarray:
+    return case.target.copy()
+
+
+def noise(case: WorldSample) -> np.ndarray:
+    rng = np.random.default_rng(case.request.seed + 7)
+    return rng.integers(0, 256, case.target.shape, dtype=np.uint8)
+
+
+def first_frame(case: WorldSample) -> np.ndarray:
+    """The truth's first frame held still: shows which families need motion."""
+    return np.repeat(case.target[:1], case.target.shape[0], axis=0)
+
+
+BASELINES: dict[str, Generator] = {"oracle": oracle, "noise": noise, "first_frame": first_frame}
+
+
+def load_model(spec: str) -> Generator:
+    """A baseline by name, or a model directory (DESIGN 3.4) run through the Omni pipeline."""
+    if spec in BASELINES:
+        return BASELINES[spec]
+    from pathlib import Path
+
+    path = Path(spec)
+    if not (path / "model_index.json").is_file():
+        raise SystemExit(f"--model {spec!r}: not a baseline ({', '.join(BASELINES)}) and not a model directory "
+                         "with a model_index.json")
+    try:
+        from model.pipeline import OmniPipeline  # the embedded model's pipeline
+    except ImportError as e:
+        raise SystemExit(f"--model {spec!r}: model directories need the Omni pipeline (model/pipeline.py): {e}")
+    pipe = OmniPipeline.from_pretrained(path)
+
+    def run(case: WorldSample) -> np.ndarray:
+        return pipe(case.request).frames
+
+    return run
+
+
+# ---------------------------------------------------------------- reports
+def evaluate(model: Generator, families=FAMILIES, limit: int | None = None, progress: bool = False) -> dict:
+    t0 = time.perf_counter()
+    report = {"families": {}, "overall": {}}
+    all_scores: list[CaseScore] = []
+    for fam in families:
+        cases = bench_cases(fam)[: limit or CASES_PER_FAMILY]
+        scores = [score_case(c, model(c)) for c in cases]
+        all_scores += scores
+        report["families"][fam] = summarize(scores)
+        if progress:
+            print(f"  {fam:16s} success {report['families'][fam]['success']:.3f}", file=sys.stderr)
+    fams = report["families"].values()
+    report["overall"] = {
+        "success": float(np.mean([f["success"] for f in fams])),
+        "cases": len(all_scores),
+        "dimensions": {d: float(np.mean([f["dimensions"][d] for f in fams if d in f["dimensions"]]))
+                       for d in DIMENSIONS if any(d in f["dimensions"] for f in fams)},
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def summarize(scores: list[CaseScore]) -> dict:
+    out: dict = {"success": float(np.mean([s.success for s in scores])), "cases": len(scores)}
+    names = sorted({n for s in scores for n in s.metrics})
+    for n in names:
+        vals = [s.metrics[n].value for s in scores if n in s.metrics]
+        out[n] = float(np.mean(vals))
+        out[n + "_pass"] = float(np.mean([s.metrics[n].passed for s in scores if n in s.metrics]))
+    dims: dict[str, list[float]] = {}
+    for s in scores:
+        for d, v in s.dimensions().items():
+            dims.setdefault(d, []).append(v)
+    out["dimensions"] = {d: float(np.mean(v)) for d, v in dims.items()}
+    return out
+
+
+def vote(ua: float, ub: float) -> str:
+    """The judge's verdict on A vs B from utilities: G (A better), S, or B (A worse)."""
+    if ua - ub > JUDGE_MARGIN:
+        return "G"
+    if ub - ua > JUDGE_MARGIN:
+        return "B"
+    return "S"
+
+
+def gsb_ratio(counts: dict[str, int]) -> float:
+    """GSB = (G + S) / (B + S); infinite when A never loses or ties."""
+    den = counts["B"] + counts["S"]
+    return float("inf") if den == 0 else (counts["G"] + counts["S"]) / den
+
+
+def compare(a: Generator, b: Generator, families=FAMILIES, limit: int | None = None) -> dict:
+    t0 = time.perf_counter()
+    keys = ("overall",) + DIMENSIONS
+    counts = {k: {"G": 0, "S": 0, "B": 0} for k in keys}
+    per_family = {}
+    for fam in families:
+        fc = {"G": 0, "S": 0, "B": 0}
+        for case in bench_cases(fam)[: limit or CASES_PER_FAMILY]:
+            ua = score_case(case, a(case)).utilities()
+            ub = score_case(case, b(case)).utilities()
+            for k in keys:
+                if k in ua and k in ub:
+                    counts[k][vote(ua[k], ub[k])] += 1
+            fc[vote(ua["overall"], ub["overall"])] += 1
+        per_family[fam] = {"gsb": _json_ratio(gsb_ratio(fc)), "counts": fc}
+    return {
+        "gsb": {k: _json_ratio(gsb_ratio(c)) for k, c in counts.items() if sum(c.values())},
+        "counts": {k: c for k, c in counts.items() if sum(c.values())},
+        "families": per_family,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _json_ratio(r: float) -> float | str:
+    return "inf" if math.isinf(r) else round(r, 4)
+
+
+def format_table(report: dict) -> str:
+    dims = ["prompt_following", "dynamic_quality", "identity_consistency", "video_consistency", "visual_quality"]
+    short = ["prompt", "dynamic", "identity", "consist.", "visual"]
+    lines = [f"{'family':16s} {'cases':>5s} {'success':>8s} " + " ".join(f"{s:>8s}" for s in short)]
+    rows = list(report["families"].items()) + [("OVERALL", report["overall"])]
+    for name, r in rows:
+        d = r.get("dimensions", {})
+        cells = " ".join(f"{d[k]:8.3f}" if k in d else f"{'-':>8s}" for k in dims)
+        lines.append(f"{name:16s} {r['cases']:5d} {r['success']:8.3f} {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="oracle | noise | first_frame | path to a model directory")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="judge A against B; GSB per dimension")
+    ap.add_argument("--family", action="append", choices=FAMILIES, help="only this family (repeatable)")
+    ap.add_argument("--limit", type=int, default=None, help="cases per family (default all 24)")
+    ap.add_argument("--json", dest="json_out", help="write the report here")
+    args = ap.parse_args(argv)
+    families = tuple(args.family) if args.family else FAMILIES
+    if bool(args.model) == bool(args.compare):
+        ap.error("give exactly one of --model or --compare")
+    if args.model:
+        report = evaluate(load_model(args.model), families, args.limit, progress=True)
+        report["model"] = args.model
+        print(format_table(report))
+    else:
+        report = compare(load_model(args.compare[0]), load_model(args.compare[1]), families, args.limit)
+        report["a"], report["b"] = args.compare
+        print(f"GSB of {args.compare[0]} against {args.compare[1]} (G+S)/(B+S):")
+        for k, v in report["gsb"].items():
+            c = report["counts"][k]
+            print(f"  {k:22s} {v if isinstance(v, str) else f'{100 * v:7.1f}%':>8s}   G={c['G']} S={c['S']} B={c['B']}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
