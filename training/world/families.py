@@ -719,5 +719,6 @@ def sample(family: str, seed: int | np.random.Generator, split: Split = "train")
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
     if split not in ("train", "bench"):
         raise ValueError(f"split must be 'train' or 'bench', not {split!r}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    # the family is part of the seed, so the same seed gives unrelated scenes in two families
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng([seed, FAMILIES.index(family)])
     return SAMPLERS[family](rng, split)

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import vocab as V
-from .render import BASE, background_video, shape_mask
+from .render import BASE, _erode, background_video, shape_mask
 
 FG_THRESHOLD = 0.15  # max-channel distance from the background that counts as foreground
 LABEL_THRESHOLD = 0.2  # max-channel distance to a palette colour to take its label
@@ -155,12 +155,14 @@ def _majority(values: list[str | None]) -> str | None:
 
 # ---------------------------------------------------------------- the checker
 def perceive(clip: np.ndarray, colors: list[str], sizes: list[float] | None = None, camera: str = "static",
-             background: str | None = None, extra_fg_area: float = 0.0) -> ScenePercept:
+             background: str | None = None, extra_fg_area: float = 0.0, lossy: bool = False) -> ScenePercept:
     """Read the subjects of the given colours (and the background) off a uint8 clip.
 
     `sizes` (base px) set the expected blob size; `background` skips the background
     search (used when the truth's background is a plate); `extra_fg_area` (base px^2)
     allows for foreground that is not a listed subject (other subjects of an edit).
+    `lossy` (decoded video files): chroma subsampling leaves a halo of blended colour
+    around subjects that reads as pattern marks; masks are eroded by scale/2 px first.
     """
     clip_f = clip.astype(np.float32) / 255.0
     T, H, W, _ = clip_f.shape
@@ -178,11 +180,12 @@ def perceive(clip: np.ndarray, colors: list[str], sizes: list[float] | None = No
     labels = np.where(fg, label_pixels(clip_f), -1)
     subjects = []
     for color, size in zip(colors, sizes):
-        subjects.append(_perceive_subject(labels, frame_ok, color, size, scale, pan, zoom))
+        subjects.append(_perceive_subject(labels, frame_ok, color, size, scale, pan, zoom,
+                                          erode=scale // 2 if lossy else 0))
     return ScenePercept(bg, bg_err, frame_ok, subjects)
 
 
-def _perceive_subject(labels, frame_ok, color, size, scale, pan, zoom) -> SubjectPercept:
+def _perceive_subject(labels, frame_ok, color, size, scale, pan, zoom, erode: int = 0) -> SubjectPercept:
     T, H, W = labels.shape
     body_l, dark_l = color_labels(color)
     found = np.zeros(T, bool)
@@ -194,6 +197,9 @@ def _perceive_subject(labels, frame_ok, color, size, scale, pan, zoom) -> Subjec
         body = lab == body_l
         dark = lab == dark_l
         m = body | dark
+        if erode:
+            m = _erode(m, erode)
+            body, dark = body & m, dark & m
         n = int(m.sum())
         exp_side = size * zoom[t] * scale
         if not frame_ok[t] or n < 0.3 * exp_side * exp_side * 0.45:

@@ -1,0 +1,93 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import evaluate as E
+from training.world import FAMILIES
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope="module")
+def oracle_report():
+    return E.evaluate(E.oracle)
+
+
+@pytest.fixture(scope="module")
+def noise_report():
+    return E.evaluate(E.noise)
+
+
+def test_benchmark_is_large_and_fixed():
+    assert len(FAMILIES) * E.CASES_PER_FAMILY >= 500 and E.CASES_PER_FAMILY >= 20
+    a = E.bench_cases("t2v")[5]
+    E.bench_cases.cache_clear()
+    b = E.bench_cases("t2v")[5]
+    assert a.request.to_json() == b.request.to_json()
+
+
+def test_oracle_scores_at_least_098_in_every_family(oracle_report):
+    for fam, r in oracle_report["families"].items():
+        assert r["success"] >= 0.98, (fam, r)
+        assert r["cases"] == E.CASES_PER_FAMILY
+
+
+def test_noise_scores_at_most_005_in_every_family(noise_report):
+    for fam, r in noise_report["families"].items():
+        assert r["success"] <= 0.05, (fam, r)
+
+
+def test_first_frame_baseline_fails_families_that_need_motion(oracle_report):
+    still = E.evaluate(E.first_frame, families=("t2v", "i2v", "motion_transfer", "arrows", "storyboard"))
+    for fam, r in still["families"].items():
+        assert r["success"] <= 0.2, (fam, r["success"])
+
+
+def test_a_wrong_colour_fails_prompt_following_but_not_motion():
+    case = next(c for c in E.bench_cases("t2v") if len(c.truth.subjects) == 1)
+    clip = case.target.copy()
+    m = case.truth.subjects[0].mask
+    clip[m] = 255 - clip[m]  # repaint the subject in another colour
+    s = E.score_case(case, clip)
+    assert not s.success and not s.metrics["color_acc"].passed
+
+
+def test_an_edit_that_changes_nothing_fails_and_keeps_the_rest():
+    case = E.bench_cases("edit_remove")[0]
+    s = E.score_case(case, case.truth.source)
+    assert not s.metrics["edit_psnr"].passed
+    assert s.metrics["unedited_psnr"].passed
+
+
+def test_judge_gsb():
+    assert E.gsb_ratio({"G": 6, "S": 2, "B": 2}) == 2.0
+    assert E.gsb_ratio({"G": 1, "S": 0, "B": 0}) == float("inf")
+    r = E.compare(E.oracle, E.noise, families=("t2v", "weather"), limit=4)
+    assert r["gsb"]["overall"] == "inf" and r["counts"]["overall"] == {"G": 8, "S": 0, "B": 0}
+    back = E.compare(E.noise, E.oracle, families=("t2v",), limit=4)
+    assert back["gsb"]["overall"] == 0.0
+    same = E.compare(E.oracle, E.oracle, families=("i2v",), limit=3)
+    assert same["gsb"]["overall"] == 1.0 and same["counts"]["overall"]["S"] == 3
+
+
+def test_cli_writes_the_json_report(tmp_path):
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", "oracle", "--family", "boxes",
+                        "--limit", "3", "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["families"]["boxes"]["success"] == 1.0 and rep["families"]["boxes"]["cases"] == 3
+    assert "overall" in rep and "boxes" in r.stdout
+    cmp_out = tmp_path / "c.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--compare", "first_frame", "noise", "--family", "t2v",
+                        "--limit", "3", "--json", str(cmp_out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(cmp_out.read_text())
+    assert set(c["gsb"]) >= {"overall", "prompt_following"} and c["counts"]["overall"]["G"] == 3
+    bad = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", "/no/such/model"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "not a model directory" in bad.stderr
