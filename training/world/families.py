@@ -597,7 +597,7 @@ def sample_combined(rng, split: Split) -> WorldSample:
         mat = _choice(rng, V.MATERIALS)
         tgt.subjects[0].material = mat
         words.append(f"turn {first} into {MATERIAL_WORDS[mat]}")
-    elif "effect" in ops:
+    if "effect" in ops:
         eff = _choice(rng, V.EFFECTS)
         tgt.subjects[0].effect = eff
         words.append(f"{first} {V.EFFECT_WORDS[eff]}")

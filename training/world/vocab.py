@@ -194,3 +194,16 @@ def camera_transform(camera: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 def color_distance(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).max())
+
+
+def enhancer_vocabulary():
+    """The prompt enhancer's vocabulary: what a model trained on this world knows."""
+    from model.prompt_enhancer import Vocabulary
+
+    return Vocabulary(
+        colors=list(COLORS), shapes=list(SHAPES), patterns=list(PATTERNS), motions=dict(MOTION_WORDS),
+        backgrounds={k: v for k, v in BACKGROUND_WORDS.items()}, weather=dict(WEATHER_WORDS),
+        styles=dict(STYLE_WORDS), materials=list(MATERIALS), effects=dict(EFFECT_WORDS),
+        knowledge_colors=dict(KNOWLEDGE_COLORS), knowledge_shapes=dict(KNOWLEDGE_SHAPES),
+        knowledge_motions=dict(KNOWLEDGE_MOTIONS),
+    )

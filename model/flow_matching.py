@@ -1,0 +1,51 @@
+"""Flow matching: the one convention every part of Omni Studio uses (DESIGN 3.2).
+
+    x_s = (1 - s) * x0 + s * noise,   s in [0, 1], s = 1 is pure noise
+    the network predicts v = noise - x0 and receives timestep = s * 1000
+    the sampler steps s from 1 to 0 with x += (s_next - s) * v on a shifted schedule
+
+Training, DPO, distillation and the pipeline all import this module.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TIMESTEP_SCALE = 1000.0
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """x_s for per-sample s of shape (B,)."""
+    s = s.view(-1, *([1] * (x0.dim() - 1)))
+    return (1 - s) * x0 + s * noise
+
+
+def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return noise - x0
+
+
+def to_timestep(s: torch.Tensor) -> torch.Tensor:
+    return s * TIMESTEP_SCALE
+
+
+def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
+    """The SD3 / Wan time shift: spends more steps at high noise when shift > 1."""
+    return shift * s / (1 + (shift - 1) * s)
+
+
+def sample_training_s(batch: int, generator: torch.Generator | None = None, shift: float = 1.0,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """Training noise levels: logit-normal (as SD3) then shifted; one distribution for all stages."""
+    u = torch.randn(batch, generator=generator, device=device)
+    s = torch.sigmoid(u)
+    return shift_sigmas(s, shift)
+
+
+def schedule(steps: int, shift: float = 3.0) -> torch.Tensor:
+    """steps + 1 noise levels from 1 to 0 (the last is 0)."""
+    s = torch.linspace(1.0, 0.0, steps + 1)
+    return shift_sigmas(s, shift)
+
+
+def euler_step(x: torch.Tensor, v: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
+    return x + (s_next - s) * v

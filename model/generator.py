@@ -1,0 +1,260 @@
+"""The Omni-Generator: a diffusion transformer over one token sequence (DESIGN 3.3).
+
+Condition tokens (text, reference images, subject views, context video, storyboard
+panels, annotation rasters, and one learned null token) carry a type embedding, a slot
+embedding (which @Image_N / @Subject_k they are) and 3D RoPE positions. They are clean:
+plain LayerNorm, no timestep, and they attend only among themselves. The noisy target
+tokens use adaLN-Zero from the timestep and attend to everything. Because no condition
+token ever sees a target token, each layer's condition keys and values are the same at
+every sampling step: `condition_cache()` computes them once per request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .component import Component
+
+# token types
+TEXT, IMAGE, SUBJECT, VIDEO, ANNOTATION, STORYBOARD, NULL = range(7)
+N_TYPES = 7
+
+
+@dataclass
+class GeneratorConfig:
+    latent_channels: int = 16  # VAE latent channels
+    patch: int = 2  # latent pixels per token side
+    dim: int = 256  # model width
+    depth: int = 8  # transformer blocks
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 384  # text encoder width
+    max_slots: int = 16  # reference slots: @Image_1..8 -> 1..8, @Subject_1..6 -> 9..14, panels 15
+    annotation_channels: int = 3  # arrow progress, arrow mask, box mask
+    annotation_patch: int = 8  # raster pixels per annotation token side
+    rope_theta: float = 100.0
+    rope_split: tuple[int, int, int] = (16, 24, 24)  # head-dim channels for t, h, w (sum = dim / heads)
+
+
+@dataclass
+class CondPiece:
+    """One condition of one request before embedding."""
+
+    kind: int  # TEXT, IMAGE, SUBJECT, VIDEO, ANNOTATION or STORYBOARD
+    data: torch.Tensor  # text: (L, text_dim); visual: latents (C, T, h, w); annotation: raster (A, H, W)
+    slot: int = 0
+    t0: int = 0  # time position of the first latent frame
+    mask: torch.Tensor | None = None  # text: (L,) valid tokens
+
+
+@dataclass
+class Conditions:
+    tokens: torch.Tensor  # (B, L, dim)
+    pos: torch.Tensor  # (B, L, 3) long
+    mask: torch.Tensor  # (B, L) bool, True = real token
+
+
+# ---------------------------------------------------------------- rotary positions
+def rope_angles(pos: torch.Tensor, split: tuple[int, int, int], theta: float) -> torch.Tensor:
+    """(B, L, 3) integer positions -> (B, L, head_dim / 2) rotation angles."""
+    parts = []
+    for axis, n in enumerate(split):
+        freqs = theta ** (-torch.arange(0, n, 2, dtype=torch.float32, device=pos.device) / n)
+        parts.append(pos[..., axis : axis + 1].float() * freqs)
+    return torch.cat(parts, dim=-1)
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """x: (B, H, L, Dh); angles: (B, L, Dh/2)."""
+    cos, sin = angles.cos()[:, None], angles.sin()[:, None]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    a = t.float()[:, None] * freqs[None]
+    return torch.cat([a.cos(), a.sin()], dim=-1)
+
+
+# ---------------------------------------------------------------- the block
+class OmniBlock(nn.Module):
+    """Shared attention + MLP weights; LayerNorm for condition tokens, adaLN-Zero for targets."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        d = cfg.dim
+        self.heads = cfg.heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.q_norm = nn.RMSNorm(d // cfg.heads)
+        self.k_norm = nn.RMSNorm(d // cfg.heads)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.cond_norm1 = nn.LayerNorm(d)
+        self.cond_norm2 = nn.LayerNorm(d)
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
+        self.ada = nn.Linear(d, 6 * d)  # shift, scale, gate for attention and MLP
+
+    def _qkv(self, h: torch.Tensor, angles: torch.Tensor):
+        B, L, D = h.shape
+        q, k, v = self.qkv(h).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, Dh)
+        q, k = self.q_norm(q), self.k_norm(k)
+        return apply_rope(q, angles), apply_rope(k, angles), v
+
+    def cond_forward(self, c, c_angles, c_mask):
+        """Condition stream: attends among conditions only; returns new c and its (k, v)."""
+        q, k, v = self._qkv(self.cond_norm1(c), c_angles)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=c_mask[:, None, None, :])
+        B, H, L, Dh = att.shape
+        c = c + self.proj(att.transpose(1, 2).reshape(B, L, H * Dh))
+        c = c + self.mlp(self.cond_norm2(c))
+        return c, (k, v)
+
+    def target_forward(self, x, x_angles, temb, ck, cv, c_mask):
+        B, N, D = x.shape
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(temb)[:, None].chunk(6, dim=-1)
+        q, k, v = self._qkv(self.norm1(x) * (1 + sc1) + sh1, x_angles)
+        keys = torch.cat([ck, k], dim=2)
+        vals = torch.cat([cv, v], dim=2)
+        mask = torch.cat([c_mask, torch.ones(B, N, dtype=torch.bool, device=x.device)], dim=1)
+        att = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask[:, None, None, :])
+        x = x + g1 * self.proj(att.transpose(1, 2).reshape(B, N, D))
+        x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
+        return x
+
+
+class OmniGenerator(Component):
+    config_class = GeneratorConfig
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(config)
+        c = config
+        d = c.dim
+        assert sum(c.rope_split) == d // c.heads, "rope_split must add up to the head dimension"
+        pdim = c.latent_channels * c.patch * c.patch
+        self.x_embed = nn.Linear(pdim, d)  # noisy target patches
+        self.latent_embed = nn.Linear(pdim, d)  # clean visual-condition patches
+        self.text_embed = nn.Sequential(nn.LayerNorm(c.text_dim), nn.Linear(c.text_dim, d))
+        self.ann_embed = nn.Linear(c.annotation_channels * c.annotation_patch ** 2, d)
+        self.type_embed = nn.Embedding(N_TYPES, d)
+        self.slot_embed = nn.Embedding(c.max_slots, d)
+        self.null_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList([OmniBlock(c) for _ in range(c.depth)])
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
+        self.final_ada = nn.Linear(d, 2 * d)
+        self.final = nn.Linear(d, pdim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT initialisation: Xavier linears, zero adaLN and output so every block starts as identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.type_embed.weight, std=0.02)
+        nn.init.normal_(self.slot_embed.weight, std=0.02)
+        nn.init.normal_(self.null_token, std=0.02)
+        for b in self.blocks:
+            nn.init.zeros_(b.ada.weight)
+            nn.init.zeros_(b.ada.bias)
+        nn.init.zeros_(self.final_ada.weight)
+        nn.init.zeros_(self.final_ada.bias)
+        nn.init.zeros_(self.final.weight)
+        nn.init.zeros_(self.final.bias)
+
+    # ------------------------------------------------------------ patches
+    def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, T, h, w) latents -> tokens (B, T*h'*w', C*p*p) and positions (T*h'*w', 3)."""
+        B, C, T, h, w = z.shape
+        p = self.config.patch
+        x = z.view(B, C, T, h // p, p, w // p, p).permute(0, 2, 3, 5, 1, 4, 6)  # (B, T, h', w', C, p, p)
+        tokens = x.reshape(B, T * (h // p) * (w // p), C * p * p)
+        tt, hh, ww = torch.meshgrid(torch.arange(T), torch.arange(h // p), torch.arange(w // p), indexing="ij")
+        pos = torch.stack([tt, hh, ww], -1).view(-1, 3).to(z.device)
+        return tokens, pos
+
+    def unpatchify(self, tokens: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+        C, T, h, w = shape
+        p = self.config.patch
+        B = tokens.shape[0]
+        x = tokens.view(B, T, h // p, w // p, C, p, p).permute(0, 4, 1, 2, 5, 3, 6)  # (B, C, T, h', p, w', p)
+        return x.reshape(B, C, T, h, w)
+
+    # ------------------------------------------------------------ conditions
+    def embed_conditions(self, batch: list[list[CondPiece]]) -> Conditions:
+        """Embed and pad each request's condition pieces (plus the null token) into one batch."""
+        c = self.config
+        dev = self.null_token.device
+        seqs, poss = [], []
+        for pieces in batch:
+            toks = [self.null_token[0] + self.type_embed.weight[NULL]]
+            pos = [torch.zeros(1, 3, dtype=torch.long, device=dev)]
+            for pc in pieces:
+                if pc.kind == TEXT:
+                    states = pc.data if pc.mask is None else pc.data[pc.mask]
+                    t = self.text_embed(states.to(dev))
+                    p = torch.zeros(t.shape[0], 3, dtype=torch.long, device=dev)
+                elif pc.kind == ANNOTATION:
+                    A, H, W = pc.data.shape
+                    q = c.annotation_patch
+                    r = pc.data.to(dev).view(A, H // q, q, W // q, q).permute(1, 3, 0, 2, 4).reshape(-1, A * q * q)
+                    t = self.ann_embed(r)
+                    hh, ww = torch.meshgrid(torch.arange(H // q), torch.arange(W // q), indexing="ij")
+                    p = torch.stack([torch.zeros_like(hh), hh, ww], -1).view(-1, 3).to(dev)
+                else:
+                    t, p = self.patchify(pc.data[None].to(dev))
+                    t, p = self.latent_embed(t[0]), p.clone()
+                    p[:, 0] += pc.t0
+                t = t + self.type_embed.weight[pc.kind] + self.slot_embed.weight[pc.slot]
+                toks.append(t)
+                pos.append(p)
+            seqs.append(torch.cat(toks))
+            poss.append(torch.cat(pos))
+        L = max(s.shape[0] for s in seqs)
+        B = len(seqs)
+        tokens = torch.zeros(B, L, c.dim, device=dev, dtype=seqs[0].dtype)
+        pos = torch.zeros(B, L, 3, dtype=torch.long, device=dev)
+        mask = torch.zeros(B, L, dtype=torch.bool, device=dev)
+        for i, (s, p) in enumerate(zip(seqs, poss)):
+            tokens[i, : len(s)] = s
+            pos[i, : len(s)] = p
+            mask[i, : len(s)] = True
+        return Conditions(tokens, pos, mask)
+
+    def condition_cache(self, cond: Conditions) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer condition (keys, values): the same at every step, so computed once."""
+        angles = rope_angles(cond.pos, self.config.rope_split, self.config.rope_theta)
+        h = cond.tokens
+        cache = []
+        for blk in self.blocks:
+            h, kv = blk.cond_forward(h, angles, cond.mask)
+            cache.append(kv)
+        return cache
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, cond: Conditions,
+                cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """Predict the flow velocity v = noise - x0 for noisy latents x (B, C, T, h, w)."""
+        B, C, T, h, w = x.shape
+        tokens, pos = self.patchify(x)
+        xt = self.x_embed(tokens)
+        temb = self.t_embed(timestep_embedding(timestep, 256))
+        x_angles = rope_angles(pos[None].expand(B, -1, -1), self.config.rope_split, self.config.rope_theta)
+        if cache is None:
+            cache = self.condition_cache(cond)
+        for blk, (ck, cv) in zip(self.blocks, cache):
+            xt = blk.target_forward(xt, x_angles, temb, ck, cv, cond.mask)
+        shift, scale = self.final_ada(temb)[:, None].chunk(2, dim=-1)
+        out = self.final(self.final_norm(xt) * (1 + scale) + shift)
+        return self.unpatchify(out, (C, T, h, w))

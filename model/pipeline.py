@@ -1,0 +1,168 @@
+"""OmniPipeline: MVL request -> video, in the diffusers skeleton.
+
+    pipe = OmniPipeline.from_pretrained("assets/models/omni-world")
+    out = pipe(request)            # out.frames: (T, 32, 32, 3) uint8; out.enhanced: the PE's plan
+
+Steps of `__call__`: check inputs, enhance, encode conditions, prepare latents, denoise
+(tqdm bar, `callback_on_step_end`, `interrupt`, condition cache), decode. It writes no
+files and prints nothing but the progress bar. The same request + seed + model gives the
+same video.
+
+A model directory (DESIGN 3.4): `model_index.json` + `vae/`, `generator/`, `enhancer/`,
+`text_encoder/` (the tiny test encoder's weights, or a pointer to the MiniLM package).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import flow_matching as fm
+from .conditioning import SIDE, build_conditions
+from .generator import TEXT, OmniGenerator
+from .mvl import MVLRequest, MVLValidationError
+from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
+from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
+from .vae import VideoVAE, to_uint8
+
+MODEL_FRAMES = 16
+
+
+@dataclass
+class PipelineConfig:
+    version: str = "dev"
+    frames: int = MODEL_FRAMES
+    size: int = SIDE
+    shift: float = 3.0  # sampling schedule shift (flow_matching.schedule)
+    default_steps: int = 10
+    default_guidance: float = 3.0
+    notes: dict = field(default_factory=dict)  # training recipe, provenance
+
+
+@dataclass
+class OmniOutput:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    enhanced: Enhanced
+    latents: torch.Tensor | None = None
+
+
+class OmniPipeline:
+    def __init__(self, vae: VideoVAE, generator: OmniGenerator, text_encoder, enhancer: RuleEnhancer,
+                 config: PipelineConfig | None = None):
+        self.vae = vae.eval()
+        self.generator = generator.eval()
+        self.text_encoder = text_encoder
+        self.enhancer = enhancer
+        self.config = config or PipelineConfig()
+        self.interrupt = False
+        self._progress = True
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        self._progress = not disable
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.vae.save_pretrained(d / "vae")
+        self.generator.save_pretrained(d / "generator")
+        self.enhancer.vocab.save(d / "enhancer")
+        te = self.text_encoder
+        if isinstance(te, TinyTextEncoder):
+            te.save_pretrained(d / "text_encoder")
+        else:
+            (d / "text_encoder").mkdir(exist_ok=True)
+            (d / "text_encoder" / "config.json").write_text(json.dumps({"_class": "MiniLMTextEncoder",
+                                                                       **asdict(te.config)}, indent=1))
+        index = {"_class": "OmniPipeline", "config": asdict(self.config),
+                 "components": {"vae": "VideoVAE", "generator": "OmniGenerator", "enhancer": "RuleEnhancer",
+                                "text_encoder": type(te).__name__}}
+        (d / "model_index.json").write_text(json.dumps(index, indent=1))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "OmniPipeline":
+        d = Path(directory)
+        idx_path = d / "model_index.json"
+        if not idx_path.is_file():
+            raise FileNotFoundError(f"{d}: no model_index.json; not an Omni model directory")
+        index = json.loads(idx_path.read_text())
+        vae = VideoVAE.from_pretrained(d / "vae", device)
+        gen = OmniGenerator.from_pretrained(d / "generator", device)
+        te_raw = json.loads((d / "text_encoder" / "config.json").read_text())
+        if te_raw.get("_class") == "TinyTextEncoder":
+            te = TinyTextEncoder.from_pretrained(d / "text_encoder")
+        else:
+            te_raw.pop("_class", None)
+            te = build_text_encoder(TextEncoderConfig(**te_raw))
+        enhancer = RuleEnhancer(Vocabulary.load(d / "enhancer"), te)
+        cfg = PipelineConfig(**index.get("config", {}))
+        return cls(vae, gen, te, enhancer, cfg)
+
+    # ------------------------------------------------------------ generation
+    def check_inputs(self, request: MVLRequest) -> None:
+        request.validate()
+        c = self.config
+        if (request.height, request.width) != (c.size, c.size):
+            raise MVLValidationError(f"the embedded model makes {c.size}x{c.size} clips; "
+                                     f"got {request.width}x{request.height}: set width and height to {c.size}")
+        if request.frames > c.frames:
+            raise MVLValidationError(f"the embedded model makes at most {c.frames} frames; got frames={request.frames}")
+        if request.upscale:
+            raise MVLValidationError("this model has no super-resolution stage yet: set upscale to false")
+
+    @torch.no_grad()
+    def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
+                 seed: int | None = None, enhance: bool = True,
+                 callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
+                 return_latents: bool = False) -> OmniOutput:
+        # 1. check inputs
+        self.check_inputs(request)
+        steps = steps or request.steps or self.config.default_steps
+        guidance = request.guidance if guidance is None else guidance
+        seed = request.seed if seed is None else seed
+        self.interrupt = False
+        # 2. enhance
+        enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
+        # 3. encode conditions: with text, and without it (the classifier-free guidance branch)
+        pieces = build_conditions([request], [enhanced.prompt], self.vae, self.text_encoder)[0]
+        use_cfg = guidance != 1.0
+        batch = [pieces, [p for p in pieces if p.kind != TEXT]] if use_cfg else [pieces]
+        cond = self.generator.embed_conditions(batch)
+        cache = self.generator.condition_cache(cond)  # computed once, reused at every step
+        # 4. prepare latents
+        C = self.vae.config.latent_channels
+        lat_t = self.vae.latent_frames(self.config.frames)
+        h = self.config.size // 4
+        g = torch.Generator().manual_seed(int(seed))
+        x = torch.randn(1, C, lat_t, h, h, generator=g)
+        # 5. denoise
+        sig = fm.schedule(steps, self.config.shift)
+        it = range(steps)
+        if self._progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="denoising", leave=False)
+        for i in it:
+            if self.interrupt:
+                break
+            s, s_next = float(sig[i]), float(sig[i + 1])
+            xin = torch.cat([x, x]) if use_cfg else x
+            t = torch.full((xin.shape[0],), fm.to_timestep(torch.tensor(s)).item())
+            v = self.generator(xin, t, cond, cache)
+            if use_cfg:
+                v_c, v_u = v.chunk(2)
+                v = v_u + guidance * (v_c - v_u)
+            x = fm.euler_step(x, v, s, s_next)
+            if callback_on_step_end is not None:
+                upd = callback_on_step_end(self, i, s * fm.TIMESTEP_SCALE, {"latents": x})
+                if upd and "latents" in upd:
+                    x = upd["latents"]
+        # 6. decode
+        frames = to_uint8(self.vae.decode(x, self.config.frames))[0].numpy()[: request.frames]
+        return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

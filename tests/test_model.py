@@ -1,0 +1,177 @@
+"""The Omni inference stack on tiny seeded components (CPU, seconds)."""
+
+import numpy as np
+import pytest
+import torch
+
+from model import flow_matching as fm
+from model.conditioning import build_conditions, rasterize_annotations
+from model.generator import TEXT, GeneratorConfig, OmniGenerator
+from model.mvl import Annotations, Arrow, Box, MVLRequest, MVLValidationError
+from model.pipeline import OmniPipeline, PipelineConfig
+from model.prompt_enhancer import RuleEnhancer
+from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+from model.vae import VAEConfig, VideoVAE, to_model_range
+from training.world import sample
+from training.world.vocab import enhancer_vocabulary
+
+
+def tiny_pipeline(seed: int = 0) -> OmniPipeline:
+    torch.manual_seed(seed)
+    vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    gen = OmniGenerator(GeneratorConfig(latent_channels=4, dim=32, depth=2, heads=2, text_dim=32, rope_split=(4, 6, 6)))
+    # adaLN-Zero starts every block as the identity; give the tiny model trained-like weights
+    for m in [gen.final, gen.final_ada] + [b.ada for b in gen.blocks]:
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+    pipe = OmniPipeline(vae, gen, te, RuleEnhancer(enhancer_vocabulary(), te), PipelineConfig(version="tiny"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_vae_is_causal_and_images_are_one_frame_videos():
+    vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4)).eval()
+    clip = torch.rand(1, 16, 32, 32, 3) * 2 - 1
+    z = vae.encode(clip)
+    assert z.shape == (1, 4, 8, 8, 8)
+    assert vae.decode(z, 16).shape == (1, 16, 32, 32, 3)
+    # the first latent frame depends on the first frame only: an image encodes to it
+    img = vae.encode(clip[:, :1])
+    assert img.shape == (1, 4, 1, 8, 8)
+    torch.testing.assert_close(img[:, :, 0], z[:, :, 0], atol=1e-5, rtol=1e-5)
+    changed = clip.clone()
+    changed[:, 8:] = 0
+    z2 = vae.encode(changed)
+    torch.testing.assert_close(z2[:, :, :4], z[:, :, :4], atol=1e-5, rtol=1e-5)  # the future does not leak back
+    assert vae.decode(img, 1).shape == (1, 1, 32, 32, 3)
+
+
+def test_condition_tokens_never_see_target_tokens():
+    pipe = tiny_pipeline()
+    gen = pipe.generator
+    s = sample("edit_replace", 0)
+    pieces = build_conditions([s.request], [s.request.prompt], pipe.vae, pipe.text_encoder)
+    cond = gen.embed_conditions(pieces)
+    cache = gen.condition_cache(cond)
+    x1 = torch.randn(1, 4, 8, 8, 8)
+    x2 = torch.randn(1, 4, 8, 8, 8)
+    t = torch.tensor([500.0])
+    # the cache does not depend on the target, and using it gives the same output as recomputing
+    torch.testing.assert_close(gen(x1, t, cond), gen(x1, t, cond, cache))
+    # gradients: the condition keys of layer 1 get nothing from the noisy target
+    cond_t = cond.tokens.clone().requires_grad_(True)
+    from model.generator import Conditions
+
+    c2 = Conditions(cond_t, cond.pos, cond.mask)
+    k, _ = gen.condition_cache(c2)[1]
+    xg = x2.clone().requires_grad_(True)
+    (k.sum() + 0 * gen(xg, t, c2).sum()).backward()
+    assert xg.grad is None or xg.grad.abs().sum() == 0
+    # but the target output does depend on the conditions
+    assert not torch.allclose(gen(x1, t, cond), gen(x1, t, gen.embed_conditions([[p for p in pieces[0] if p.kind != TEXT]])))
+
+
+def test_pipeline_shapes_determinism_and_round_trip(tmp_path):
+    pipe = tiny_pipeline()
+    req = sample("i2v", 1).request
+    a = pipe(req, steps=2)
+    b = pipe(req, steps=2)
+    assert a.frames.shape == (16, 32, 32, 3) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    c = pipe(req, steps=2, seed=req.seed + 1)
+    assert not np.array_equal(a.frames, c.frames)
+    pipe.save_pretrained(tmp_path / "m")
+    again = OmniPipeline.from_pretrained(tmp_path / "m")
+    again.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(again(req, steps=2).frames, a.frames)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "enhancer", "generator", "model_index.json", "text_encoder", "vae"]
+    assert list((tmp_path / "m" / "generator").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("family", ["t2v", "subject_ref", "storyboard", "arrows", "boxes", "combined", "novel_view"])
+def test_every_kind_of_request_is_accepted(family):
+    pipe = tiny_pipeline()
+    out = pipe(sample(family, 2).request, steps=1)
+    assert out.frames.shape == (16, 32, 32, 3)
+
+
+def test_callback_sees_every_step_and_interrupt_stops():
+    pipe = tiny_pipeline()
+    seen = []
+
+    def cb(p, i, t, tensors):
+        seen.append((i, t))
+        if i == 2:
+            p.interrupt = True
+        return tensors
+
+    pipe(sample("t2v", 0).request, steps=6, callback_on_step_end=cb)
+    assert [i for i, _ in seen] == [0, 1, 2]
+    assert seen[0][1] == pytest.approx(1000.0)  # the first step is at pure noise, timestep = s * 1000
+
+
+def test_pipeline_refuses_what_it_cannot_make():
+    pipe = tiny_pipeline()
+    req = sample("t2v", 0).request
+    req.width = req.height = 64
+    with pytest.raises(MVLValidationError, match="makes 32x32 clips"):
+        pipe(req)
+    req = sample("t2v", 0).request
+    req.prompt = "@Image_2 runs"
+    with pytest.raises(MVLValidationError, match="@Image_2 is used but only 0 images"):
+        pipe(req)
+
+
+def test_flow_matching_convention_recovers_the_data_point():
+    """With one data point x0 the exact velocity is (x - x0) / s; the sampler must land on x0."""
+    x0 = torch.tensor([0.7, -1.3])
+    noise = torch.tensor([0.2, 0.9])
+    s = torch.tensor([0.25])
+    xs = fm.add_noise(x0[None], noise[None], s)
+    torch.testing.assert_close(xs[0], 0.75 * x0 + 0.25 * noise)
+    torch.testing.assert_close((xs[0] - x0) / 0.25, fm.velocity_target(x0, noise))
+    sig = fm.schedule(10, shift=3.0)
+    assert sig[0] == 1.0 and sig[-1] == 0.0 and torch.all(sig[:-1] > sig[1:])
+    x = torch.randn(2)
+    for i in range(10):
+        v = (x - x0) / sig[i]
+        x = fm.euler_step(x, v, float(sig[i]), float(sig[i + 1]))
+    torch.testing.assert_close(x, x0)
+
+
+def test_a_time_conditioned_tiny_model_learns_the_convention():
+    """A tiny MLP trained with this module's loss samples near the two data modes."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64), torch.nn.SiLU(),
+                              torch.nn.Linear(64, 1))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    modes = torch.tensor([-2.0, 2.0])
+    for _ in range(1500):
+        x0 = modes[torch.randint(0, 2, (256,))][:, None]
+        noise = torch.randn(256, 1)
+        s = fm.sample_training_s(256)
+        xs = fm.add_noise(x0, noise, s)
+        v = net(torch.cat([xs, fm.to_timestep(s)[:, None] / 1000], 1))
+        loss = (v - fm.velocity_target(x0, noise)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.randn(512, 1)
+    sig = fm.schedule(20, 1.0)
+    with torch.no_grad():
+        for i in range(20):
+            t = torch.full((512, 1), float(sig[i]))
+            x = fm.euler_step(x, net(torch.cat([x, t], 1)), float(sig[i]), float(sig[i + 1]))
+    near = (x - 2).abs().lt(0.5) | (x + 2).abs().lt(0.5)
+    assert near.float().mean() > 0.85
+    assert 0.3 < (x > 0).float().mean() < 0.7  # both modes, not one
+
+
+def test_annotation_raster_marks_direction_and_box():
+    r = rasterize_annotations(Annotations(arrows=[Arrow([(0.1, 0.5), (0.9, 0.5)])], boxes=[Box((0.5, 0.1, 0.75, 0.3))]))
+    row = r[0, 16]
+    xs = np.nonzero(row)[0]
+    assert row[xs[0]] < row[xs[-1]]  # progress grows toward the arrow head
+    assert r[2, 3:10, 16:24].all() and r[2].sum() == 7 * 8  # rows round(3.2)..round(9.6), cols 16..24

@@ -1,0 +1,217 @@
+"""Train the Omni-Generator with flow matching on OmniWorld (pretraining and SFT share this loop).
+
+    python -m training.pretrain --out runs/pretrain --vae runs/vae/final [--steps N] ...
+    python -m training.sft --out runs/sft --init runs/pretrain/model [--steps N] ...
+    torchrun --nproc_per_node 2 -m training.pretrain ...   (data parallel: gloo on CPU, nccl on GPU)
+
+Resumable from `OUT/checkpoint.pt`; bf16 autocast; EMA of the weights; one log line per
+interval in `OUT/log.jsonl`; the EMA model is exported as a model directory `OUT/model`
+at every checkpoint, ready for `python -m training.evaluate --model OUT/model`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from model import flow_matching as fm
+from model.conditioning import build_conditions
+from model.generator import GeneratorConfig, OmniGenerator
+from model.pipeline import OmniPipeline, PipelineConfig
+from model.prompt_enhancer import RuleEnhancer
+from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
+from model.vae import VAEConfig, VideoVAE, to_model_range
+from training.data import sample_stream
+from training.world.vocab import enhancer_vocabulary
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "pretrain"  # pretrain | sft (names the run; the families decide the data)
+    out: str = "runs/pretrain"
+    families: str = "t2v,i2v"  # comma-separated task families
+    vae: str = "runs/vae/final"  # a VAE component directory ('tiny' = random tiny VAE, tests)
+    init: str = ""  # a model directory to start from (SFT starts from pretraining)
+    text_encoder: str = "minilm"  # minilm | tiny
+    steps: int = 20000
+    batch: int = 32  # per process
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup: int = 200
+    weight_decay: float = 0.0
+    ema: float = 0.999
+    p_drop_text: float = 0.1  # classifier-free guidance: text dropped
+    p_drop_visual: float = 0.1  # ... and, independently, every visual reference dropped
+    time_shift: float = 1.0  # training noise-level shift (flow_matching.sample_training_s)
+    sample_shift: float = 3.0  # the sampler's schedule shift stored with the model
+    log_every: int = 20
+    save_every: int = 200
+    seed: int = 0
+    threads: int = 1
+    bf16: bool = True
+    dim: int = 256
+    depth: int = 8
+    heads: int = 4
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to min_lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
+
+
+def _rope_split(head_dim: int) -> tuple[int, int, int]:
+    t = (head_dim // 4) // 2 * 2
+    rest = head_dim - t
+    h = rest // 2 // 2 * 2
+    return (t, h, rest - h)
+
+
+def build_components(cfg: TrainConfig):
+    if cfg.init:
+        pipe = OmniPipeline.from_pretrained(cfg.init)
+        return pipe.vae, pipe.generator.train(), pipe.text_encoder
+    if cfg.vae == "tiny":
+        vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
+    else:
+        vae = VideoVAE.from_pretrained(cfg.vae)
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32)) if cfg.text_encoder == "tiny" \
+        else build_text_encoder(TextEncoderConfig())
+    text_dim = te.config.dim
+    gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+                           text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads))
+    return vae.eval(), OmniGenerator(gcfg), te
+
+
+def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
+                  gen_fwd=None) -> torch.Tensor:
+    """Flow-matching loss of one batch of world samples (shared by the tests and every stage)."""
+    B = len(samples)
+    requests = [s.request for s in samples]
+    prompts = [enhancer.enhance(r).prompt for r in requests]
+    drop_t = list(rng.random(B) < cfg.p_drop_text)
+    drop_v = list(rng.random(B) < cfg.p_drop_visual)
+    pieces = build_conditions(requests, prompts, vae, te, drop_text=drop_t, drop_visual=drop_v)
+    with torch.no_grad():
+        x0 = vae.encode(to_model_range(torch.from_numpy(np.stack([s.target for s in samples]))))
+    g = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+    noise = torch.randn(x0.shape, generator=g)
+    s = fm.sample_training_s(B, g, cfg.time_shift)
+    xs = fm.add_noise(x0, noise, s)
+    model = gen_fwd or gen
+    base = gen.module if hasattr(gen, "module") else gen
+    cond = base.embed_conditions(pieces)
+    v = model(xs, fm.to_timestep(s), cond)
+    return F.mse_loss(v.float(), fm.velocity_target(x0, noise))
+
+
+def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: Path, hours: float) -> Path:
+    notes = {"stage": cfg.stage, "step": step, "train_config": asdict(cfg), "hours": round(hours, 3)}
+    pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
+                        PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes))
+    tmp = out / "model.tmp"
+    pipe.save_pretrained(tmp)
+    final = out / "model"
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def main(cfg: TrainConfig, resume: bool = True) -> dict:
+    torch.set_num_threads(cfg.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vae, gen, te = build_components(cfg)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    ema = copy.deepcopy(gen).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    step, hours_before = 0, 0.0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        st = torch.load(ckpt, weights_only=False)
+        gen.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step, hours_before = int(st["step"]), float(st.get("hours", 0.0))
+        if rank == 0:
+            print(f"resumed {cfg.out} at step {step}", flush=True)
+    # conditions differ per batch (no annotation, no video...), so some embeddings go unused in a step
+    fwd = torch.nn.parallel.DistributedDataParallel(gen, find_unused_parameters=True) if world > 1 else gen
+    families = tuple(f.strip() for f in cfg.families.split(",") if f.strip())
+    stream = sample_stream(families, cfg.seed * 1_000_003 + step, rank, world)
+    rng = np.random.default_rng([cfg.seed, step, rank])
+    enhancer = RuleEnhancer(enhancer_vocabulary())
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    t0, losses = time.time(), []
+    gen.train()
+    last = {}
+    while step < cfg.steps:
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, cfg)
+        samples = [next(stream) for _ in range(cfg.batch)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and not torch.cuda.is_available()):
+            loss = training_loss(gen, vae, te, enhancer, samples, cfg, rng, gen_fwd=fwd)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for pe, pg in zip(ema.parameters(), gen.parameters()):
+                pe.lerp_(pg, 1 - cfg.ema)
+        step += 1
+        losses.append(loss.item())
+        if rank == 0 and step % cfg.log_every == 0:
+            el = time.time() - t0
+            last = {"step": step, "loss": round(float(np.mean(losses)), 5), "grad_norm": round(float(gn), 3),
+                    "lr": round(lr_at(step, cfg), 7), "samples_per_s": round(cfg.batch * world * len(losses) / el, 2),
+                    "hours": round(hours_before + (time.time() - t0) / 3600, 4)}
+            print(json.dumps(last), flush=True)
+            log.write(json.dumps(last) + "\n")
+            log.flush()
+            losses, t0, hours_before = [], time.time(), last["hours"]
+        if rank == 0 and (step % cfg.save_every == 0 or step == cfg.steps):
+            hours = hours_before + (time.time() - t0) / 3600
+            torch.save({"model": gen.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "hours": hours, "config": asdict(cfg)}, out / "checkpoint.tmp")
+            (out / "checkpoint.tmp").replace(ckpt)
+            export_model(ema, vae, te, cfg, step, out, hours)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return last
+
+
+def parse(argv: list[str] | None, defaults: dict) -> tuple[TrainConfig, bool]:
+    ap = argparse.ArgumentParser()
+    base = TrainConfig(**defaults)
+    for name, f in TrainConfig.__dataclass_fields__.items():
+        d = getattr(base, name)
+        kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(d, bool) else type(d)
+        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=d)
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    a = ap.parse_args(argv)
+    return TrainConfig(**{k: getattr(a, k) for k in TrainConfig.__dataclass_fields__}), not a.fresh

@@ -1,0 +1,133 @@
+"""Train the causal video VAE on OmniWorld clips and images.
+
+    python -m training.train_vae --out runs/vae [--steps 4000] [--batch 16] [--resume]
+
+Resumable (checkpoint every --save-every steps), bf16 autocast on CPU, one thread.
+At the end the latent scale is set so latents have unit standard deviation, and the
+component is saved as `OUT/final` (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.vae import VAEConfig, VideoVAE, to_model_range
+from training.data import SFT_FAMILIES, clip_batch, sample_stream
+
+
+@dataclass
+class VAETrainConfig:
+    out: str = "runs/vae"
+    steps: int = 4000
+    batch: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    kl_weight: float = 1e-6
+    save_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+    threads: int = 1
+    latent_channels: int = 16
+
+
+def lr_at(step: int, cfg: VAETrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
+
+
+def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    mean, logvar = vae.encode_dist(x)
+    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    rec = vae.decode(z, x.shape[1])
+    mse = (rec - x).pow(2).mean()
+    l1 = (rec - x).abs().mean()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+    return mse + 0.5 * l1 + kl_weight * kl, {"mse": mse.item(), "kl": kl.item()}
+
+
+def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    vae = VideoVAE(VAEConfig(latent_channels=cfg.latent_channels))
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step = 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+        print(f"resumed at step {step}", flush=True)
+    stream = sample_stream(SFT_FAMILIES, cfg.seed + step)
+    rng = np.random.default_rng(cfg.seed + step)
+    log = open(out / "log.jsonl", "a")
+    t0 = time.time()
+    vae.train()
+    while step < cfg.steps:
+        clips, images = clip_batch(stream, cfg.batch, rng=rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, info = vae_loss(vae, to_model_range(torch.from_numpy(clips)), cfg.kl_weight)
+            if len(images):
+                li, _ = vae_loss(vae, to_model_range(torch.from_numpy(images)), cfg.kl_weight)
+                loss = loss + 0.5 * li
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0:
+            psnr = -10 * math.log10(max(info["mse"] / 4, 1e-10))  # range [-1, 1] -> [0, 1]
+            rec = {"step": step, "loss": round(loss.item(), 5), "psnr": round(psnr, 2), "kl": round(info["kl"], 3),
+                   "lr": round(lr_at(step, cfg), 6), "s": round(time.time() - t0, 1)}
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "config": asdict(cfg)},
+                       out / "checkpoint.tmp")
+            (out / "checkpoint.tmp").replace(ckpt)
+    vae.eval()
+    vae.config.scaling = latent_scale(vae, stream)
+    vae.save_pretrained(out / "final")
+    return vae
+
+
+@torch.no_grad()
+def latent_scale(vae: VideoVAE, stream, batches: int = 8) -> float:
+    zs = []
+    for _ in range(batches):
+        clips, _ = clip_batch(stream, 16, image_fraction=0.0)
+        zs.append(vae.encode(to_model_range(torch.from_numpy(clips))))
+    return float(1.0 / torch.cat(zs).std().clamp_min(1e-3))
+
+
+def parse(argv: list[str] | None = None) -> tuple[VAETrainConfig, bool]:
+    ap = argparse.ArgumentParser(prog="python -m training.train_vae")
+    for name, f in VAETrainConfig.__dataclass_fields__.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    a = ap.parse_args(argv)
+    cfg = VAETrainConfig(**{k: getattr(a, k) for k in VAETrainConfig.__dataclass_fields__})
+    return cfg, not a.fresh
+
+
+if __name__ == "__main__":
+    c, r = parse()
+    main(c, r)
+    sys.exit(0)
