@@ -91,3 +91,13 @@ def test_cli_writes_the_json_report(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", "/no/such/model"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "not a model directory" in bad.stderr
+
+
+def test_a_model_directory_runs_through_omnibench(tmp_path):
+    from tests.test_model import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    gen = E.load_model(str(tmp_path / "m"))
+    rep = E.evaluate(gen, families=("t2v", "edit_remove"), limit=2)
+    assert rep["families"]["t2v"]["cases"] == 2
+    assert rep["families"]["t2v"]["success"] <= 0.5  # random weights do not make the right video
