@@ -78,9 +78,9 @@ class VideoVAE(Component):
             FrameNorm(8, c2), nn.SiLU(), CausalConv3d(c2, 2 * config.latent_channels, kt=1, ks=1),
         )
         self.dec = nn.Sequential(CausalConv3d(config.latent_channels, c2, kt=1), ResBlock(c2), ResBlock(c2))
-        self.dec_up1 = nn.Sequential(CausalConv3d(c2, c1, kt=3), ResBlock(c1))  # after 2x time + space
-        self.dec_up2 = nn.Sequential(CausalConv3d(c1, c0, kt=1), FrameNorm(8, c0), nn.SiLU(),
-                                     CausalConv3d(c0, config.in_channels, kt=1))  # after 2x space
+        self.dec_up1 = nn.Sequential(CausalConv3d(c2, c1, kt=3), ResBlock(c1), ResBlock(c1))  # after 2x time + space
+        self.dec_up2 = nn.Sequential(CausalConv3d(c1, c0, kt=1), ResBlock(c0), FrameNorm(8, c0), nn.SiLU(),
+                                     CausalConv3d(c0, config.in_channels, kt=1))  # after 2x space: edges, eyes
 
     # pixels are (B, T, H, W, 3) floats in [-1, 1]; latents are (B, C, T', h, w)
     def encode_dist(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

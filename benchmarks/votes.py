@@ -1,0 +1,112 @@
+"""Votes per second into the studio database under concurrent annotators, and job-queue overhead.
+
+    python -m benchmarks.votes [--json OUT] [--threads 32] [--votes 4000] [--home DIR]
+
+32 annotator threads each take a pair and vote through the service layer (ArenaService) on
+a SQLite file; one vote in ten is submitted twice with the same idempotency key (a
+double-click). Afterwards the votes are recounted: none may be lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.votes")
+    ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--threads", type=int, default=32)
+    ap.add_argument("--votes", type=int, default=4000)
+    ap.add_argument("--home", default=None)
+    args = ap.parse_args(argv)
+    from studio_backend.studio import Studio
+
+    home = args.home or tempfile.mkdtemp(prefix="omni-votes-")
+    studio = Studio.open(home, gold_rate=0.0)
+    a = studio.media.put_image_array(np.zeros((32, 32, 3), np.uint8))
+    b = studio.media.put_image_array(np.full((32, 32, 3), 255, np.uint8))
+    v1 = studio.registry.register(f"bench-a-{uuid.uuid4().hex[:6]}", "/a")
+    v2 = studio.registry.register(f"bench-b-{uuid.uuid4().hex[:6]}", "/b")
+    per_thread = args.votes // args.threads
+    n_comparisons = per_thread + 10  # every annotator can vote on every pair once
+    for k in range(n_comparisons):
+        studio.arena.add_comparison("eval", {"prompt": f"case {k}"}, a, b, family="t2v",
+                                    version_a=v1.id, version_b=v2.id)
+    annotators = [studio.users.ensure(f"bench-ann-{i}", "annotator") for i in range(args.threads)]
+    latencies: list[float] = []
+    accepted = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    rng = np.random.default_rng(0)
+    verdicts = rng.choice(["G", "S", "B"], size=(args.threads, per_thread))
+
+    def annotate(i: int) -> None:
+        ann = annotators[i]
+        mine = []
+        for k in range(per_thread):
+            pair = studio.arena.next_pair(ann)
+            key = uuid.uuid4().hex
+            t = time.perf_counter()
+            try:
+                r = studio.arena.vote(ann, pair.left_is_a_token, {"prompt_following": verdicts[i, k]}, verdicts[i, k], key)
+                if k % 10 == 0:  # a double submit
+                    studio.arena.vote(ann, pair.left_is_a_token, {"prompt_following": verdicts[i, k]}, verdicts[i, k], key)
+            except Exception as e:  # counted, not hidden
+                with lock:
+                    errors.append(repr(e))
+                continue
+            mine.append(time.perf_counter() - t)
+            with lock:
+                accepted[0] += int(r.created)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(args.threads)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    stored = studio.arena.votes()
+    expected = args.threads * per_thread - len(errors)
+    keys = {(v["comparison_id"], v["annotator_id"]) for v in stored}
+    lat = np.array(latencies) * 1000
+    # job queue overhead: submit, claim and finish an empty job
+    admin = studio.users.ensure("bench-admin", "admin")
+    t = time.perf_counter()
+    n_jobs = 200
+    for _ in range(n_jobs):
+        j = studio.jobs.submit(admin, "generate", {"prompt": "x"})
+        c = studio.jobs.claim("bench")
+        studio.jobs.progress(c.id, 0.5)
+        studio.jobs.finish(c.id, "succeeded")
+    job_ms = (time.perf_counter() - t) / n_jobs * 1000
+    out = {
+        "threads": args.threads, "votes": len(stored), "wall_s": round(wall, 2),
+        "votes_per_s": round(len(stored) / wall, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "lost": max(0, expected - len(stored)), "duplicated": len(stored) - len(keys) + max(0, len(stored) - expected),
+        "errors": len(errors), "job_overhead_ms": round(job_ms, 2), "database": studio.db.url.split("://")[0],
+    }
+    print(f"{'measure':24s} {'value':>10s}")
+    for k in ("threads", "votes", "votes_per_s", "p50_ms", "p99_ms", "lost", "duplicated", "errors", "job_overhead_ms"):
+        print(f"{k:24s} {out[k]:>10}")
+    if errors:
+        print("first error:", errors[0], file=sys.stderr)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,538 @@
+"""The studio's services: the rules and the transactions, plain records in and out.
+
+One service per concern (users and projects, subject library, model registry, jobs,
+arena); each takes the Database and returns frozen dataclasses, never ORM objects.
+Roles are checked here, not in the UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .db import Database
+from .media import AssetInfo, MediaStore
+from .models import Asset, Comparison, Job, ModelVersion, Project, Subject, SubjectImage, User, Vote
+
+ROLES = ("creator", "annotator", "admin")
+DIMENSIONS = ("dynamic_quality", "visual_quality", "prompt_following", "identity_consistency", "video_consistency")
+VERDICTS = ("G", "S", "B")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+class ServiceError(ValueError):
+    """A request the studio refuses; the message names the input and the fix."""
+
+
+class PermissionDenied(ServiceError):
+    pass
+
+
+# ---------------------------------------------------------------- records
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: int
+    name: str
+    owner_id: int
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    id: int
+    project_id: int
+    name: str
+    image_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    id: int
+    name: str
+    path: str
+    parent_id: int | None
+    status: str
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    status: str
+    progress: float
+    message: str
+    request: dict
+    seed: int
+    model_version_id: int | None
+    result_asset_id: str | None
+    project_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """What an annotator receives: nothing names a model, a version or a seed."""
+
+    comparison_id: int
+    prompt: str
+    left_asset: str
+    right_asset: str
+    left_is_a_token: str  # opaque: which side is A, sealed for the vote (not readable by the page)
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    id: int
+    comparison_id: int
+    annotator_id: int
+    verdicts: dict
+    overall: str
+    created: bool  # False when the idempotency key had been used already
+
+
+def _user(u: User) -> UserRecord:
+    return UserRecord(u.id, u.name, u.role)
+
+
+def _subject(s: Subject) -> SubjectRecord:
+    return SubjectRecord(s.id, s.project_id, s.name, tuple(i.asset_id for i in s.images))
+
+
+def _version(v: ModelVersion) -> VersionRecord:
+    return VersionRecord(v.id, v.name, v.path, v.parent_id, v.status, dict(v.metrics or {}))
+
+
+def _job(j: Job) -> JobRecord:
+    return JobRecord(j.id, j.kind, j.status, j.progress, j.message, dict(j.request), j.seed, j.model_version_id,
+                     j.result_asset_id, j.project_id, j.created_at)
+
+
+def require(user: UserRecord, *roles: str) -> None:
+    if user.role not in roles and user.role != "admin":
+        raise PermissionDenied(f"{user.name} is a {user.role}; this needs the {' or '.join(roles)} role")
+
+
+# ---------------------------------------------------------------- users and projects
+class UserService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def ensure(self, name: str, role: str = "creator") -> UserRecord:
+        if role not in ROLES:
+            raise ServiceError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if not re.match(r"^[\w.\-@ ]{1,64}$", name or ""):
+            raise ServiceError(f"user name {name!r}: use 1-64 letters, digits, spaces, . - _ @")
+        with self.db.session() as s:
+            u = s.scalar(select(User).where(User.name == name))
+            if u is None:
+                u = User(name=name, role=role)
+                s.add(u)
+                s.flush()
+            return _user(u)
+
+    def set_role(self, actor: UserRecord, user_id: int, role: str) -> UserRecord:
+        require(actor, "admin")
+        if role not in ROLES:
+            raise ServiceError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        with self.db.session() as s:
+            u = s.get(User, user_id)
+            if u is None:
+                raise ServiceError(f"no user {user_id}")
+            u.role = role
+            return _user(u)
+
+
+class ProjectService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, user: UserRecord, name: str) -> ProjectRecord:
+        require(user, "creator")
+        name = (name or "").strip()
+        if not 1 <= len(name) <= 120:
+            raise ServiceError("a project needs a name of 1 to 120 characters")
+        with self.db.session() as s:
+            p = Project(name=name, owner_id=user.id)
+            s.add(p)
+            s.flush()
+            return ProjectRecord(p.id, p.name, p.owner_id)
+
+    def list(self, user: UserRecord) -> list[ProjectRecord]:
+        with self.db.session(write=False) as s:
+            q = select(Project).order_by(Project.id)
+            if user.role != "admin":
+                q = q.where(Project.owner_id == user.id)
+            return [ProjectRecord(p.id, p.name, p.owner_id) for p in s.scalars(q)]
+
+    def get(self, user: UserRecord, project_id: int) -> ProjectRecord:
+        with self.db.session(write=False) as s:
+            p = s.get(Project, project_id)
+            if p is None or (p.owner_id != user.id and user.role != "admin"):
+                raise ServiceError(f"no project {project_id} of {user.name}")
+            return ProjectRecord(p.id, p.name, p.owner_id)
+
+
+# ---------------------------------------------------------------- subject library
+class SubjectService:
+    """Subjects usable as `@Name` in prompts: names validated and unique per project."""
+
+    def __init__(self, db: Database, media: MediaStore, projects: ProjectService):
+        self.db, self.media, self.projects = db, media, projects
+
+    @staticmethod
+    def check_name(name: str) -> str:
+        if not NAME_RE.match(name or "") or name == "Video" or re.match(r"^Image_\d+$", name):
+            raise ServiceError(f"subject name {name!r} cannot be an @reference: start with a letter, then letters, "
+                               "digits or _ (at most 32), and not Image_N or Video")
+        return name
+
+    def create(self, user: UserRecord, project_id: int, name: str, images: list[AssetInfo]) -> SubjectRecord:
+        require(user, "creator")
+        self.projects.get(user, project_id)
+        self.check_name(name)
+        if not 1 <= len(images) <= 8:
+            raise ServiceError(f"a subject needs 1 to 8 images (views); got {len(images)}")
+        if any(i.kind != "image" for i in images):
+            raise ServiceError("subject views must be images")
+        with self.db.session() as s:
+            if s.scalar(select(Subject).where(Subject.project_id == project_id, Subject.name == name)):
+                raise ServiceError(f"@{name} already exists in this project; pick another name or rename it")
+            for info in images:
+                _ensure_asset(s, info)
+            sub = Subject(project_id=project_id, name=name,
+                          images=[SubjectImage(asset_id=i.id, position=k) for k, i in enumerate(images)])
+            s.add(sub)
+            s.flush()
+            return _subject(sub)
+
+    def list(self, user: UserRecord, project_id: int) -> list[SubjectRecord]:
+        self.projects.get(user, project_id)
+        with self.db.session() as s:
+            return [_subject(x) for x in s.scalars(select(Subject).where(Subject.project_id == project_id)
+                                                   .order_by(Subject.name))]
+
+    def rename(self, user: UserRecord, subject_id: int, new_name: str) -> SubjectRecord:
+        require(user, "creator")
+        self.check_name(new_name)
+        with self.db.session() as s:
+            sub = self._owned(s, user, subject_id)
+            clash = s.scalar(select(Subject).where(Subject.project_id == sub.project_id, Subject.name == new_name,
+                                                   Subject.id != sub.id))
+            if clash:
+                raise ServiceError(f"@{new_name} already exists in this project")
+            sub.name = new_name
+            return _subject(sub)
+
+    def delete(self, user: UserRecord, subject_id: int) -> None:
+        require(user, "creator")
+        with self.db.session() as s:
+            s.delete(self._owned(s, user, subject_id))
+
+    def resolve(self, user: UserRecord, project_id: int, names: list[str]) -> dict[str, list[str]]:
+        """Asset ids of the named subjects; refuses a name that is not (or no longer) in the library."""
+        lib = {x.name: list(x.image_ids) for x in self.list(user, project_id)}
+        missing = [n for n in names if n not in lib]
+        if missing:
+            raise ServiceError(f"@{missing[0]} is not in this project's subject library"
+                               + (f" (known: {', '.join('@' + n for n in sorted(lib))})" if lib else ""))
+        return {n: lib[n] for n in names}
+
+    def _owned(self, s, user: UserRecord, subject_id: int) -> Subject:
+        sub = s.get(Subject, subject_id)
+        if sub is None:
+            raise ServiceError(f"no subject {subject_id}")
+        p = s.get(Project, sub.project_id)
+        if p.owner_id != user.id and user.role != "admin":
+            raise PermissionDenied(f"subject {subject_id} belongs to another creator's project")
+        return sub
+
+
+def _ensure_asset(s, info: AssetInfo) -> None:
+    if s.get(Asset, info.id) is None:
+        s.add(Asset(id=info.id, kind=info.kind, path=info.rel_path, width=info.width, height=info.height,
+                    frames=info.frames, original_name=info.original_name))
+        s.flush()
+
+
+# ---------------------------------------------------------------- model registry
+class ModelRegistry:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def register(self, name: str, path: str, parent_id: int | None = None, metrics: dict | None = None,
+                 run_job_id: int | None = None, status: str = "candidate") -> VersionRecord:
+        with self.db.session() as s:
+            if s.scalar(select(ModelVersion).where(ModelVersion.name == name)):
+                raise ServiceError(f"model version {name!r} exists already")
+            if status == "active":
+                s.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
+            v = ModelVersion(name=name, path=path, parent_id=parent_id, metrics=metrics or {}, run_job_id=run_job_id,
+                             status=status)
+            s.add(v)
+            s.flush()
+            return _version(v)
+
+    def active(self) -> VersionRecord | None:
+        with self.db.session(write=False) as s:
+            v = s.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+            return _version(v) if v else None
+
+    def list(self) -> list[VersionRecord]:
+        with self.db.session(write=False) as s:
+            return [_version(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+
+    def get(self, version_id: int) -> VersionRecord:
+        with self.db.session(write=False) as s:
+            v = s.get(ModelVersion, version_id)
+            if v is None:
+                raise ServiceError(f"no model version {version_id}")
+            return _version(v)
+
+    def promote(self, user: UserRecord, version_id: int) -> VersionRecord:
+        """Make a version the active one (the previous active one is retired); new jobs use it."""
+        require(user, "admin")
+        with self.db.session() as s:
+            v = s.get(ModelVersion, version_id)
+            if v is None:
+                raise ServiceError(f"no model version {version_id}")
+            s.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
+            v.status = "active"
+            return _version(v)
+
+    def roll_back(self, user: UserRecord) -> VersionRecord:
+        """Retire the active version and re-activate its parent."""
+        require(user, "admin")
+        with self.db.session() as s:
+            cur = s.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+            if cur is None or cur.parent_id is None:
+                raise ServiceError("nothing to roll back to: the active version has no parent")
+            parent = s.get(ModelVersion, cur.parent_id)
+            cur.status = "retired"
+            parent.status = "active"
+            return _version(parent)
+
+
+# ---------------------------------------------------------------- jobs
+class JobService:
+    """The persistent queue (DESIGN 3.7): queued -> running -> succeeded | failed | canceled."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def submit(self, user: UserRecord, kind: str, request: dict, seed: int = 0, project_id: int | None = None,
+               model_version_id: int | None = None) -> JobRecord:
+        require(user, "admin" if kind == "train" else "creator")
+        if kind not in ("generate", "train"):
+            raise ServiceError(f"unknown job kind {kind!r}")
+        with self.db.session() as s:
+            j = Job(kind=kind, request=request, seed=seed, project_id=project_id, user_id=user.id,
+                    model_version_id=model_version_id)
+            s.add(j)
+            s.flush()
+            return _job(j)
+
+    def get(self, job_id: int) -> JobRecord:
+        with self.db.session(write=False) as s:
+            j = s.get(Job, job_id)
+            if j is None:
+                raise ServiceError(f"no job {job_id}")
+            return _job(j)
+
+    def list(self, project_id: int | None = None, limit: int = 50) -> list[JobRecord]:
+        with self.db.session() as s:
+            q = select(Job).order_by(Job.id.desc()).limit(limit)
+            if project_id is not None:
+                q = q.where(Job.project_id == project_id)
+            return [_job(j) for j in s.scalars(q)]
+
+    def cancel(self, user: UserRecord, job_id: int) -> JobRecord:
+        with self.db.session() as s:
+            j = s.get(Job, job_id)
+            if j is None:
+                raise ServiceError(f"no job {job_id}")
+            if j.user_id != user.id and user.role != "admin":
+                raise PermissionDenied(f"job {job_id} is someone else's")
+            if j.status == "queued":
+                j.status, j.finished_at = "canceled", datetime.now(timezone.utc)
+            elif j.status == "running":
+                j.cancel_requested = True  # the worker sees it at its next step
+            return _job(j)
+
+    # the worker's side
+    def claim(self, worker: str) -> JobRecord | None:
+        """Atomically take the oldest queued job (safe with several workers)."""
+        with self.db.session() as s:
+            for _ in range(5):
+                j = s.scalar(select(Job).where(Job.status == "queued").order_by(Job.id).limit(1))
+                if j is None:
+                    return None
+                n = s.execute(update(Job).where(Job.id == j.id, Job.status == "queued")
+                              .values(status="running", started_at=datetime.now(timezone.utc), message=worker,
+                                      attempts=Job.attempts + 1)).rowcount
+                if n == 1:
+                    s.flush()
+                    s.refresh(j)
+                    return _job(j)
+            return None
+
+    def progress(self, job_id: int, fraction: float, message: str = "") -> bool:
+        """Store progress; returns True when a cancel was requested."""
+        with self.db.session() as s:
+            j = s.get(Job, job_id)
+            j.progress = float(min(max(fraction, 0.0), 1.0))
+            if message:
+                j.message = message
+            return bool(j.cancel_requested)
+
+    def finish(self, job_id: int, status: str, message: str = "", result_asset: AssetInfo | None = None,
+               model_version_id: int | None = None) -> JobRecord:
+        with self.db.session() as s:
+            j = s.get(Job, job_id)
+            if result_asset is not None:
+                _ensure_asset(s, result_asset)
+                j.result_asset_id = result_asset.id
+            if model_version_id is not None:
+                j.model_version_id = model_version_id
+            j.status, j.message, j.finished_at = status, message, datetime.now(timezone.utc)
+            if status == "succeeded":
+                j.progress = 1.0
+            return _job(j)
+
+    def requeue_interrupted(self) -> int:
+        """On start-up: jobs left `running` by a dead process go back to the queue."""
+        with self.db.session() as s:
+            return s.execute(update(Job).where(Job.status == "running")
+                             .values(status="queued", message="resumed after a restart", progress=0.0)).rowcount
+
+
+# ---------------------------------------------------------------- arena
+class ArenaService:
+    def __init__(self, db: Database, secret: bytes, gold_rate: float = 0.1, seed: int | None = None):
+        self.db = db
+        self.secret = secret  # signs presentation tokens: any studio process with the same home can take the vote
+        self.gold_rate = gold_rate
+        self.rng = random.Random(seed)
+
+    def _seal(self, comparison_id: int, left_is_a: bool) -> str:
+        body = f"{comparison_id}.{int(left_is_a)}.{uuid.uuid4().hex[:12]}"
+        return body + "." + hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _unseal(self, token: str) -> tuple[int, bool] | None:
+        try:
+            cid, left, nonce, mac = (token or "").split(".")
+        except ValueError:
+            return None
+        body = f"{cid}.{left}.{nonce}"
+        if not hmac.compare_digest(mac, hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:32]):
+            return None
+        return int(cid), left == "1"
+
+    def add_comparison(self, purpose: str, request: dict, asset_a: AssetInfo, asset_b: AssetInfo, family: str = "",
+                       version_a: int | None = None, version_b: int | None = None, seed_a: int = 0, seed_b: int = 0,
+                       gold: str | None = None) -> int:
+        if purpose not in ("dpo", "eval"):
+            raise ServiceError(f"comparison purpose must be 'dpo' or 'eval', not {purpose!r}")
+        if gold is not None and gold not in VERDICTS:
+            raise ServiceError(f"gold answer must be one of G, S, B, not {gold!r}")
+        with self.db.session() as s:
+            _ensure_asset(s, asset_a)
+            _ensure_asset(s, asset_b)
+            c = Comparison(purpose=purpose, family=family, request=request, asset_a=asset_a.id, asset_b=asset_b.id,
+                           version_a_id=version_a, version_b_id=version_b, seed_a=seed_a, seed_b=seed_b, gold=gold)
+            s.add(c)
+            s.flush()
+            return c.id
+
+    def next_pair(self, annotator: UserRecord) -> PairRecord | None:
+        """Fewest votes first, never a pair this annotator voted on, gold pairs mixed in at the set rate;
+        sides are random and sealed in a token the vote must bring back."""
+        require(annotator, "annotator")
+        with self.db.session(write=False) as s:
+            voted = select(Vote.comparison_id).where(Vote.annotator_id == annotator.id)
+            base = select(Comparison).where(Comparison.id.not_in(voted))
+            want_gold = self.rng.random() < self.gold_rate
+            c = s.scalar(base.where(Comparison.gold.is_not(None) if want_gold else Comparison.gold.is_(None))
+                         .order_by(Comparison.vote_count, Comparison.id).limit(1))
+            if c is None:
+                c = s.scalar(base.order_by(Comparison.vote_count, Comparison.id).limit(1))
+            if c is None:
+                return None
+            left_is_a = self.rng.random() < 0.5
+            token = self._seal(c.id, left_is_a)
+            left, right = (c.asset_a, c.asset_b) if left_is_a else (c.asset_b, c.asset_a)
+            return PairRecord(c.id, str(c.request.get("prompt", "")), left, right, token)
+
+    def vote(self, annotator: UserRecord, token: str, verdicts_left_vs_right: dict[str, str], overall: str,
+             idempotency_key: str, seconds: float = 0.0) -> VoteRecord:
+        """Store one vote exactly once. Verdicts are given for left against right and stored for A against B."""
+        require(annotator, "annotator")
+        if not re.match(r"^[\w\-]{8,64}$", idempotency_key or ""):
+            raise ServiceError("the vote needs an idempotency key of 8-64 letters, digits, - or _")
+        sealed = self._unseal(token)
+        if sealed is None:
+            existing = self._existing(idempotency_key)
+            if existing is not None:
+                return existing
+            raise ServiceError("the pair token is not valid (a stale or edited page): load the next pair")
+        comparison_id, left_is_a = sealed
+        bad = [d for d in verdicts_left_vs_right if d not in DIMENSIONS]
+        if bad:
+            raise ServiceError(f"unknown dimension {bad[0]!r}; dimensions: {', '.join(DIMENSIONS)}")
+        if overall not in VERDICTS or any(v not in VERDICTS for v in verdicts_left_vs_right.values()):
+            raise ServiceError("each verdict is G (left better), S (same) or B (right better)")
+        flip = {"G": "B", "S": "S", "B": "G"}
+        to_a = (lambda v: v) if left_is_a else (lambda v: flip[v])
+        verdicts = {d: to_a(v) for d, v in verdicts_left_vs_right.items()}
+        try:
+            with self.db.session() as s:  # one short write: insert the vote, count it
+                gold = s.execute(select(Comparison.gold).where(Comparison.id == comparison_id)).scalar_one_or_none()
+                vote_id = s.execute(insert(Vote).values(
+                    idempotency_key=idempotency_key, comparison_id=comparison_id, annotator_id=annotator.id,
+                    left_is_a=left_is_a, verdicts=verdicts, overall=to_a(overall), seconds=float(seconds),
+                    is_gold=gold is not None, created_at=datetime.now(timezone.utc))).inserted_primary_key[0]
+                s.execute(update(Comparison).where(Comparison.id == comparison_id)
+                          .values(vote_count=Comparison.vote_count + 1))
+        except IntegrityError:
+            existing = self._existing(idempotency_key)
+            if existing is not None:  # a retried submit: the vote is already stored once
+                return existing
+            raise ServiceError(f"{annotator.name} already voted on this pair")
+        return VoteRecord(vote_id, comparison_id, annotator.id, verdicts, to_a(overall), True)
+
+    def _existing(self, key: str) -> VoteRecord | None:
+        with self.db.session(write=False) as s:
+            v = s.scalar(select(Vote).where(Vote.idempotency_key == key))
+            return None if v is None else VoteRecord(v.id, v.comparison_id, v.annotator_id, dict(v.verdicts),
+                                                      v.overall, False)
+
+    def annotator_count(self, annotator: UserRecord) -> int:
+        with self.db.session(write=False) as s:
+            return int(s.scalar(select(func.count()).select_from(Vote).where(Vote.annotator_id == annotator.id)))
+
+    def votes(self) -> list[dict[str, Any]]:
+        """Every vote with its comparison's versions and family, for statistics and export."""
+        with self.db.session(write=False) as s:
+            rows = s.execute(select(Vote, Comparison).join(Comparison, Vote.comparison_id == Comparison.id)
+                             .order_by(Vote.id)).all()
+            return [{"vote_id": v.id, "comparison_id": c.id, "annotator_id": v.annotator_id, "overall": v.overall,
+                     "verdicts": dict(v.verdicts), "version_a": c.version_a_id, "version_b": c.version_b_id,
+                     "family": c.family, "purpose": c.purpose, "gold": c.gold, "seconds": v.seconds,
+                     "asset_a": c.asset_a, "asset_b": c.asset_b, "seed_a": c.seed_a, "seed_b": c.seed_b,
+                     "request": c.request}
+                    for v, c in rows]

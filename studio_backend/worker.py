@@ -1,0 +1,97 @@
+"""The job worker: takes queued jobs and runs them on the active model version.
+
+Generation jobs run the Omni pipeline (any object with the pipeline's `__call__`), store
+progress at every sampling step, honour cancel at every step, and store the result as a
+video asset linked to the job, its seed and its model version. Jobs left `running` by a
+dead process are put back in the queue when a worker starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Callable
+
+from model.mvl import MVLRequest, MVLValidationError
+
+from .services import JobRecord
+from .studio import Studio
+
+
+class Canceled(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, studio: Studio, load_pipeline: Callable[[str], object], name: str = "worker-1"):
+        self.studio = studio
+        self.load_pipeline = load_pipeline  # model directory -> pipeline (cached by the caller if it wants)
+        self.name = name
+        self._pipes: dict[str, object] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.studio.jobs.requeue_interrupted()
+
+    def pipeline_for(self, job: JobRecord):
+        reg = self.studio.registry
+        version = reg.get(job.model_version_id) if job.model_version_id else reg.active()
+        if version is None:
+            raise RuntimeError("no active model version: register one with the model registry first")
+        if version.path not in self._pipes:
+            self._pipes[version.path] = self.load_pipeline(version.path)
+        return version, self._pipes[version.path]
+
+    def resolve_media(self, request: dict) -> MVLRequest:
+        """Asset ids in the stored request become arrays for the model."""
+        req = MVLRequest.from_dict(request)
+        m = self.studio.media
+        load_img = lambda x: m.load_image(x) if isinstance(x, str) else x  # noqa: E731
+        req.images = [load_img(x) for x in req.images]
+        req.subjects = {k: [load_img(x) for x in v] for k, v in req.subjects.items()}
+        if isinstance(req.video, str):
+            req.video = m.load_video(req.video)
+        if req.storyboard is not None:
+            req.storyboard.panels = [load_img(x) for x in req.storyboard.panels]
+            if isinstance(req.storyboard.grid, str):
+                req.storyboard.grid = load_img(req.storyboard.grid)
+        return req
+
+    def run_one(self) -> JobRecord | None:
+        jobs = self.studio.jobs
+        job = jobs.claim(self.name)
+        if job is None:
+            return None
+        try:
+            if job.kind != "generate":
+                return jobs.finish(job.id, "failed", f"{job.kind} jobs are run by the training runner, not this worker")
+            version, pipe = self.pipeline_for(job)
+            req = self.resolve_media(job.request)
+
+            def on_step(p, i, t, tensors):
+                if jobs.progress(job.id, (i + 1) / req.steps, f"step {i + 1}/{req.steps}"):
+                    raise Canceled()
+                return tensors
+
+            out = pipe(req, seed=job.seed, callback_on_step_end=on_step)
+            asset = self.studio.media.put_video_array(out.frames, fps=req.fps, name=f"job-{job.id}.mp4")
+            return jobs.finish(job.id, "succeeded", "done", result_asset=asset, model_version_id=version.id)
+        except Canceled:
+            return jobs.finish(job.id, "canceled", "canceled by the user")
+        except MVLValidationError as e:
+            return jobs.finish(job.id, "failed", f"invalid request: {e}")
+        except Exception as e:  # the job fails, the worker lives on
+            return jobs.finish(job.id, "failed", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+
+    def start(self, poll: float = 0.2) -> None:
+        def loop():
+            while not self._stop.is_set():
+                if self.run_one() is None:
+                    self._stop.wait(poll)
+
+        self._thread = threading.Thread(target=loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)

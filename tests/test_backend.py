@@ -1,0 +1,257 @@
+"""The studio backend on real SQLite files in a temporary home."""
+
+import io
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import text
+
+from studio_backend import stats
+from studio_backend.media import MediaError
+from studio_backend.services import PermissionDenied, ServiceError
+from studio_backend.studio import Studio
+from studio_backend.worker import Worker
+from tests.test_model import tiny_pipeline
+from training.world import sample
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture()
+def studio(tmp_path):
+    return Studio.open(tmp_path / "home")
+
+
+def _png(arr=None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr if arr is not None else np.full((32, 32, 3), 120, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_migrations_from_empty_and_sqlite_settings(studio):
+    with studio.db.engine.connect() as c:
+        tables = {r[0] for r in c.execute(text("select name from sqlite_master where type='table'"))}
+        assert {"users", "projects", "subjects", "assets", "jobs", "comparisons", "votes", "model_versions",
+                "alembic_version"} <= tables
+        assert c.execute(text("pragma journal_mode")).scalar() == "wal"
+        assert c.execute(text("pragma foreign_keys")).scalar() == 1
+    again = Studio.open(studio.home)  # reopening runs the migrations again: nothing to do, nothing lost
+    assert again.users.ensure("ann", "annotator").role == "annotator"
+
+
+def test_roles_are_checked_in_the_services(studio):
+    ann = studio.users.ensure("ann", "annotator")
+    creator = studio.users.ensure("cleo", "creator")
+    with pytest.raises(PermissionDenied, match="needs the creator role"):
+        studio.projects.create(ann, "mine")
+    p = studio.projects.create(creator, "film")
+    v = studio.registry.register("v1", "/models/v1")
+    with pytest.raises(PermissionDenied, match="admin"):
+        studio.registry.promote(creator, v.id)
+    with pytest.raises(ServiceError, match="no project"):
+        studio.projects.get(studio.users.ensure("other", "creator"), p.id)
+
+
+def test_subject_library_rules(studio):
+    u = studio.users.ensure("cleo", "creator")
+    p = studio.projects.create(u, "film")
+    views = [studio.media.put_image_bytes(_png(np.full((32, 32, 3), k * 40, np.uint8)), f"v{k}.png") for k in range(3)]
+    tigo = studio.subjects.create(u, p.id, "Tigo", views)
+    assert len(tigo.image_ids) == 3
+    with pytest.raises(ServiceError, match="already exists"):
+        studio.subjects.create(u, p.id, "Tigo", views[:1])
+    for bad in ["Image_2", "Video", "9lives", "a b", "../x", ""]:
+        with pytest.raises(ServiceError, match="cannot be an @reference"):
+            studio.subjects.create(u, p.id, bad, views[:1])
+    studio.subjects.create(u, p.id, "Blip", views[:1])
+    with pytest.raises(ServiceError, match="already exists"):
+        studio.subjects.rename(u, tigo.id, "Blip")
+    assert studio.subjects.rename(u, tigo.id, "Tiger").name == "Tiger"
+    assert studio.subjects.resolve(u, p.id, ["Tiger"])["Tiger"] == list(tigo.image_ids)
+    studio.subjects.delete(u, tigo.id)
+    with pytest.raises(ServiceError, match="@Tiger is not in this project's subject library"):
+        studio.subjects.resolve(u, p.id, ["Tiger"])
+
+
+def test_hostile_uploads_are_refused_and_change_nothing(studio, tmp_path):
+    media = studio.media
+    before = sorted(p for p in media.root.rglob("*") if p.is_file())
+    good = _png()
+    with pytest.raises(MediaError, match="damaged or truncated"):
+        media.put_image_bytes(good[: len(good) // 2], "half.png")
+    # a 50k x 50k PNG header: refused from the header, before any pixel is decoded
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with pytest.raises(MediaError, match="50000x50000 is over the 16 megapixel limit"):
+        media.put_image_bytes(bomb, "bomb.png")
+    with pytest.raises(MediaError, match="not a video"):
+        media.put_video_bytes(b"just some text pretending to be a movie\n" * 10, "movie.mp4")
+    with pytest.raises(MediaError, match="not an image"):
+        media.put_image_bytes(b"GIF? no. <html>", "x.png")
+    assert sorted(p for p in media.root.rglob("*") if p.is_file()) == before
+    info = media.put_image_bytes(good, "../../etc/passwd")
+    assert info.original_name == "passwd" and media.path_of(info.id, "png").is_relative_to(media.root)
+    with pytest.raises(MediaError, match="not an asset id"):
+        media.path_of("../../secret", "png")
+
+
+def _register_tiny(studio, tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    admin = studio.users.ensure("root", "admin")
+    v = studio.registry.register("tiny-1", str(tmp_path / "tiny"))
+    studio.registry.promote(admin, v.id)
+    return v
+
+
+def _loader(path):
+    from model.pipeline import OmniPipeline
+
+    p = OmniPipeline.from_pretrained(path)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_generation_job_to_asset_and_cancel(studio, tmp_path):
+    v = _register_tiny(studio, tmp_path)
+    u = studio.users.ensure("cleo", "creator")
+    req = sample("i2v", 0).request
+    req.steps = 3
+    img = studio.media.put_image_array(req.images[0])
+    d = req.to_dict()
+    d["images"] = [img.id]  # stored requests carry asset ids, not pixels
+    job = studio.jobs.submit(u, "generate", d, seed=5)
+    w = Worker(studio, _loader)
+    done = w.run_one()
+    assert done.status == "succeeded" and done.progress == 1.0 and done.model_version_id == v.id
+    frames = studio.media.load_video(done.result_asset_id)
+    assert frames.shape == (16, 32, 32, 3)
+    assert studio.media.path_of(done.result_asset_id, "mp4").is_file()
+    # the same request + seed + version gives the same video
+    again = studio.jobs.submit(u, "generate", d, seed=5)
+    assert w.run_one().result_asset_id == done.result_asset_id
+    # cancel while running: the worker stops at the next step
+    j = studio.jobs.submit(u, "generate", d, seed=6)
+    orig = studio.jobs.progress
+
+    def progress_then_cancel(job_id, frac, msg=""):
+        studio.jobs.cancel(u, job_id)
+        return orig(job_id, frac, msg)
+
+    studio.jobs.progress = progress_then_cancel
+    assert w.run_one().status == "canceled"
+    queued = studio.jobs.submit(u, "generate", d, seed=7)
+    assert studio.jobs.cancel(u, queued.id).status == "canceled"
+
+
+def test_a_worker_killed_mid_job_is_resumed_on_restart(studio, tmp_path):
+    _register_tiny(studio, tmp_path)
+    u = studio.users.ensure("cleo", "creator")
+    req = sample("t2v", 0).request
+    job = studio.jobs.submit(u, "generate", req.to_dict(), seed=1)
+    code = ("import sys, time; sys.path.insert(0, '.'); from studio_backend.studio import Studio; "
+            f"s = Studio.open({str(studio.home)!r}); j = s.jobs.claim('doomed'); s.jobs.progress(j.id, 0.4, 'step 4');"
+            " print('claimed', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "claimed"
+    proc.kill()  # SIGKILL: no clean-up runs
+    proc.wait()
+    assert studio.jobs.get(job.id).status == "running"
+    w = Worker(Studio.open(studio.home), _loader)  # a restarted studio takes the job back
+    done = w.run_one()
+    assert done.id == job.id and done.status == "succeeded"
+
+
+def _pair_assets(studio, k):
+    a = studio.media.put_image_array(np.full((32, 32, 3), k, np.uint8))
+    b = studio.media.put_image_array(np.full((32, 32, 3), 255 - k, np.uint8))
+    return a, b
+
+
+def test_arena_blind_pairs_and_votes_stored_once_under_concurrency(studio):
+    v1 = studio.registry.register("m1", "/m1")
+    v2 = studio.registry.register("m2", "/m2")
+    for k in range(12):
+        a, b = _pair_assets(studio, k)
+        studio.arena.add_comparison("eval", {"prompt": f"case {k}"}, a, b, family="t2v",
+                                    version_a=v1.id, version_b=v2.id)
+    annotators = [studio.users.ensure(f"ann{i}", "annotator") for i in range(8)]
+    results = []
+
+    def work(ann):
+        for _ in range(3):
+            pair = studio.arena.next_pair(ann)
+            assert "m1" not in repr(pair) and "m2" not in repr(pair)
+            key = uuid.uuid4().hex
+            for _ in range(2):  # a double-submit with the same key
+                results.append(studio.arena.vote(ann, pair.left_is_a_token, {"prompt_following": "G"}, "G", key))
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in annotators]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    votes = studio.arena.votes()
+    assert len(votes) == 8 * 3 == sum(r.created for r in results)
+    assert len({(v["comparison_id"], v["annotator_id"]) for v in votes}) == len(votes)  # never the same pair twice
+    # fewest votes first (sequentially): a new annotator gets a pair nobody has voted on yet
+    counts = {}
+    for v in votes:
+        counts[v["comparison_id"]] = counts.get(v["comparison_id"], 0) + 1
+    fresh = studio.users.ensure("late", "annotator")
+    pair = studio.arena.next_pair(fresh)
+    assert counts.get(pair.comparison_id, 0) == min(counts.get(k, 0) for k in range(1, 13))
+    # stored for A against B whatever side A was shown on
+    with studio.db.engine.connect() as c:
+        rows = c.execute(text("select left_is_a, overall from votes")).all()
+    assert all((o == "G") == bool(left) for left, o in rows)
+    with pytest.raises(ServiceError, match="not valid"):
+        studio.arena.vote(annotators[0], "1.1.abc.forged", {}, "G", uuid.uuid4().hex)
+
+
+def test_gsb_bradley_terry_and_agreement_on_known_votes():
+    assert stats.gsb({"G": 6, "S": 2, "B": 2}) == 2.0
+    votes = []
+    for i, verdict in enumerate("GGGGGGSSBB"):
+        votes.append({"vote_id": i, "comparison_id": i, "annotator_id": 1, "overall": verdict,
+                      "verdicts": {"prompt_following": verdict}, "version_a": 1, "version_b": 2, "family": "t2v",
+                      "gold": None})
+    rows = {(r["dimension"], r["family"]): r for r in stats.gsb_table(votes, reps=300)}
+    r = rows[("overall", "all")]
+    assert r["gsb"] == 2.0 and r["counts"] == {"G": 6, "S": 2, "B": 2}
+    assert r["ci_low"] < 2.0 < r["ci_high"]
+    # the same votes seen from the other side
+    flipped = [dict(v, version_a=2, version_b=1, overall={"G": "B", "S": "S", "B": "G"}[v["overall"]],
+                    verdicts={}) for v in votes]
+    assert {(x["a"], x["b"]): x["gsb"] for x in stats.gsb_table(flipped, reps=50) if x["dimension"] == "overall"}[(1, 2)] == 2.0
+    # Bradley-Terry with ties: 1 > 2 > 3, consistent margins
+    matches = [(1, 2, "G")] * 8 + [(1, 2, "B")] * 2 + [(2, 3, "G")] * 8 + [(2, 3, "B")] * 2 + [(1, 3, "S")] * 2
+    bt = stats.bradley_terry_ties(matches)
+    assert bt["strength"][1] > bt["strength"][2] > bt["strength"][3] and bt["tie"] > 0
+    even = stats.bradley_terry_ties([(1, 2, "G"), (1, 2, "B")] * 5)
+    assert even["strength"][1] == pytest.approx(even["strength"][2])
+    # Krippendorff's alpha (ordinal)
+    assert stats.krippendorff_alpha_ordinal({1: ["G", "G"], 2: ["B", "B"], 3: ["S", "S"]}) == 1.0
+    assert stats.krippendorff_alpha_ordinal({1: ["G", "B"], 2: ["B", "G"], 3: ["G", "B"]}) < 0
+    gold = stats.gold_accuracy([{"annotator_id": 1, "gold": "G", "overall": "G"},
+                                {"annotator_id": 1, "gold": "B", "overall": "G"},
+                                {"annotator_id": 2, "gold": None, "overall": "S"}])
+    assert gold[1]["accuracy"] == 0.5 and gold[2]["weight"] == 0.5
+
+
+def test_registry_promote_and_roll_back(studio):
+    admin = studio.users.ensure("root", "admin")
+    v1 = studio.registry.register("v1", "/v1", status="active")
+    v2 = studio.registry.register("v2", "/v2", parent_id=v1.id, metrics={"gsb": 1.4})
+    assert studio.registry.promote(admin, v2.id).status == "active"
+    assert studio.registry.get(v1.id).status == "retired"
+    assert studio.registry.roll_back(admin).id == v1.id
+    assert studio.registry.active().name == "v1"
