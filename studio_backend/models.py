@@ -127,3 +127,29 @@ class Vote(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Storyboard(Base):
+    __tablename__ = "storyboards"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(120))
+    shots: Mapped[list["Shot"]] = relationship(cascade="all, delete-orphan", order_by="Shot.position")
+
+
+class Shot(Base):
+    __tablename__ = "shots"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    storyboard_id: Mapped[int] = mapped_column(ForeignKey("storyboards.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    request: Mapped[dict] = mapped_column(JSON)  # the shot's MVL request, media as asset ids
+    duration: Mapped[float] = mapped_column(Float, default=2.0)  # seconds in the assembled film
+    chosen_take_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    takes: Mapped[list["Take"]] = relationship(cascade="all, delete-orphan", order_by="Take.id")
+
+
+class Take(Base):
+    __tablename__ = "takes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shot_id: Mapped[int] = mapped_column(ForeignKey("shots.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))

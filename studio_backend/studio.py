@@ -14,6 +14,7 @@ from pathlib import Path
 from .db import Database, sqlite_url
 from .media import MediaStore
 from .services import ArenaService, JobService, ModelRegistry, ProjectService, SubjectService, UserService
+from .storyboards import StoryboardService
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Studio:
     registry: ModelRegistry
     jobs: JobService
     arena: ArenaService
+    storyboards: StoryboardService
 
     @classmethod
     def open(cls, home: str | Path, database_url: str | None = None, gold_rate: float = 0.1) -> "Studio":
@@ -41,4 +43,5 @@ class Studio:
             key.chmod(0o600)
         projects = ProjectService(db)
         return cls(home, db, media, UserService(db), projects, SubjectService(db, media, projects),
-                   ModelRegistry(db), JobService(db), ArenaService(db, key.read_bytes(), gold_rate))
+                   ModelRegistry(db), JobService(db), ArenaService(db, key.read_bytes(), gold_rate),
+                   StoryboardService(db, media))

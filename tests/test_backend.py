@@ -255,3 +255,42 @@ def test_registry_promote_and_roll_back(studio):
     assert studio.registry.get(v1.id).status == "retired"
     assert studio.registry.roll_back(admin).id == v1.id
     assert studio.registry.active().name == "v1"
+
+
+def test_storyboard_takes_neighbours_and_assembly(studio, tmp_path):
+    from training.video_io import probe, read_video
+
+    _register_tiny(studio, tmp_path)
+    u = studio.users.ensure("cleo", "creator")
+    p = studio.projects.create(u, "film")
+    sb = studio.storyboards.create(u, p.id, "Chase")
+    req = sample("t2v", 0).request
+    req.steps = 2
+    s1 = studio.storyboards.add_shot(u, sb.id, req.to_dict(), duration=2.0)
+    with pytest.raises(ServiceError, match="has no finished take"):
+        studio.storyboards.neighbour_request(u, s1.id, "next", "the subject turns around")
+    w = Worker(studio, _loader)
+    takes = []
+    for seed in (1, 2):
+        j = studio.jobs.submit(u, "generate", req.to_dict(), seed=seed, project_id=p.id)
+        w.run_one()
+        takes.append(studio.storyboards.add_take(u, s1.id, j.id))
+    studio.storyboards.choose_take(u, s1.id, takes[1])
+    nxt = studio.storyboards.neighbour_request(u, s1.id, "next", "the subject turns around")
+    assert nxt["task"] == "next_shot" and nxt["prompt"].startswith("The next shot after @Video")
+    nxt["steps"] = 2
+    s2 = studio.storyboards.add_shot(u, sb.id, nxt, duration=1.5)
+    j = studio.jobs.submit(u, "generate", nxt, seed=3, project_id=p.id)
+    assert w.run_one().status == "succeeded"  # the worker resolves @Video from the media store
+    studio.storyboards.add_take(u, s2.id, j.id)
+    with pytest.raises(ServiceError, match="exactly once"):
+        studio.storyboards.reorder(u, sb.id, [s1.id])
+    board = studio.storyboards.reorder(u, sb.id, [s2.id, s1.id])
+    assert [x.id for x in sorted(board.shots, key=lambda x: x.position)] == [s2.id, s1.id]
+    film = studio.storyboards.assemble(u, sb.id, fps=8, crossfade=0.25)
+    path = studio.media.path_of(film.id, "mp4")
+    meta = probe(path)
+    frames, _ = read_video(path)
+    assert meta.container == "mp4" and abs(len(frames) - (3.5 - 0.25) * 8) <= 2
+    with pytest.raises(ServiceError, match="request is invalid"):
+        studio.storyboards.add_shot(u, sb.id, {"prompt": "@Image_4 dances"})

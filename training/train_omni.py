@@ -83,7 +83,7 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
 def build_components(cfg: TrainConfig):
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
-        return pipe.vae, pipe.generator.train(), pipe.text_encoder
+        return pipe.vae, pipe.generator.train(), pipe.text_encoder, pipe.config.notes
     if cfg.vae == "tiny":
         vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
     else:
@@ -93,7 +93,7 @@ def build_components(cfg: TrainConfig):
     text_dim = te.config.dim
     gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                            text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads))
-    return vae.eval(), OmniGenerator(gcfg), te
+    return vae.eval(), OmniGenerator(gcfg), te, {}
 
 
 def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
@@ -118,8 +118,13 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     return F.mse_loss(v.float(), fm.velocity_target(x0, noise))
 
 
-def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: Path, hours: float) -> Path:
-    notes = {"stage": cfg.stage, "step": step, "train_config": asdict(cfg), "hours": round(hours, 3)}
+def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: Path, hours: float,
+                 earlier: dict | None = None) -> Path:
+    """Save the EMA model as a model directory; `earlier` are the notes of the model this stage started from."""
+    earlier = earlier or {}
+    notes = {"stage": cfg.stage, "step": step, "train_config": asdict(cfg), "hours": round(hours, 3),
+             "hours_total": round(hours + float(earlier.get("hours_total", earlier.get("hours", 0.0))), 3),
+             "previous_stages": earlier.get("previous_stages", []) + ([{k: earlier[k] for k in ("stage", "step", "hours", "train_config") if k in earlier}] if earlier else [])}
     pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
                         PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes))
     tmp = out / "model.tmp"
@@ -142,7 +147,7 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    vae, gen, te = build_components(cfg)
+    vae, gen, te, earlier = build_components(cfg)
     for p in vae.parameters():
         p.requires_grad_(False)
     ema = copy.deepcopy(gen).eval()
@@ -198,7 +203,7 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
             torch.save({"model": gen.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                         "hours": hours, "config": asdict(cfg)}, out / "checkpoint.tmp")
             (out / "checkpoint.tmp").replace(ckpt)
-            export_model(ema, vae, te, cfg, step, out, hours)
+            export_model(ema, vae, te, cfg, step, out, hours, earlier)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The embedded model's recipe, end to end, resumable (re-run it to continue where it stopped):
+# VAE -> pretraining (t2v, i2v) -> SFT (every family) -> OmniBench -> model card in assets/.
+# Data parallel over NPROC processes (one thread each). Step counts are arguments so a longer
+# run (or one on the GPU machine) uses the same script:
+#   bash scripts/train_embedded.sh [VAE_STEPS] [PRETRAIN_STEPS] [SFT_STEPS] [NPROC]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VAE_STEPS=${1:-2400}
+PRE_STEPS=${2:-1200}
+SFT_STEPS=${3:-1000}
+NPROC=${4:-2}
+PY=.venv/bin/python
+export OMP_NUM_THREADS=1
+run() { if [ "$NPROC" -gt 1 ]; then $PY -m torch.distributed.run --nproc_per_node "$NPROC" "$@"; else $PY "$@"; fi; }
+$PY -m training.train_vae --out runs/vae --steps "$VAE_STEPS"
+run -m training.pretrain --out runs/pretrain --vae runs/vae/final --steps "$PRE_STEPS" --batch 32 \
+    --dim 192 --depth 6 --heads 3 --ema 0.995 --lr 5e-4 --warmup 100 --save-every 100
+run -m training.sft --out runs/sft --init runs/pretrain/model --steps "$SFT_STEPS" --batch 32 \
+    --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100
+$PY -m training.evaluate --model runs/sft/model --json runs/sft/omnibench.json
+$PY -m training.model_card --model runs/sft/model --bench runs/sft/omnibench.json --out assets/models/omni-world \
+    --vae-log runs/vae/log.jsonl --logs runs/pretrain/log.jsonl runs/sft/log.jsonl
