@@ -294,3 +294,35 @@ def test_storyboard_takes_neighbours_and_assembly(studio, tmp_path):
     assert meta.container == "mp4" and abs(len(frames) - (3.5 - 0.25) * 8) <= 2
     with pytest.raises(ServiceError, match="request is invalid"):
         studio.storyboards.add_shot(u, sb.id, {"prompt": "@Image_4 dances"})
+
+
+def test_preference_export_keeps_same_out_and_weights_by_trust(studio, tmp_path):
+    import json as _json
+
+    import pyarrow.parquet as pq
+
+    from studio_backend.export import export, push_to_hub
+
+    anns = [studio.users.ensure(f"a{i}", "annotator") for i in range(3)]
+    ids = []
+    for k in range(3):
+        a, b = _pair_assets(studio, k)
+        ids.append(studio.arena.add_comparison("dpo", {"prompt": f"p{k}"}, a, b, family="t2v", seed_a=1, seed_b=2))
+    # every annotator votes on every pair: pair 0 -> A wins, pair 1 -> Same, pair 2 -> B wins (2 of 3)
+    plan = {ids[0]: ["G", "G", "G"], ids[1]: ["S", "S", "G"], ids[2]: ["B", "B", "G"]}
+    for i, ann in enumerate(anns):
+        for _ in range(3):
+            pair = studio.arena.next_pair(ann)
+            want = plan[pair.comparison_id][i]
+            a_left = studio.arena._unseal(pair.left_is_a_token)[1]
+            said = want if a_left else {"G": "B", "S": "S", "B": "G"}[want]
+            studio.arena.vote(ann, pair.left_is_a_token, {"prompt_following": said}, said, uuid.uuid4().hex)
+    jl, pq_path = export(studio.arena.votes(), tmp_path / "export")
+    rows = [_json.loads(x) for x in jl.read_text().splitlines()]
+    assert [r["comparison_id"] for r in rows] == [ids[0], ids[2]]  # the "Same" pair is not a DPO pair
+    r0, r2 = rows
+    assert r0["winner_seed"] == 1 and r2["winner_seed"] == 2
+    assert r0["weight"] == 1.0 and 0 < r2["weight"] < 1 and r2["dimensions"]["prompt_following"]["winner"] == 2
+    assert pq.read_table(pq_path).num_rows == 2
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+        push_to_hub(jl, "someone/votes")
