@@ -1,33 +1,135 @@
 """Omni Studio entry point: settings -> services -> Gradio UI -> launch.
 
-    python app.py [--home DIR] [--port P] [--backend embedded]
+    python app.py [--home DIR] [--port P] [--backend embedded] [--model DIR]
 
-Today the studio serves the World explorer (OmniWorld families, targets and requests);
-the creation, arena and training tabs arrive with their issues.
+Opens the studio home (SQLite + media store), registers the embedded model
+(assets/models/omni-world) as the active version when none is, starts the job worker
+(one generation at a time per device), and serves the studio on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
     os.environ.setdefault(_k, _v)
 
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL = ROOT / "assets" / "models" / "omni-world"
 
-def build_ui(home: Path):
+
+@lru_cache(maxsize=4)
+def load_pipeline(path: str):
+    import torch
+
+    from model.pipeline import OmniPipeline
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    pipe = OmniPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def register_model(studio, model_dir: Path) -> None:
+    """Make the given model directory a registered version; active if nothing else is."""
+    index = model_dir / "model_index.json"
+    if not index.is_file():
+        return
+    version = json.loads(index.read_text()).get("config", {}).get("version", model_dir.name)
+    name = f"{model_dir.name}:{version}"
+    known = {v.name: v for v in studio.registry.list()}
+    if name not in known:
+        studio.registry.register(name, str(model_dir.resolve()), status="candidate")
+    if studio.registry.active() is None:
+        admin = studio.users.ensure("studio", "admin")
+        studio.registry.promote(admin, {v.name: v for v in studio.registry.list()}[name].id)
+
+
+def build_ui(ctx, home: Path):
     import gradio as gr
 
+    from app.arena_tab import build_arena_tab, wire_arena_tab
+    from app.context import DEFAULT_USER, space_user
+    from app.create_tab import build_create_tab, history, subject_choices, wire_create_tab
+    from app.edit_tab import build_edit_tab, wire_edit_tab
+    from app.jobs_tab import build_jobs_tab, job_rows, wire_jobs_tab
+    from app.leaderboard_tab import build_leaderboard_tab, leaderboard, wire_leaderboard_tab
+    from app.sketch_tab import build_sketch_tab, wire_sketch_tab
+    from app.storyboard_tab import build_storyboard_tab, wire_storyboard_tab
+    from app.subjects_tab import build_subjects_tab, wire_subjects_tab
+    from app.training_tab import build_training_tab, wire_training_tab
     from app.world_tab import build_world_tab, wire_world_tab
 
+    on_space = bool(os.environ.get("SPACE_ID"))
     with gr.Blocks(title="Omni Studio") as demo:
-        gr.Markdown("# Omni Studio\nAn open implementation of the Kling-Omni workflow. "
-                    "**World**: the procedural universe the embedded model is trained and benchmarked in.")
+        user_state = gr.State(dict(DEFAULT_USER))
+        with gr.Row():
+            gr.Markdown("# Omni Studio\nCreate with MVL prompts, rate in the arena, retrain from the votes.")
+            who = gr.Markdown(f"Signed in as **{DEFAULT_USER['name']}** ({DEFAULT_USER['role']})")
+            if on_space:  # the Hub login gives the name; OMNI_ADMINS / OMNI_ANNOTATORS give the role
+                gr.LoginButton()
+            else:
+                name = gr.Textbox(label="Name", value=DEFAULT_USER["name"], scale=1)
+                role = gr.Dropdown(["creator", "annotator", "admin"], value=DEFAULT_USER["role"], label="Role", scale=1)
+                sign_in = gr.Button("Sign in", scale=0)
+        with gr.Tab("Create"):
+            create = build_create_tab()
+            wire_create_tab(create, ctx, user_state)
+        with gr.Tab("Subjects"):
+            subjects = build_subjects_tab()
+            refresh_subjects = wire_subjects_tab(subjects, ctx, user_state, create.prompt, create.subjects)
+        with gr.Tab("Storyboard"):
+            board = build_storyboard_tab()
+            refresh_board = wire_storyboard_tab(board, ctx, user_state)
+        with gr.Tab("Sketch"):
+            sketch = build_sketch_tab()
+            wire_sketch_tab(sketch, ctx, user_state)
+        with gr.Tab("Edit"):
+            edit = build_edit_tab()
+            wire_edit_tab(edit, ctx, user_state)
+        with gr.Tab("Arena"):
+            arena = build_arena_tab()
+            wire_arena_tab(arena, ctx, user_state)
+        with gr.Tab("Leaderboard"):
+            lb = build_leaderboard_tab()
+            wire_leaderboard_tab(lb, ctx, user_state)
+        with gr.Tab("Training"):
+            training = build_training_tab()
+            refresh_training = wire_training_tab(training, ctx, user_state)
+        with gr.Tab("Jobs"):
+            jobs = build_jobs_tab()
+            wire_jobs_tab(jobs, ctx, user_state)
         with gr.Tab("World"):
-            tab = build_world_tab()
-            wire_world_tab(tab, home / "previews")
+            world = build_world_tab()
+            wire_world_tab(world, home / "previews")
+
+        def refresh_all(us):
+            g, sel, choices = refresh_subjects(us)
+            versions, votes = refresh_training(us)
+            return (g, sel, choices, history(ctx, us), refresh_board(us), versions, votes, job_rows(ctx))
+
+        refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots,
+                        training.versions, training.votes, jobs.table]
+
+        if on_space:
+            def from_profile(profile: gr.OAuthProfile | None):
+                us = space_user(profile)
+                return (us, f"Signed in as **{us['name']}** ({us['role']})") + refresh_all(us)
+
+            demo.load(from_profile, None, [user_state, who] + refresh_outs)
+        else:
+            def do_sign_in(n, r):
+                us = {"name": (n or "you").strip(), "role": r}
+                ctx.user(us)  # validates the name
+                return (us, f"Signed in as **{us['name']}** ({us['role']})") + refresh_all(us)
+
+            sign_in.click(do_sign_in, [name, role], [user_state, who] + refresh_outs, api_name="sign_in")
+            demo.load(refresh_all, [user_state], refresh_outs)
     return demo
 
 
@@ -37,13 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
     ap.add_argument("--backend", choices=("embedded",), default="embedded",
-                    help="model backend (the diffusers/Wan backend arrives with its issue)")
+                    help="model backend (the diffusers / Wan backend arrives with its issue)")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory of the embedded backend")
     args = ap.parse_args(argv)
+    from app.arena_tab import ARENA_JS
+    from app.context import AppContext
+    from studio_backend.studio import Studio
+    from studio_backend.worker import Worker
+
     home = Path(args.home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    demo = build_ui(home)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(home)], show_error=True)
+    studio = Studio.open(home)
+    register_model(studio, Path(args.model))
+    worker = Worker(studio, load_pipeline)
+    worker.start()
+    ctx = AppContext(studio, load_pipeline, worker)
+    demo = build_ui(ctx, home)
+    demo.queue(default_concurrency_limit=1)  # one generation at a time per device
+    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(home)], show_error=True,
+                head=ARENA_JS, run_history=False, footer_links=["api", "settings"])
     return 0
 
 

@@ -100,6 +100,17 @@ TASK_WORDS = [  # (regex on a lower-cased clause, task) for requests with a cont
     (r"\bnext shot\b|\bwhat happens next\b|\bafter @video\b", "next_shot"),
     (r"\bshot before\b|\bprevious shot\b|\bbefore @video\b", "previous_shot"),
 ]
+MOTION_KEYWORDS = [  # (regex, motion name) for free-form verbs, most specific first
+    (r"\b(jump|jumps|jumping|hop|hops|hopping|bounce|bounces|bouncing)\b", "jump"),
+    (r"\b(circle|circles|circling|orbit|orbits|spins? around)\b.*\b(around|in a circle)\b|\bin a circle\b", "circle"),
+    (r"\bup and (to the )?right\b|\bup-right\b|\bnorth-?east\b", "up_right"),
+    (r"\bdown and (to the )?left\b|\bdown-left\b|\bsouth-?west\b", "down_left"),
+    (r"\b(moves?|goes|walks?|runs?|slides?|rolls?|drifts?|travels?|heads?) (to the )?left\b|\bwestwards?\b", "left"),
+    (r"\b(moves?|goes|walks?|runs?|slides?|rolls?|drifts?|travels?|heads?) (to the )?right\b|\beastwards?\b", "right"),
+    (r"\b(rises?|climbs?|floats? up|flies up|moves? up|goes up)\b", "up"),
+    (r"\b(falls?|drops?|sinks?|moves? down|goes down)\b", "down"),
+    (r"\b(stays? still|sits?|stands? still|rests?|waits?|does not move)\b", "still"),
+]
 EDIT_TASKS = ("edit_remove", "background", "edit_replace", "edit_add", "stylize", "weather", "material", "effects")
 
 
@@ -185,8 +196,14 @@ class RuleEnhancer:
             return None
         pattern = next((p for p in v.patterns if p != "plain" and re.search(rf"\b{p}\b", low)), None)
         motion = next((ph for _, ph in sorted(v.motions.items(), key=lambda kv: -len(kv[1])) if ph in low), None)
+        if motion is None:
+            name = next((m for pat, m in MOTION_KEYWORDS if re.search(pat, low)), None)
+            motion = v.motions.get(name) if name else None
         place = next((ph for _, ph in v.backgrounds.items() if ph in low), None)
-        parts = ["A", *( [pattern] if pattern else []), colors[0], shapes[0]]
+        if place is None:
+            name = next((b for b in v.backgrounds if re.search(rf"\b{b}\b", low)), None)
+            place = v.backgrounds.get(name) if name else None
+        parts = ["A", *([pattern] if pattern else []), colors[0], shapes[0]]
         if motion:
             parts.append(motion)
         s = " ".join(parts)

@@ -87,6 +87,14 @@ class StoryboardService:
             s.flush()
             return self._record(s, sb)
 
+    def list(self, user: UserRecord, project_id: int) -> list[StoryboardRecord]:
+        with self.db.session(write=False) as s:
+            p = s.get(Project, project_id)
+            if p is None or (p.owner_id != user.id and user.role != "admin"):
+                raise ServiceError(f"no project {project_id} of {user.name}")
+            return [self._record(s, sb) for sb in s.scalars(select(Storyboard).where(Storyboard.project_id == project_id)
+                                                            .order_by(Storyboard.id))]
+
     def get(self, user: UserRecord, storyboard_id: int) -> StoryboardRecord:
         with self.db.session(write=False) as s:
             return self._record(s, self._owned(s, user, storyboard_id))

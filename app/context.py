@@ -1,0 +1,103 @@
+"""What every tab gets: the studio's services, the job worker, and small shared helpers.
+
+Handlers receive the signed-in user as a plain dict from a gr.State and turn it into a
+UserRecord through the user service, so roles are always checked by the services.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from studio_backend.services import JobRecord, ServiceError, UserRecord
+from studio_backend.studio import Studio
+
+DEFAULT_USER = {"name": "you", "role": "creator"}
+
+
+class UIError(Exception):
+    """Raised by handlers; the tab turns it into a gr.Error the person can read."""
+
+
+@dataclass
+class AppContext:
+    studio: Studio
+    load_pipeline: Callable[[str], Any]
+    worker: Any = None
+    job_timeout: float = 600.0
+
+    # ------------------------------------------------------------ users and projects
+    def user(self, state: dict | None) -> UserRecord:
+        st = state or DEFAULT_USER
+        try:
+            return self.studio.users.ensure(st.get("name") or "you", st.get("role") or "creator")
+        except ServiceError as e:
+            raise UIError(str(e)) from e
+
+    def project(self, user: UserRecord) -> int:
+        """The person's current project (one is made on first use)."""
+        mine = [p for p in self.studio.projects.list(user) if p.owner_id == user.id]
+        if mine:
+            return mine[0].id
+        if user.role == "annotator":
+            raise UIError("annotators have no projects: sign in as a creator to make videos")
+        return self.studio.projects.create(user, f"{user.name}'s project").id
+
+    # ------------------------------------------------------------ media
+    def image_asset(self, img: np.ndarray | None, name: str = "image.png") -> str | None:
+        if img is None:
+            return None
+        arr = np.asarray(img)
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., :3]
+        return self.studio.media.put_image_array(np.ascontiguousarray(arr.astype(np.uint8)), name).id
+
+    def upload_image(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        return self.studio.media.put_image_bytes(Path(path).read_bytes(), Path(path).name).id
+
+    def upload_video(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        return self.studio.media.put_video_file(path, Path(path).name).id
+
+    def video_path(self, asset_id: str | None) -> str | None:
+        return None if not asset_id else str(self.studio.media.path_of(asset_id, "mp4"))
+
+    def image_path(self, asset_id: str | None) -> str | None:
+        return None if not asset_id else str(self.studio.media.path_of(asset_id, "png"))
+
+    # ------------------------------------------------------------ jobs
+    def wait(self, job: JobRecord, progress=None) -> JobRecord:
+        """Block until the job ends, feeding its stored progress to the page's progress bar."""
+        t0 = time.time()
+        while True:
+            j = self.studio.jobs.get(job.id)
+            if progress is not None:
+                progress(j.progress, desc=j.message or j.status)
+            if j.status in ("succeeded", "failed", "canceled"):
+                return j
+            if time.time() - t0 > self.job_timeout:
+                raise UIError(f"job {job.id} is still {j.status} after {self.job_timeout:.0f} s; see the Jobs tab")
+            time.sleep(0.15)
+
+    def active_enhancer(self):
+        v = self.studio.registry.active()
+        if v is None:
+            raise UIError("no active model: train one (bash scripts/train_embedded.sh) or start the app with --model")
+        return self.load_pipeline(v.path).enhancer
+
+
+def space_user(profile) -> dict:
+    """On a Hugging Face Space: the Hub user, with a role from OMNI_ADMINS / OMNI_ANNOTATORS (comma lists)."""
+    name = getattr(profile, "username", None) or "guest"
+    admins = {x.strip() for x in os.environ.get("OMNI_ADMINS", "").split(",") if x.strip()}
+    annotators = {x.strip() for x in os.environ.get("OMNI_ANNOTATORS", "").split(",") if x.strip()}
+    role = "admin" if name in admins else "annotator" if name in annotators else "creator"
+    return {"name": name, "role": role}

@@ -1,0 +1,102 @@
+"""The Sketch tab: draw arrows (red) and boxes (yellow) on a frame; the studio shows what it
+understood (paths with direction, boxes, the subject each is bound to) before generating."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
+
+from studio_backend.sketch import describe, parse_sketch
+
+from .context import AppContext, UIError
+from .create_tab import build_request, generate
+
+CANVAS = 256
+
+
+@dataclass
+class SketchTab:
+    editor: gr.ImageEditor
+    example: gr.Button
+    understand: gr.Button
+    understood: gr.Markdown
+    overlay: gr.Image
+    prompt: gr.Textbox
+    generate: gr.Button
+    result: gr.Video
+    parsed: gr.State
+
+
+def example_frame(seed: int = 0) -> np.ndarray:
+    from training.world import sample
+
+    s = sample("arrows", seed)
+    return np.asarray(Image.fromarray(s.request.images[0]).resize((CANVAS, CANVAS), Image.NEAREST))
+
+
+def understand(value) -> tuple[str, np.ndarray | None, dict]:
+    if not value or value.get("background") is None:
+        raise UIError("put a frame on the canvas first (upload one or press 'Use a world frame')")
+    frame = np.asarray(value["background"])[..., :3].astype(np.uint8)
+    layers = [np.asarray(x) for x in (value.get("layers") or []) if x is not None]
+    arrows, boxes = parse_sketch(frame, layers)
+    img = Image.fromarray(frame).convert("RGB")
+    d = ImageDraw.Draw(img)
+    W, H = img.size
+    for a in arrows:
+        pts = [(x * W, y * H) for x, y in a.points]
+        d.line(pts, fill=(255, 60, 60), width=4)
+        d.ellipse([pts[-1][0] - 6, pts[-1][1] - 6, pts[-1][0] + 6, pts[-1][1] + 6], fill=(255, 60, 60))
+        d.ellipse([pts[0][0] - 4, pts[0][1] - 4, pts[0][0] + 4, pts[0][1] + 4], outline=(255, 255, 255), width=2)
+    for b in boxes:
+        x0, y0, x1, y1 = b.box
+        d.rectangle([x0 * W, y0 * H, x1 * W, y1 * H], outline=(255, 230, 0), width=3)
+    ann = {"arrows": [{"points": a.points, "ref": f"the {a.bound_to} subject" if a.bound_to else None} for a in arrows],
+           "boxes": [{"box": b.box, "ref": f"the {b.bound_to} subject" if b.bound_to else None, "label": None}
+                     for b in boxes]}
+    return "\n".join(f"- {line}" for line in describe(arrows, boxes)), np.asarray(img), {"frame": frame, "ann": ann}
+
+
+def build_sketch_tab() -> SketchTab:
+    with gr.Row():
+        with gr.Column():
+            editor = gr.ImageEditor(label="Frame: draw arrows in red (the head marks where to go), boxes in yellow",
+                                    type="numpy", canvas_size=(CANVAS, CANVAS), elem_id="sketch-editor",
+                                    brush=gr.Brush(colors=["#E61E1E", "#F0DC14"], default_color="#E61E1E",
+                                                   color_mode="fixed", default_size=6))
+            example = gr.Button("Use a world frame", elem_id="sketch-example")
+            understand_btn = gr.Button("Show what the studio understood", variant="secondary", elem_id="sketch-understand")
+        with gr.Column():
+            understood = gr.Markdown(elem_id="sketch-understood")
+            overlay = gr.Image(label="Understood", interactive=False)
+    prompt = gr.Textbox(label="Prompt", value="@Image_1: the subject follows the arrow.")
+    gen = gr.Button("Generate", variant="primary")
+    result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False)
+    return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None))
+
+
+def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> None:
+    def on_understand(value):
+        try:
+            return understand(value)
+        except UIError as e:
+            raise gr.Error(str(e))
+
+    def on_generate(us, parsed, prompt, progress=gr.Progress()):
+        try:
+            if not parsed:
+                raise UIError("press 'Show what the studio understood' first, so you can check the drawing")
+            frame = np.asarray(Image.fromarray(parsed["frame"]).resize((32, 32), Image.BILINEAR))
+            user = ctx.user(us)
+            d = build_request(ctx, user, prompt, [], [], None, 16, 10, 3.0, 0, annotations=parsed["ann"])
+            d["images"] = [ctx.image_asset(frame)]
+            return generate(ctx, us, d, 0, progress)[0]
+        except UIError as e:
+            raise gr.Error(str(e))
+
+    tab.example.click(lambda: {"background": example_frame(), "layers": [], "composite": None}, None, tab.editor)
+    tab.understand.click(on_understand, tab.editor, [tab.understood, tab.overlay, tab.parsed], api_name="sketch_understand")
+    tab.generate.click(on_generate, [user_state, tab.parsed, tab.prompt], tab.result)
