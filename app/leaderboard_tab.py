@@ -30,7 +30,8 @@ def _pct(x: float) -> str:
 def leaderboard(ctx: AppContext, user_state=None):
     if user_state is not None and ctx.user(user_state).role == "annotator":
         raise gr.Error("the leaderboard is for creators and admins: annotators rate blind")
-    votes = [v for v in ctx.studio.arena.votes() if v["version_a"] and v["version_b"]]
+    votes = [v for v in ctx.studio.arena.votes()  # comparisons of two different versions
+             if v["version_a"] and v["version_b"] and v["version_a"] != v["version_b"]]
     names = {v.id: v.name for v in ctx.studio.registry.list()}
     weights = {a: r["weight"] for a, r in stats.gold_accuracy(votes).items()}
     rows = stats.gsb_table(votes, weights=weights, reps=400)

@@ -26,6 +26,11 @@ class TrainingTab:
     cases: gr.Slider
     schedule: gr.Button
     status: gr.Markdown
+    dpo_steps: gr.Slider
+    dpo_beta: gr.Number
+    dpo_rank: gr.Slider
+    dpo_run: gr.Button
+    curve: gr.LinePlot
 
 
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
@@ -40,7 +45,7 @@ def votes_summary(ctx: AppContext) -> str:
     votes = ctx.studio.arena.votes()
     pairs = preference_pairs(votes)
     return (f"**{len(votes)} votes** collected; **{len(pairs)} preference pairs** usable for DPO "
-            "(Same verdicts are kept out of DPO and counted in GSB). DPO retraining itself is not built yet.")
+            "(Same verdicts are kept out of DPO and counted in GSB).")
 
 
 def promote(ctx: AppContext, user_state, version_id) -> str:
@@ -59,43 +64,57 @@ def roll_back(ctx: AppContext, user_state) -> str:
     return f"Rolled back: {v.name} is active again."
 
 
-def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=None) -> str:
-    """Generate `cases` bench requests with versions A and B (same seed) and queue the pairs for annotators."""
-    from training.world import FAMILIES, sample
+def _generate(ctx: AppContext):
+    return lambda path, request, seed: ctx.load_pipeline(path)(request, seed=seed).frames
 
-    user = ctx.user(user_state)
-    if user.role != "admin":
+
+def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=None) -> str:
+    """Both versions generate the same held-out world requests (same seed); the pairs go to annotators."""
+    from studio_backend.rounds import evaluation_round
+
+    if ctx.user(user_state).role != "admin":
         raise UIError("scheduling evaluations needs the admin role")
-    reg = ctx.studio.registry
     try:
-        va, vb = reg.get(int(a or 0)), reg.get(int(b or 0))
+        va, vb = ctx.studio.registry.get(int(a or 0)), ctx.studio.registry.get(int(b or 0))
     except ServiceError as e:
         raise UIError(str(e)) from e
     if va.id == vb.id:
         raise UIError("pick two different versions")
-    made = 0
-    for k in range(int(cases)):
-        fam = FAMILIES[k % len(FAMILIES)]
-        req = sample(fam, 900_000 + k, "bench").request
-        d = req.to_dict()
-        # media of world requests go to the store, so the stored request carries asset ids only
-        d["images"] = [ctx.image_asset(x) for x in req.images]
-        d["subjects"] = {n: [ctx.image_asset(x) for x in v] for n, v in req.subjects.items()}
-        d["video"] = ctx.studio.media.put_video_array(req.video).id if req.video is not None else None
-        if req.storyboard is not None:
-            d["storyboard"]["panels"] = [ctx.image_asset(x) for x in req.storyboard.panels]
-            d["storyboard"]["grid"] = ctx.image_asset(req.storyboard.grid) if req.storyboard.grid is not None else None
-        jobs = [ctx.studio.jobs.submit(user, "generate", d, seed=k, model_version_id=v.id) for v in (va, vb)]
-        done = [ctx.wait(j) for j in jobs]
+    ids = evaluation_round(ctx.studio, _generate(ctx), va.id, vb.id, int(cases), progress)
+    return f"Queued {len(ids)} pairs of {va.name} against {vb.name} for annotators."
+
+
+def run_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int, progress=None):
+    """Flow-DPO on the collected preference pairs; the result is a candidate version with its parent."""
+    import pandas as pd
+
+    from training.dpo import DPOConfig, pairs_from_studio, train
+
+    user = ctx.user(user_state)
+    if user.role != "admin":
+        raise UIError("DPO training needs the admin role")
+    parent = ctx.studio.registry.active()
+    if parent is None:
+        raise UIError("no active model to start from")
+    pairs = pairs_from_studio(ctx.studio)
+    if not pairs:
+        raise UIError("no preference pairs yet: annotators must prefer one clip (Same votes do not count)")
+    cfg = DPOConfig(steps=int(steps), beta=float(beta), lora_rank=int(lora_rank))
+
+    def on_step(step, rec):
         if progress is not None:
-            progress((k + 1) / cases, desc=f"case {k + 1}/{cases} ({fam})")
-        if any(j.status != "succeeded" for j in done):
-            continue
-        assets = [ctx.studio.media.put_video_array(ctx.studio.media.load_video(j.result_asset_id)) for j in done]
-        ctx.studio.arena.add_comparison("eval", {"prompt": req.prompt, "task": fam}, assets[0], assets[1], family=fam,
-                                        version_a=va.id, version_b=vb.id, seed_a=k, seed_b=k)
-        made += 1
-    return f"Queued {made} pairs of {va.name} against {vb.name} for annotators."
+            progress(step / cfg.steps, desc=f"step {step}: loss {rec['loss']:.4f}, margin {rec['margin']:.4f}")
+        return False
+
+    new, log = train(ctx.load_pipeline(parent.path), pairs, cfg, on_step)
+    n = len(ctx.studio.registry.list()) + 1
+    name = f"{parent.name}+dpo{n}"
+    new.config.version = name
+    path = new.save_pretrained(ctx.studio.home / "models" / f"v{n}")
+    v = ctx.studio.registry.register(name, str(path), parent_id=parent.id,
+                                     metrics={"dpo_pairs": len(pairs), "margin": log[-1]["margin"]})
+    curve = pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log for k in ("loss", "margin")])
+    return f"Trained {name} (version {v.id}) on {len(pairs)} pairs; schedule an evaluation against version {parent.id}.", curve
 
 
 def build_training_tab() -> TrainingTab:
@@ -113,7 +132,15 @@ def build_training_tab() -> TrainingTab:
         cases = gr.Slider(1, 46, value=8, step=1, label="Requests")
         schedule = gr.Button("Schedule comparisons")
     status = gr.Markdown()
-    return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status)
+    gr.Markdown("### DPO retraining from the votes")
+    with gr.Row():
+        dpo_steps = gr.Slider(10, 1000, value=200, step=10, label="Steps")
+        dpo_beta = gr.Number(value=500.0, label="beta")
+        dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
+        dpo_run = gr.Button("Run DPO", variant="primary")
+    curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
+    return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
+                       dpo_steps, dpo_beta, dpo_rank, dpo_run, curve)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -134,4 +161,13 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         return act(schedule_evaluation)(us, a, b, n, progress)
 
     tab.schedule.click(sched, [user_state, tab.a, tab.b, tab.cases], outs, api_name="schedule_evaluation")
+
+    def dpo(us, steps, beta, rank, progress=gr.Progress()):
+        try:
+            msg, curve = run_dpo(ctx, us, steps, beta, rank, progress)
+        except UIError as e:
+            raise gr.Error(str(e))
+        return msg, version_rows(ctx, us), votes_summary(ctx), curve
+
+    tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank], outs + [tab.curve], api_name="run_dpo")
     return lambda us: (version_rows(ctx, us), votes_summary(ctx))

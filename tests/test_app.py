@@ -195,3 +195,47 @@ def test_every_tab_in_chromium(studio):
     assert any(s.name == "Blip" for u in [st.users.ensure("you", "creator")] for s in
                st.subjects.list(u, st.projects.list(u)[0].id))
     assert any(v["overall"] in "GSB" for v in st.arena.votes())
+
+
+def test_leaderboard_and_dpo_handlers(tmp_path):
+    import uuid
+
+    from app.leaderboard_tab import leaderboard
+    from app.training_tab import run_dpo, version_rows
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    st = Studio.open(tmp_path / "h")
+    admin = {"name": "root", "role": "admin"}
+    from model.pipeline import OmniPipeline
+
+    def loader(path):
+        p = OmniPipeline.from_pretrained(path)
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    ctx = AppContext(st, loader)
+    root = ctx.user(admin)
+    base = st.registry.register("base", str(tmp_path / "m"))
+    st.registry.promote(root, base.id)
+    other = st.registry.register("other", "/x")
+    ann = st.users.ensure("ann", "annotator")
+    for k, purpose in enumerate(["eval", "eval", "dpo", "dpo"]):
+        s = __import__("training.world", fromlist=["sample"]).sample("t2v", k)
+        a = st.media.put_video_array(s.target)
+        b = st.media.put_video_array(np.zeros_like(s.target))
+        st.arena.add_comparison(purpose, s.request.to_dict(), a, b, family="t2v", version_a=base.id,
+                                version_b=other.id if purpose == "eval" else base.id)
+    for _ in range(4):
+        pair = st.arena.next_pair(ann)
+        a_left = st.arena._unseal(pair.left_is_a_token)[1]
+        st.arena.vote(ann, pair.left_is_a_token, {}, "G" if a_left else "B", uuid.uuid4().hex)
+    summary, plot, table, ranking = leaderboard(ctx, admin)
+    assert "2 votes" in summary and table[0][0] == "base" and table[0][4] == "inf"
+    assert ranking[0][0] == "base"
+    with pytest.raises(Exception, match="annotators rate blind"):
+        leaderboard(ctx, {"name": "ann", "role": "annotator"})
+    msg, curve = run_dpo(ctx, admin, 3, 500.0, 0)
+    assert "on 2 pairs" in msg and len(curve) == 6
+    rows = version_rows(ctx, admin)
+    assert rows[-1][1].startswith("base+dpo") and rows[-1][3] == base.id
+    assert version_rows(ctx, {"name": "cleo", "role": "creator"}) == []

@@ -1,0 +1,239 @@
+"""Flow-DPO: Diffusion-DPO (Wallace et al. 2023) on the flow-matching velocity.
+
+For a preference pair (winner x_w, loser x_l of the same request) the winner and the loser
+share the noise and the noise level; the policy's and a frozen reference model's velocity
+errors give
+
+    d = (err_w - ref_err_w) - (err_l - ref_err_l)       (errors mean-reduced per sample)
+    loss = -log sigmoid(-beta * d),   implicit reward margin = -beta * d
+
+weighted per pair (annotator trust x agreement). Noise levels come from the same
+distribution as pretraining (flow_matching.sample_training_s). The generator is trained in
+full or through LoRA adapters (peft), which can be merged back for shipping.
+
+    python -m training.dpo --home DIR [--steps N] [--beta B] [--lora-rank R] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model import flow_matching as fm
+from model.conditioning import build_conditions
+from model.mvl import MVLRequest
+from model.pipeline import OmniPipeline
+from model.vae import to_model_range
+
+LORA_TARGETS = ["qkv", "proj", "mlp.0", "mlp.2"]
+
+
+@dataclass
+class DPOConfig:
+    out: str = "runs/dpo"
+    steps: int = 200
+    batch: int = 8  # pairs per step
+    lr: float = 5e-5
+    beta: float = 500.0  # the errors are small per element; beta sets the scale of the margin
+    lora_rank: int = 0  # 0 = full fine-tuning
+    time_shift: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+    threads: int = 1
+
+
+def flow_dpo_loss(v_w, v_l, ref_v_w, ref_v_l, target_w, target_l, beta: float,
+                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, per-pair implicit reward margin). Tensors (B, ...); errors mean-reduced per pair."""
+    dims = tuple(range(1, v_w.dim()))
+    err_w = (v_w.float() - target_w).pow(2).mean(dims)
+    err_l = (v_l.float() - target_l).pow(2).mean(dims)
+    ref_w = (ref_v_w.float() - target_w).pow(2).mean(dims)
+    ref_l = (ref_v_l.float() - target_l).pow(2).mean(dims)
+    margin = -beta * ((err_w - ref_w) - (err_l - ref_l))
+    losses = -F.logsigmoid(margin)
+    if weights is not None:
+        losses = losses * weights
+        return losses.sum() / weights.sum().clamp_min(1e-8), margin.detach()
+    return losses.mean(), margin.detach()
+
+
+def add_lora(generator, rank: int, alpha: float | None = None):
+    """Wrap the generator's attention and MLP linears with LoRA adapters (peft)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    cfg = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, lora_dropout=0.0)
+    model = inject_adapter_in_model(cfg, generator)
+    for n, p in model.named_parameters():
+        p.requires_grad_("lora_" in n)
+    return model
+
+
+def lora_state(model) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(model)
+
+
+def merge_lora(model, base_config):
+    """Fold the adapters into plain weights; returns an OmniGenerator with the merged weights."""
+    from model.generator import OmniGenerator
+
+    merged = OmniGenerator(base_config)
+    sd = {}
+    own = model.state_dict()
+    for name, w in own.items():
+        if "lora_" in name:
+            continue
+        key = name.replace(".base_layer", "")
+        sd[key] = w
+    for name in list(own):
+        if name.endswith("lora_A.default.weight"):
+            stem = name[: -len(".lora_A.default.weight")]
+            A = own[name]
+            B = own[stem + ".lora_B.default.weight"]
+            layer = dict(model.named_modules())[stem]
+            scale = layer.scaling["default"]
+            sd[stem + ".weight"] = sd[stem + ".weight"] + scale * (B @ A)
+    merged.load_state_dict(sd)
+    return merged.eval()
+
+
+def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, g: torch.Generator):
+    """pairs: {"request": MVLRequest, "winner": (T,H,W,3) uint8, "loser": ..., "weight": float}."""
+    requests = [p["request"] for p in pairs]
+    prompts = [pipe.enhancer.enhance(r).prompt for r in requests]
+    pieces = build_conditions(requests, prompts, pipe.vae, pipe.text_encoder)
+    with torch.no_grad():
+        xw = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["winner"] for p in pairs]))))
+        xl = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["loser"] for p in pairs]))))
+    B = len(pairs)
+    noise = torch.randn(xw.shape, generator=g)  # shared by winner and loser
+    s = fm.sample_training_s(B, g, cfg.time_shift)
+    t = fm.to_timestep(s)
+    cond = policy.embed_conditions(pieces)
+    xs_w, xs_l = fm.add_noise(xw, noise, s), fm.add_noise(xl, noise, s)
+    v_w = policy(xs_w, t, cond)
+    v_l = policy(xs_l, t, cond)
+    with torch.no_grad():
+        rcond = ref.embed_conditions(pieces)
+        ref_w = ref(xs_w, t, rcond)
+        ref_l = ref(xs_l, t, rcond)
+    w = torch.tensor([float(p.get("weight", 1.0)) for p in pairs])
+    return flow_dpo_loss(v_w, v_l, ref_w, ref_l, fm.velocity_target(xw, noise), fm.velocity_target(xl, noise),
+                         cfg.beta, w)
+
+
+def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None) -> tuple[OmniPipeline, list[dict]]:
+    """DPO on the given pairs; returns a new pipeline (merged weights) and the log.
+    `on_step(step, record) -> bool` may stop the run (cancel) by returning True."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    ref = copy.deepcopy(pipe.generator).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    policy = copy.deepcopy(pipe.generator).train()
+    if cfg.lora_rank > 0:
+        policy = add_lora(policy, cfg.lora_rank)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    rng = np.random.default_rng(cfg.seed)
+    log = []
+    for step in range(1, cfg.steps + 1):
+        idx = rng.choice(len(pairs), size=min(cfg.batch, len(pairs)), replace=len(pairs) < cfg.batch)
+        loss, margin = pair_batch_loss(policy, ref, pipe, [pairs[i] for i in idx], cfg, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        rec = {"step": step, "loss": round(loss.item(), 5), "margin": round(float(margin.mean()), 5),
+               "accuracy": round(float((margin > 0).float().mean()), 3)}
+        log.append(rec)
+        if on_step is not None and on_step(step, rec):
+            break
+    gen = merge_lora(policy, pipe.generator.config) if cfg.lora_rank > 0 else policy.eval()
+    new = OmniPipeline(pipe.vae, gen, pipe.text_encoder, pipe.enhancer, copy.deepcopy(pipe.config))
+    new.config.notes = {**pipe.config.notes, "dpo": {"config": asdict(cfg), "pairs": len(pairs),
+                                                     "final": log[-1] if log else None}}
+    return new, log
+
+
+def pairs_from_studio(studio) -> list[dict]:
+    """Preference pairs of the studio's votes, with the clips loaded from the media store."""
+    from studio_backend.export import preference_pairs
+
+    out = []
+    for r in preference_pairs(studio.arena.votes()):
+        req = {k: v for k, v in r["request"].items() if not k.startswith("_")}
+        out.append({"request": _resolve(studio, MVLRequest.from_dict(req)),
+                    "winner": studio.media.load_video(r["winner_asset"]),
+                    "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
+    return out
+
+
+def _resolve(studio, req: MVLRequest) -> MVLRequest:
+    m = studio.media
+    load = lambda x: m.load_image(x) if isinstance(x, str) else x  # noqa: E731
+    req.images = [load(x) for x in req.images]
+    req.subjects = {k: [load(x) for x in v] for k, v in req.subjects.items()}
+    if isinstance(req.video, str):
+        req.video = m.load_video(req.video)
+    if req.storyboard is not None:
+        req.storyboard.panels = [load(x) for x in req.storyboard.panels]
+        if isinstance(req.storyboard.grid, str):
+            req.storyboard.grid = load(req.storyboard.grid)
+    return req
+
+
+def run_from_studio(home: str | Path, cfg: DPOConfig, version_name: str | None = None) -> dict:
+    """DPO from a studio's votes on its active version: a candidate version registered with its parent."""
+    from studio_backend.studio import Studio
+
+    torch.set_num_threads(cfg.threads)
+    studio = Studio.open(home)
+    parent = studio.registry.active()
+    if parent is None:
+        raise SystemExit("no active model version in this studio")
+    pairs = pairs_from_studio(studio)
+    if not pairs:
+        raise SystemExit("no preference pairs yet: collect votes (python -m training.simulate_votes) first")
+    pipe = OmniPipeline.from_pretrained(parent.path)
+    t0 = time.time()
+    new, log = train(pipe, pairs, cfg)
+    out = Path(cfg.out)
+    name = version_name or f"{parent.name}+dpo{int(time.time())}"
+    new.config.version = name
+    path = new.save_pretrained(out / "model")
+    (out / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    v = studio.registry.register(name, str(path.resolve()), parent_id=parent.id,
+                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"]})
+    return {"version_id": v.id, "version": name, "parent_id": parent.id, "pairs": len(pairs),
+            "train_s": round(time.time() - t0, 1), "log": log}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.dpo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", required=True, help="studio home with votes")
+    for name, f in DPOConfig.__dataclass_fields__.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
+    a = ap.parse_args(argv)
+    cfg = DPOConfig(**{k: getattr(a, k) for k in DPOConfig.__dataclass_fields__})
+    res = run_from_studio(a.home, cfg)
+    for r in res["log"][:: max(1, len(res["log"]) // 10)]:
+        print(json.dumps(r))
+    print(json.dumps({k: v for k, v in res.items() if k != "log"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""One whole preference round from a model, reproducibly, with timings:
+
+collection (requests x 2 seeds on the model) -> simulated votes (judge + noise) -> Flow-DPO ->
+candidate version -> evaluation round (candidate vs parent, judged) -> GSB of candidate
+against parent by the OmniBench judge on held-out cases -> promotion decision.
+
+    python -m training.dpo_round [--model assets/models/omni-world] --votes 500 --seed 0 --json OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.dpo_round")
+    ap.add_argument("--model", default="assets/models/omni-world")
+    ap.add_argument("--votes", type=int, default=500)
+    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--beta", type=float, default=500.0)
+    ap.add_argument("--lora-rank", type=int, default=0)
+    ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
+    ap.add_argument("--home", default=None)
+    ap.add_argument("--json", dest="json_out", required=True)
+    a = ap.parse_args(argv)
+    import torch
+
+    from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
+    from studio_backend.studio import Studio
+    from training import evaluate as E
+    from training.dpo import DPOConfig, run_from_studio
+    from training.simulate_votes import pipeline_generator, simulate
+
+    torch.set_num_threads(1)
+    home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
+    studio = Studio.open(home)
+    admin = studio.users.ensure("round-admin", "admin")
+    parent = studio.registry.register(f"base-{int(time.time())}", str(Path(a.model).resolve()))
+    studio.registry.promote(admin, parent.id)
+    gen = pipeline_generator()
+    times = {}
+    t = time.time()
+    # each pair gets two votes (5 annotators), so votes / 2 requests
+    collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed)
+    times["collection_s"] = round(time.time() - t, 1)
+    t = time.time()
+    sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
+    times["votes_s"] = round(time.time() - t, 1)
+    t = time.time()
+    res = run_from_studio(home, DPOConfig(out=str(home / "dpo"), steps=a.steps, beta=a.beta, lora_rank=a.lora_rank,
+                                          seed=a.seed))
+    times["training_s"] = round(time.time() - t, 1)
+    t = time.time()
+    cand = studio.registry.get(res["version_id"])
+    report = E.compare(E.load_model(cand.path), E.load_model(parent.path), limit=a.eval_limit)
+    times["evaluation_s"] = round(time.time() - t, 1)
+    t = time.time()
+    evaluation_round(studio, gen, cand.id, parent.id, n_requests=23)
+    simulate(studio, 46, noise=a.noise, annotators=2, seed=a.seed + 1)
+    decision = promotion_decision(studio, cand.id, parent.id)
+    times["eval_round_s"] = round(time.time() - t, 1)
+    out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": res["pairs"],
+           "curves": {"loss": [r["loss"] for r in res["log"]], "margin": [r["margin"] for r in res["log"]]},
+           "promotion": decision, "home": str(home)}
+    Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json_out).write_text(json.dumps(out, indent=1, default=str))
+    print(json.dumps({"gsb": out["gsb"], "times": times, "promotion": decision}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
