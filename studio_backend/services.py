@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import queue
 import random
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -422,12 +424,62 @@ class JobService:
 
 
 # ---------------------------------------------------------------- arena
+class GroupWriter:
+    """Votes are written by one thread, many to a transaction (group commit): with SQLite's single
+    writer, 32 annotators committing one by one queue behind each other; here every waiting vote
+    goes into the next commit. Each vote has its own savepoint, so a duplicate fails alone."""
+
+    def __init__(self, db: Database, max_batch: int = 256):
+        self.db, self.max_batch = db, max_batch
+        self.q: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="vote-writer", daemon=True)
+        self.thread.start()
+
+    def write(self, row: dict) -> int | None:
+        """The new vote's id, or None when a unique constraint refused it; raises on other errors."""
+        done = threading.Event()
+        box: dict = {}
+        self.q.put((row, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["id"]
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.q.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.db.session() as s:
+                    for row, box, _ in batch:
+                        try:
+                            with s.begin_nested():
+                                gold = s.execute(select(Comparison.gold).where(Comparison.id == row["comparison_id"])
+                                                 ).scalar_one_or_none()
+                                box["id"] = s.execute(insert(Vote).values(**row, is_gold=gold is not None)
+                                                      ).inserted_primary_key[0]
+                                s.execute(update(Comparison).where(Comparison.id == row["comparison_id"])
+                                          .values(vote_count=Comparison.vote_count + 1))
+                        except IntegrityError:
+                            box["id"] = None
+            except Exception as e:  # the whole commit failed: every vote of the batch is told
+                for _, box, _ in batch:
+                    box["error"] = e
+            for _, _, done in batch:
+                done.set()
+
+
 class ArenaService:
     def __init__(self, db: Database, secret: bytes, gold_rate: float = 0.1, seed: int | None = None):
         self.db = db
         self.secret = secret  # signs presentation tokens: any studio process with the same home can take the vote
         self.gold_rate = gold_rate
         self.rng = random.Random(seed)
+        self._writer = GroupWriter(db)
 
     def _seal(self, comparison_id: int, left_is_a: bool) -> str:
         body = f"{comparison_id}.{int(left_is_a)}.{uuid.uuid4().hex[:12]}"
@@ -499,16 +551,11 @@ class ArenaService:
         flip = {"G": "B", "S": "S", "B": "G"}
         to_a = (lambda v: v) if left_is_a else (lambda v: flip[v])
         verdicts = {d: to_a(v) for d, v in verdicts_left_vs_right.items()}
-        try:
-            with self.db.session() as s:  # one short write: insert the vote, count it
-                gold = s.execute(select(Comparison.gold).where(Comparison.id == comparison_id)).scalar_one_or_none()
-                vote_id = s.execute(insert(Vote).values(
-                    idempotency_key=idempotency_key, comparison_id=comparison_id, annotator_id=annotator.id,
-                    left_is_a=left_is_a, verdicts=verdicts, overall=to_a(overall), seconds=float(seconds),
-                    is_gold=gold is not None, created_at=datetime.now(timezone.utc))).inserted_primary_key[0]
-                s.execute(update(Comparison).where(Comparison.id == comparison_id)
-                          .values(vote_count=Comparison.vote_count + 1))
-        except IntegrityError:
+        row = dict(idempotency_key=idempotency_key, comparison_id=comparison_id, annotator_id=annotator.id,
+                   left_is_a=left_is_a, verdicts=verdicts, overall=to_a(overall), seconds=float(seconds),
+                   created_at=datetime.now(timezone.utc))
+        vote_id = self._writer.write(row)  # returns once the vote is committed
+        if vote_id is None:  # the idempotency key, or this annotator on this pair, is taken
             existing = self._existing(idempotency_key)
             if existing is not None:  # a retried submit: the vote is already stored once
                 return existing
