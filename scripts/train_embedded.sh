@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS=${1:-2400}
-PRE_STEPS=${2:-1200}
-SFT_STEPS=${3:-1000}
+PRE_STEPS=${2:-700}
+SFT_STEPS=${3:-1300}
 NPROC=${4:-2}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
