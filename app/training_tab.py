@@ -88,7 +88,8 @@ def run_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int
     """Flow-DPO on the collected preference pairs; the result is a candidate version with its parent."""
     import pandas as pd
 
-    from training.dpo import DPOConfig, pairs_from_studio, train
+    from studio_backend.preference import pairs_from_studio
+    from training.dpo import DPOConfig, train
 
     user = ctx.user(user_state)
     if user.role != "admin":

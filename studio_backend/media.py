@@ -181,6 +181,19 @@ class MediaStore:
     def load_video(self, asset_id: str) -> np.ndarray:
         return np.load(self.path_of(asset_id, "npy"))
 
+    def resolve(self, request):
+        """An MVL request whose media are asset ids, with the media loaded as arrays (in place)."""
+        load = lambda x: self.load_image(x) if isinstance(x, str) else x  # noqa: E731
+        request.images = [load(x) for x in request.images]
+        request.subjects = {k: [load(x) for x in v] for k, v in request.subjects.items()}
+        if isinstance(request.video, str):
+            request.video = self.load_video(request.video)
+        if request.storyboard is not None:
+            request.storyboard.panels = [load(x) for x in request.storyboard.panels]
+            if isinstance(request.storyboard.grid, str):
+                request.storyboard.grid = load(request.storyboard.grid)
+        return request
+
     def thumbnail(self, asset_id: str, side: int = 128) -> Path:
         from PIL import Image
 

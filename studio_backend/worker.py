@@ -43,18 +43,7 @@ class Worker:
 
     def resolve_media(self, request: dict) -> MVLRequest:
         """Asset ids in the stored request become arrays for the model."""
-        req = MVLRequest.from_dict(request)
-        m = self.studio.media
-        load_img = lambda x: m.load_image(x) if isinstance(x, str) else x  # noqa: E731
-        req.images = [load_img(x) for x in req.images]
-        req.subjects = {k: [load_img(x) for x in v] for k, v in req.subjects.items()}
-        if isinstance(req.video, str):
-            req.video = m.load_video(req.video)
-        if req.storyboard is not None:
-            req.storyboard.panels = [load_img(x) for x in req.storyboard.panels]
-            if isinstance(req.storyboard.grid, str):
-                req.storyboard.grid = load_img(req.storyboard.grid)
-        return req
+        return self.studio.media.resolve(MVLRequest.from_dict(request))
 
     def run_one(self) -> JobRecord | None:
         jobs = self.studio.jobs

@@ -9,8 +9,8 @@ import torch
 from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
 from studio_backend.studio import Studio
 from tests.test_model import tiny_pipeline
-from training.dpo import DPOConfig, add_lora, flow_dpo_loss, lora_state, merge_lora, pairs_from_studio, run_from_studio, train
-from training.simulate_votes import simulate
+from studio_backend.preference import pairs_from_studio, run_dpo, simulate
+from training.dpo import DPOConfig, add_lora, flow_dpo_loss, lora_state, merge_lora, train
 from training.world import sample
 
 
@@ -93,7 +93,7 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     pairs = pairs_from_studio(studio)
     assert all(p["winner"].shape == (16, 32, 32, 3) for p in pairs)
     assert pairs, "seeded noisy votes give at least one non-Same pair"
-    out = run_from_studio(tmp_path / "home", DPOConfig(out=str(tmp_path / "dpo"), steps=3, batch=2))
+    out = run_dpo(tmp_path / "home", DPOConfig(out=str(tmp_path / "dpo"), steps=3, batch=2))
     cand = studio.registry.get(out["version_id"])
     assert cand.parent_id == parent.id and cand.status == "candidate"
     eval_ids = evaluation_round(studio, gen, cand.id, parent.id, n_requests=3)

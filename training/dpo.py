@@ -12,6 +12,9 @@ distribution as pretraining (flow_matching.sample_training_s). The generator is 
 full or through LoRA adapters (peft), which can be merged back for shipping.
 
     python -m training.dpo --home DIR [--steps N] [--beta B] [--lora-rank R] [--out DIR]
+
+This module is the algorithm; reading votes from a studio and registering the candidate is
+studio_backend.preference (the command line above drives it).
 """
 
 from __future__ import annotations
@@ -19,11 +22,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ import torch.nn.functional as F
 
 from model import flow_matching as fm
 from model.conditioning import build_conditions
-from model.mvl import MVLRequest
 from model.pipeline import OmniPipeline
 from model.vae import to_model_range
 
@@ -168,59 +167,6 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None) -
     return new, log
 
 
-def pairs_from_studio(studio) -> list[dict]:
-    """Preference pairs of the studio's votes, with the clips loaded from the media store."""
-    from studio_backend.export import preference_pairs
-
-    out = []
-    for r in preference_pairs(studio.arena.votes()):
-        req = {k: v for k, v in r["request"].items() if not k.startswith("_")}
-        out.append({"request": _resolve(studio, MVLRequest.from_dict(req)),
-                    "winner": studio.media.load_video(r["winner_asset"]),
-                    "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
-    return out
-
-
-def _resolve(studio, req: MVLRequest) -> MVLRequest:
-    m = studio.media
-    load = lambda x: m.load_image(x) if isinstance(x, str) else x  # noqa: E731
-    req.images = [load(x) for x in req.images]
-    req.subjects = {k: [load(x) for x in v] for k, v in req.subjects.items()}
-    if isinstance(req.video, str):
-        req.video = m.load_video(req.video)
-    if req.storyboard is not None:
-        req.storyboard.panels = [load(x) for x in req.storyboard.panels]
-        if isinstance(req.storyboard.grid, str):
-            req.storyboard.grid = load(req.storyboard.grid)
-    return req
-
-
-def run_from_studio(home: str | Path, cfg: DPOConfig, version_name: str | None = None) -> dict:
-    """DPO from a studio's votes on its active version: a candidate version registered with its parent."""
-    from studio_backend.studio import Studio
-
-    torch.set_num_threads(cfg.threads)
-    studio = Studio.open(home)
-    parent = studio.registry.active()
-    if parent is None:
-        raise SystemExit("no active model version in this studio")
-    pairs = pairs_from_studio(studio)
-    if not pairs:
-        raise SystemExit("no preference pairs yet: collect votes (python -m training.simulate_votes) first")
-    pipe = OmniPipeline.from_pretrained(parent.path)
-    t0 = time.time()
-    new, log = train(pipe, pairs, cfg)
-    out = Path(cfg.out)
-    name = version_name or f"{parent.name}+dpo{int(time.time())}"
-    new.config.version = name
-    path = new.save_pretrained(out / "model")
-    (out / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
-    v = studio.registry.register(name, str(path.resolve()), parent_id=parent.id,
-                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"]})
-    return {"version_id": v.id, "version": name, "parent_id": parent.id, "pairs": len(pairs),
-            "train_s": round(time.time() - t0, 1), "log": log}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.dpo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", required=True, help="studio home with votes")
@@ -228,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     a = ap.parse_args(argv)
     cfg = DPOConfig(**{k: getattr(a, k) for k in DPOConfig.__dataclass_fields__})
-    res = run_from_studio(a.home, cfg)
+    from studio_backend.preference import run_dpo  # the CLI drives a studio home
+
+    res = run_dpo(a.home, cfg)
     for r in res["log"][:: max(1, len(res["log"]) // 10)]:
         print(json.dumps(r))
     print(json.dumps({k: v for k, v in res.items() if k != "log"}))

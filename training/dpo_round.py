@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
     from studio_backend.studio import Studio
     from training import evaluate as E
-    from training.dpo import DPOConfig, run_from_studio
-    from training.simulate_votes import pipeline_generator, simulate
+    from studio_backend.preference import run_dpo, simulate
+    from training.dpo import DPOConfig
+    from training.simulate_votes import pipeline_generator
 
     torch.set_num_threads(1)
     home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
     times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
-    res = run_from_studio(home, DPOConfig(out=str(home / "dpo"), steps=a.steps, beta=a.beta, lora_rank=a.lora_rank,
+    res = run_dpo(home, DPOConfig(out=str(home / "dpo"), steps=a.steps, beta=a.beta, lora_rank=a.lora_rank,
                                           seed=a.seed))
     times["training_s"] = round(time.time() - t, 1)
     t = time.time()

@@ -1,0 +1,94 @@
+"""The preference loop on a studio: simulated annotators voting through the arena, preference
+pairs with their clips, and a Flow-DPO run that registers a candidate version with its parent.
+The algorithms live in training (the judge, Flow-DPO); this module connects them to the studio.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from model.mvl import MVLRequest
+
+from .export import preference_pairs
+from .models import Comparison
+from .studio import Studio
+
+
+def simulate(studio: Studio, votes: int, noise: float = 0.1, position_bias: float = 0.0, annotators: int = 5,
+             seed: int = 0) -> dict:
+    """Simulated annotators judge blind pairs (left vs right) and vote through the arena service."""
+    from training.simulate_votes import judge_pair
+
+    rng = np.random.default_rng(seed)
+    people = [studio.users.ensure(f"sim-annotator-{i}", "annotator") for i in range(annotators)]
+    cast, turn, active = 0, 0, list(people)
+    t0 = time.time()
+    while cast < votes and active:
+        ann = active[turn % len(active)]
+        turn += 1
+        pair = studio.arena.next_pair(ann)
+        if pair is None:  # this annotator has rated every pair
+            active.remove(ann)
+            continue
+        with studio.db.session(write=False) as s:
+            req = dict(s.get(Comparison, pair.comparison_id).request)
+        if not req.get("_world"):
+            raise ValueError(f"comparison {pair.comparison_id} has no world truth to judge by (it came from a project)")
+        dims, overall = judge_pair(req["_world"], studio.media.load_video(pair.left_asset),
+                                   studio.media.load_video(pair.right_asset))
+        if rng.random() < noise:
+            overall = str(rng.choice(["G", "S", "B"]))
+        dims = {d: (str(rng.choice(["G", "S", "B"])) if rng.random() < noise else v) for d, v in dims.items()}
+        if rng.random() < position_bias:
+            overall = "G"  # the left clip wins whatever it shows
+        studio.arena.vote(ann, pair.left_is_a_token, dims, overall, uuid.uuid4().hex, seconds=float(rng.uniform(3, 9)))
+        cast += 1
+    return {"votes": cast, "seconds": round(time.time() - t0, 2), "annotators": annotators, "noise": noise,
+            "position_bias": position_bias}
+
+
+def pairs_from_studio(studio: Studio) -> list[dict]:
+    """Preference pairs of the studio's votes, with the clips loaded from the media store."""
+    out = []
+    for r in preference_pairs(studio.arena.votes()):
+        req = {k: v for k, v in r["request"].items() if not k.startswith("_")}
+        out.append({"request": studio.media.resolve(MVLRequest.from_dict(req)),
+                    "winner": studio.media.load_video(r["winner_asset"]),
+                    "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
+    return out
+
+
+def run_dpo(home: str | Path, cfg, version_name: str | None = None) -> dict:
+    """DPO from a studio's votes on its active version: a candidate version registered with its parent."""
+    import torch
+
+    from model.pipeline import OmniPipeline
+    from training.dpo import train
+
+    torch.set_num_threads(cfg.threads)
+    studio = Studio.open(home)
+    parent = studio.registry.active()
+    if parent is None:
+        raise SystemExit("no active model version in this studio")
+    pairs = pairs_from_studio(studio)
+    if not pairs:
+        raise SystemExit("no preference pairs yet: collect votes (python -m training.simulate_votes) first")
+    pipe = OmniPipeline.from_pretrained(parent.path)
+    t0 = time.time()
+    new, log = train(pipe, pairs, cfg)
+    out = Path(cfg.out)
+    name = version_name or f"{parent.name}+dpo{int(time.time())}"
+    new.config.version = name
+    path = new.save_pretrained(out / "model")
+    (out / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    v = studio.registry.register(name, str(path.resolve()), parent_id=parent.id,
+                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"]})
+    return {"version_id": v.id, "version": name, "parent_id": parent.id, "pairs": len(pairs),
+            "train_s": round(time.time() - t0, 1), "log": log}
+
+
