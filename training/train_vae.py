@@ -103,7 +103,7 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
                        out / "checkpoint.tmp")
             (out / "checkpoint.tmp").replace(ckpt)
     vae.eval()
-    vae.config.scaling = latent_scale(vae, stream)
+    vae.config.scaling = latent_scale(vae, sample_stream(SFT_FAMILIES, 12_345))  # fixed clips: same scale on re-export
     vae.save_pretrained(out / "final")
     return vae
 
