@@ -34,10 +34,16 @@ def shift_sigmas(s: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def sample_training_s(batch: int, generator: torch.Generator | None = None, shift: float = 1.0,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
-    """Training noise levels: logit-normal (as SD3) then shifted; one distribution for all stages."""
+                      device: torch.device | str = "cpu", uniform_fraction: float = 0.0) -> torch.Tensor:
+    """Training noise levels: logit-normal (as SD3) then shifted; one distribution for all stages.
+    `uniform_fraction` of the batch is drawn uniformly instead, so the ends of the schedule (pure
+    noise, almost clean), which the sampler visits at every step count, are trained too."""
     u = torch.randn(batch, generator=generator, device=device)
     s = torch.sigmoid(u)
+    if uniform_fraction > 0:
+        flat = torch.rand(batch, generator=generator, device=device)
+        pick = torch.rand(batch, generator=generator, device=device) < uniform_fraction
+        s = torch.where(pick, flat, s)
     return shift_sigmas(s, shift)
 
 

@@ -17,7 +17,7 @@ $PY -m training.train_vae --out runs/vae --steps "$VAE_STEPS"
 run -m training.pretrain --out runs/pretrain --vae runs/vae/final --steps "$PRE_STEPS" --batch 32 \
     --dim 192 --depth 6 --heads 3 --ema 0.995 --lr 5e-4 --warmup 100 --save-every 100
 run -m training.sft --out runs/sft --init runs/pretrain/model --steps "$SFT_STEPS" --batch 32 \
-    --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100
+    --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100 --uniform-time 0.5
 $PY -m training.evaluate --model runs/sft/model --json runs/sft/omnibench.json
 $PY -m training.model_card --model runs/sft/model --bench runs/sft/omnibench.json --out assets/models/omni-world \
     --vae-log runs/vae/log.jsonl --logs runs/pretrain/log.jsonl runs/sft/log.jsonl

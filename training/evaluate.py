@@ -268,6 +268,7 @@ def load_model(spec: str) -> Generator:
     except ImportError as e:
         raise SystemExit(f"--model {spec!r}: model directories need the Omni pipeline (model/pipeline.py): {e}")
     pipe = OmniPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
 
     def run(case: WorldSample) -> np.ndarray:
         return pipe(case.request).frames

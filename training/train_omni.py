@@ -54,6 +54,7 @@ class TrainConfig:
     p_drop_text: float = 0.1  # classifier-free guidance: text dropped
     p_drop_visual: float = 0.1  # ... and, independently, every visual reference dropped
     time_shift: float = 1.0  # training noise-level shift (flow_matching.sample_training_s)
+    uniform_time: float = 0.0  # share of noise levels drawn uniformly (covers the schedule's ends)
     sample_shift: float = 3.0  # the sampler's schedule shift stored with the model
     log_every: int = 20
     save_every: int = 200
@@ -109,7 +110,7 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
         x0 = vae.encode(to_model_range(torch.from_numpy(np.stack([s.target for s in samples]))))
     g = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
     noise = torch.randn(x0.shape, generator=g)
-    s = fm.sample_training_s(B, g, cfg.time_shift)
+    s = fm.sample_training_s(B, g, cfg.time_shift, uniform_fraction=cfg.uniform_time)
     xs = fm.add_noise(x0, noise, s)
     model = gen_fwd or gen
     base = gen.module if hasattr(gen, "module") else gen
