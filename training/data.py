@@ -23,11 +23,12 @@ def sample_stream(families: tuple[str, ...], seed: int, rank: int = 0, world_siz
     rng = np.random.default_rng([seed, rank, world_size])
     p = np.array([(weights or {}).get(f, 1.0) for f in families], np.float64)
     p /= p.sum()
-    k = 0
     while True:
         fam = families[int(rng.choice(len(families), p=p))]
-        yield sample(fam, int(rng.integers(2**31 - 1)), "train")
-        k += 1
+        try:
+            yield sample(fam, int(rng.integers(2**31 - 1)), "train")
+        except RuntimeError:  # a rare layout that does not fit the frame: draw another sample
+            continue
 
 
 def clip_batch(stream: Iterator[WorldSample], batch: int, image_fraction: float = 0.25,

@@ -203,7 +203,7 @@ def _scene_with_subjects(rng, split: Split, n: int, motions=V.MOTIONS, camera: s
         scene = Scene(background=bg, subjects=subs, camera=camera)
         if _place(rng, scene):
             return scene
-    raise RuntimeError("could not place subjects; widen the motion set")
+    raise RuntimeError(f"could not place {n} subjects with motions {motions} under camera {camera}")
 
 
 def _n_subjects(rng) -> int:
