@@ -49,3 +49,22 @@ def test_ddp_two_processes(tmp_path):
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
     assert (out / "model" / "model_index.json").is_file()
+
+
+def test_a_sampler_failure_does_not_stop_a_training_stream(monkeypatch):
+    from training import data
+    from training.world import families
+
+    real = families.SAMPLERS["t2v"]
+    calls = {"n": 0}
+
+    def flaky(rng, split):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("could not place 3 subjects")
+        return real(rng, split)
+
+    monkeypatch.setitem(families.SAMPLERS, "t2v", flaky)
+    stream = data.sample_stream(("t2v",), seed=0)
+    got = [next(stream) for _ in range(3)]
+    assert calls["n"] == 4 and all(s.family == "t2v" for s in got)
