@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         "with asymmetric condition attention) and the rule-based prompt enhancer, trained only on OmniWorld "
         "(procedural, generated on the fly; held-out compositions never seen). 16 frames at 32x32.", "",
         "## Recipe", "",
+        "- generator: " + ", ".join(f"{k}={v}" for k, v in json.loads((src / "generator" / "config.json").read_text()).items()
+                                    if k in ("dim", "depth", "heads", "patch", "latent_channels"))
+        + " (the SFT config below lists defaults for these; SFT starts from the pretrained model's own)",
         f"- stages: see `generator/config.json` and the training config below; last stage `{notes.get('stage')}` "
         f"at step {notes.get('step')}",
         f"- generator training hours (all stages): {notes.get('hours_total', notes.get('hours'))}",
