@@ -66,8 +66,8 @@ class TrainConfig:
     heads: int = 4
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to min_lr."""
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up then cosine decay to min_lr (any config with lr, min_lr, warmup, steps)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))

@@ -22,6 +22,7 @@ import torch
 
 from model.vae import VAEConfig, VideoVAE, to_model_range
 from training.data import SFT_FAMILIES, clip_batch, sample_stream
+from training.train_omni import lr_at  # one learning-rate schedule (warm-up, cosine) for every stage
 
 
 @dataclass
@@ -38,13 +39,6 @@ class VAETrainConfig:
     seed: int = 0
     threads: int = 1
     latent_channels: int = 16
-
-
-def lr_at(step: int, cfg: VAETrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
 
 
 def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
