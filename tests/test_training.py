@@ -68,3 +68,46 @@ def test_a_sampler_failure_does_not_stop_a_training_stream(monkeypatch):
     stream = data.sample_stream(("t2v",), seed=0)
     got = [next(stream) for _ in range(3)]
     assert calls["n"] == 4 and all(s.family == "t2v" for s in got)
+
+
+def test_foreground_weights_cover_the_subjects_and_weight_the_loss():
+    import numpy as np
+    import torch
+
+    from training.train_omni import build_components, foreground_weights, training_loss
+    from training.world import sample
+    from model.prompt_enhancer import RuleEnhancer
+    from training.world.vocab import enhancer_vocabulary
+
+    smp = sample("t2v", 3, "train")
+    w = foreground_weights([smp], (8, 8, 8))
+    assert w.shape == (1, 8, 8, 8) and 0 < w.mean() < 0.8
+    # every latent position over a subject pixel is marked, and only those
+    mask = np.zeros((16, 32, 32), bool)
+    for sub in smp.truth.subjects:
+        mask |= sub.mask
+    expect = mask.reshape(8, 2, 8, 4, 8, 4).any(axis=(1, 3, 5))
+    assert np.array_equal(w[0].numpy().astype(bool), expect)
+
+    cfg = TrainConfig(**TINY)
+    vae, gen, te, _ = build_components(cfg)
+    enh = RuleEnhancer(enhancer_vocabulary())
+    batch = [sample("t2v", k, "train") for k in range(3)]
+    plain = training_loss(gen, vae, te, enh, batch, cfg, np.random.default_rng(0))
+    cfg.fg_weight = 0.0
+    again = training_loss(gen, vae, te, enh, batch, cfg, np.random.default_rng(0))
+    assert torch.allclose(plain, again)
+    cfg.fg_weight = 5.0
+    weighted = training_loss(gen, vae, te, enh, batch, cfg, np.random.default_rng(0))
+    assert torch.isfinite(weighted) and not torch.allclose(weighted, plain)
+
+
+def test_family_weights_are_parsed_and_checked():
+    import pytest
+
+    from training.train_omni import parse_families
+
+    assert parse_families("t2v:3, i2v") == (("t2v", "i2v"), {"t2v": 3.0, "i2v": 1.0})
+    for bad in ("t2v:x", "nope", "t2v:0", ""):
+        with pytest.raises(SystemExit):
+            parse_families(bad)
