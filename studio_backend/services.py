@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -453,24 +453,72 @@ class GroupWriter:
                     batch.append(self.q.get_nowait())
                 except queue.Empty:
                     break
+            self.commit(batch)
+
+    def commit(self, batch: list) -> None:
+        """Write one batch of (row, box, done) in one transaction and tell every waiting voter."""
+        try:
             try:
-                with self.db.session() as s:
-                    for row, box, _ in batch:
-                        try:
-                            with s.begin_nested():
-                                gold = s.execute(select(Comparison.gold).where(Comparison.id == row["comparison_id"])
-                                                 ).scalar_one_or_none()
-                                box["id"] = s.execute(insert(Vote).values(**row, is_gold=gold is not None)
-                                                      ).inserted_primary_key[0]
-                                s.execute(update(Comparison).where(Comparison.id == row["comparison_id"])
-                                          .values(vote_count=Comparison.vote_count + 1))
-                        except IntegrityError:
-                            box["id"] = None
-            except Exception as e:  # the whole commit failed: every vote of the batch is told
+                self._write_fast(batch)
+            except IntegrityError:  # another process wrote a clashing vote meanwhile: one savepoint each
                 for _, box, _ in batch:
-                    box["error"] = e
-            for _, _, done in batch:
-                done.set()
+                    box.clear()
+                self._write_each(batch)
+        except Exception as e:  # the whole commit failed: every vote of the batch is told
+            for _, box, _ in batch:
+                box["error"] = e
+        for _, _, done in batch:
+            done.set()
+
+    def _write_fast(self, batch: list) -> None:
+        """The whole batch in a few statements: duplicates (taken idempotency key, or this annotator
+        on this pair, stored or earlier in the batch) are found by one look-up and left out, the
+        rest inserted with one multi-row INSERT ... RETURNING and the counters bumped per pair."""
+        rows = [row for row, _, _ in batch]
+        cids = {r["comparison_id"] for r in rows}
+        with self.db.session() as s:
+            gold = dict(s.execute(select(Comparison.id, Comparison.gold).where(Comparison.id.in_(cids))).all())
+            keys = set(s.scalars(select(Vote.idempotency_key)
+                                 .where(Vote.idempotency_key.in_([r["idempotency_key"] for r in rows]))))
+            pairs = set(s.execute(select(Vote.comparison_id, Vote.annotator_id).where(
+                Vote.comparison_id.in_(cids), Vote.annotator_id.in_({r["annotator_id"] for r in rows}))).all())
+            fresh = []
+            for row, box, _ in batch:
+                pair = (row["comparison_id"], row["annotator_id"])
+                if row["comparison_id"] not in gold:
+                    box["error"] = ServiceError("this pair no longer exists: load the next pair")
+                elif row["idempotency_key"] in keys or pair in pairs:
+                    box["id"] = None
+                else:
+                    keys.add(row["idempotency_key"])
+                    pairs.add(pair)
+                    fresh.append((dict(row, is_gold=gold[row["comparison_id"]] is not None), box))
+            if not fresh:
+                return
+            ids = s.scalars(insert(Vote).returning(Vote.id, sort_by_parameter_order=True),
+                            [r for r, _ in fresh]).all()
+            bump: dict[int, int] = {}
+            for (r, box), vid in zip(fresh, ids):
+                box["id"] = vid
+                bump[r["comparison_id"]] = bump.get(r["comparison_id"], 0) + 1
+            table = Comparison.__table__
+            s.connection().execute(
+                update(table).where(table.c.id == bindparam("cid")).values(vote_count=table.c.vote_count + bindparam("n")),
+                [{"cid": c, "n": n} for c, n in bump.items()])
+
+    def _write_each(self, batch: list) -> None:
+        with self.db.session() as s:
+            for row, box, _ in batch:
+                try:
+                    with s.begin_nested():
+                        gold = s.execute(select(Comparison.gold).where(Comparison.id == row["comparison_id"])
+                                         ).scalar_one_or_none()
+                        box["id"] = s.execute(insert(Vote).values(**row, is_gold=gold is not None)
+                                              ).inserted_primary_key[0]
+                        s.execute(update(Comparison).where(Comparison.id == row["comparison_id"])
+                                  .values(vote_count=Comparison.vote_count + 1))
+                except IntegrityError:
+                    box["id"] = None
 
 
 class ArenaService:

@@ -326,3 +326,45 @@ def test_preference_export_keeps_same_out_and_weights_by_trust(studio, tmp_path)
     assert pq.read_table(pq_path).num_rows == 2
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         push_to_hub(jl, "someone/votes")
+
+
+def _vote_row(comparison_id, annotator_id, key):
+    from datetime import datetime, timezone
+
+    return dict(idempotency_key=key, comparison_id=comparison_id, annotator_id=annotator_id, left_is_a=True,
+                verdicts={"prompt_following": "G"}, overall="G", seconds=1.0, created_at=datetime.now(timezone.utc))
+
+
+@pytest.mark.parametrize("race", [False, True])
+def test_group_commit_batches_keep_each_vote_once(studio, monkeypatch, race):
+    """One batch of the vote writer holding duplicates of each other and of a stored vote: each
+    vote is stored once; when another process wins a race between look-up and insert (race=True)
+    the batch is written again vote by vote with the same outcome."""
+    from sqlalchemy.exc import IntegrityError
+
+    a, b = _pair_assets(studio, 0)
+    c1 = studio.arena.add_comparison("eval", {"prompt": "one"}, a, b, family="t2v")
+    c2 = studio.arena.add_comparison("eval", {"prompt": "two"}, a, b, family="t2v", gold="G")
+    u1, u2 = studio.users.ensure("u1", "annotator"), studio.users.ensure("u2", "annotator")
+    writer = studio.arena._writer
+    stored = writer.write(_vote_row(c1, u1.id, "stored-key-1"))
+    assert stored is not None
+    if race:
+        def lost_race(batch):
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed (another process)"))
+        monkeypatch.setattr(writer, "_write_fast", lost_race)
+    batch = [(_vote_row(c1, u1.id, "stored-key-1"), {}, threading.Event()),  # a retry of the stored vote
+             (_vote_row(c1, u1.id, "fresh-key-01"), {}, threading.Event()),  # same annotator, same pair
+             (_vote_row(c2, u1.id, "fresh-key-02"), {}, threading.Event()),  # new: stored, and gold
+             (_vote_row(c2, u2.id, "fresh-key-02"), {}, threading.Event()),  # key taken within the batch
+             (_vote_row(c2, u2.id, "fresh-key-03"), {}, threading.Event())]  # new
+    writer.commit(batch)  # as the writer thread does with the votes waiting in its queue
+    assert all(done.is_set() for _, _, done in batch)
+    outcome = [box.get("id") for _, box, _ in batch]
+    assert outcome[:2] == [None, None] and outcome[3] is None
+    assert outcome[2] is not None and outcome[4] is not None and outcome[2] != outcome[4]
+    with studio.db.engine.connect() as c:
+        rows = c.execute(text("select comparison_id, annotator_id, is_gold from votes order by id")).all()
+        counts = dict(c.execute(text("select id, vote_count from comparisons")).all())
+    assert [tuple(r) for r in rows] == [(c1, u1.id, 0), (c2, u1.id, 1), (c2, u2.id, 1)]
+    assert counts == {c1: 1, c2: 2}
