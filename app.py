@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home).resolve()
     studio = Studio.open(home)
     register_model(studio, Path(args.model))
-    worker = Worker(studio, load_pipeline)
+    worker = Worker(studio, load_pipeline, "generator-1", kinds=("generate",))
+    trainer = Worker(studio, load_pipeline, "trainer-1", kinds=("train",))  # a DPO run never blocks generations
     worker.start()
+    trainer.start()
     ctx = AppContext(studio, load_pipeline, worker)
     demo = build_ui(ctx, home)
     demo.queue(default_concurrency_limit=1)  # one generation at a time per device

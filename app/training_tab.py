@@ -1,9 +1,10 @@
 """The Training tab (admin): model versions with promote / roll back, the votes available for
-DPO, and evaluation rounds: both versions generate the same world requests, and the pairs
+DPO, DPO runs as queued train jobs (progress, loss / margin curve, cancel), and evaluation rounds: both versions generate the same world requests, and the pairs
 go to the arena for annotators."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -30,6 +31,7 @@ class TrainingTab:
     dpo_beta: gr.Number
     dpo_rank: gr.Slider
     dpo_run: gr.Button
+    dpo_cancel: gr.Button
     curve: gr.LinePlot
 
 
@@ -84,38 +86,62 @@ def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=
     return f"Queued {len(ids)} pairs of {va.name} against {vb.name} for annotators."
 
 
-def run_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int, progress=None):
-    """Flow-DPO on the collected preference pairs; the result is a candidate version with its parent."""
-    import pandas as pd
-
-    from studio_backend.preference import pairs_from_studio
-    from training.dpo import DPOConfig, train
+def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int):
+    """Queue Flow-DPO on the collected preference pairs as a train job (its own worker runs it)."""
+    from studio_backend.train_jobs import submit_dpo
 
     user = ctx.user(user_state)
     if user.role != "admin":
         raise UIError("DPO training needs the admin role")
-    parent = ctx.studio.registry.active()
-    if parent is None:
-        raise UIError("no active model to start from")
-    pairs = pairs_from_studio(ctx.studio)
-    if not pairs:
-        raise UIError("no preference pairs yet: annotators must prefer one clip (Same votes do not count)")
-    cfg = DPOConfig(steps=int(steps), beta=float(beta), lora_rank=int(lora_rank))
+    try:
+        return submit_dpo(ctx.studio, user, steps=int(steps), beta=float(beta), lora_rank=int(lora_rank))
+    except ServiceError as e:
+        raise UIError(str(e)) from e
 
-    def on_step(step, rec):
+
+def dpo_curve(ctx: AppContext, job_id: int):
+    import pandas as pd
+
+    from studio_backend.train_jobs import read_log
+
+    log = read_log(ctx.studio, job_id)
+    return pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log for k in ("loss", "margin")],
+                        columns=["step", "value", "series"])
+
+
+def follow_dpo(ctx: AppContext, job, progress=None, poll: float = 1.0, timeout: float = 6 * 3600):
+    """Yields (message, curve) while the train job runs, and once more when it ends."""
+    t0 = time.time()
+    while True:
+        j = ctx.studio.jobs.get(job.id)
         if progress is not None:
-            progress(step / cfg.steps, desc=f"step {step}: loss {rec['loss']:.4f}, margin {rec['margin']:.4f}")
-        return False
+            progress(j.progress, desc=j.message or j.status)
+        done = j.status in ("succeeded", "failed", "canceled")
+        if j.status == "succeeded":
+            msg = f"Job {j.id}: {j.message}."
+        elif j.status == "queued":
+            msg = f"Job {j.id} is queued behind another training run."
+        else:
+            msg = f"Job {j.id} {j.status}: {j.message}"
+        yield msg, dpo_curve(ctx, j.id)
+        if done:
+            return
+        if time.time() - t0 > timeout:
+            yield f"Job {j.id} still runs; follow it in the Jobs tab.", dpo_curve(ctx, j.id)
+            return
+        time.sleep(poll)
 
-    new, log = train(ctx.load_pipeline(parent.path), pairs, cfg, on_step)
-    n = len(ctx.studio.registry.list()) + 1
-    name = f"{parent.name}+dpo{n}"
-    new.config.version = name
-    path = new.save_pretrained(ctx.studio.home / "models" / f"v{n}")
-    v = ctx.studio.registry.register(name, str(path), parent_id=parent.id,
-                                     metrics={"dpo_pairs": len(pairs), "margin": log[-1]["margin"]})
-    curve = pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log for k in ("loss", "margin")])
-    return f"Trained {name} (version {v.id}) on {len(pairs)} pairs; schedule an evaluation against version {parent.id}.", curve
+
+def cancel_training(ctx: AppContext, user_state) -> str:
+    user = ctx.user(user_state)
+    if user.role != "admin":
+        raise UIError("cancelling training needs the admin role")
+    live = [j for j in ctx.studio.jobs.list(limit=200) if j.kind == "train" and j.status in ("queued", "running")]
+    if not live:
+        raise UIError("no training run is queued or running")
+    for j in live:
+        ctx.studio.jobs.cancel(user, j.id)
+    return f"Cancel requested for training job{'s' if len(live) > 1 else ''} {', '.join(str(j.id) for j in live)}."
 
 
 def build_training_tab() -> TrainingTab:
@@ -139,9 +165,10 @@ def build_training_tab() -> TrainingTab:
         dpo_beta = gr.Number(value=500.0, label="beta")
         dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
         dpo_run = gr.Button("Run DPO", variant="primary")
+        dpo_cancel = gr.Button("Cancel training", variant="stop")
     curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
-                       dpo_steps, dpo_beta, dpo_rank, dpo_run, curve)
+                       dpo_steps, dpo_beta, dpo_rank, dpo_run, dpo_cancel, curve)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -165,10 +192,14 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     def dpo(us, steps, beta, rank, progress=gr.Progress()):
         try:
-            msg, curve = run_dpo(ctx, us, steps, beta, rank, progress)
+            job = start_dpo(ctx, us, steps, beta, rank)
         except UIError as e:
             raise gr.Error(str(e))
-        return msg, version_rows(ctx, us), votes_summary(ctx), curve
+        for msg, curve in follow_dpo(ctx, job, progress):
+            yield msg, version_rows(ctx, us), votes_summary(ctx), curve
 
     tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank], outs + [tab.curve], api_name="run_dpo")
+    # its own queue slot: a cancel must not wait behind the run it cancels
+    tab.dpo_cancel.click(act(cancel_training), [user_state], outs, api_name="cancel_training",
+                         concurrency_id="cancel", concurrency_limit=None)
     return lambda us: (version_rows(ctx, us), votes_summary(ctx))

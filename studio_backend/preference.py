@@ -52,10 +52,11 @@ def simulate(studio: Studio, votes: int, noise: float = 0.1, position_bias: floa
             "position_bias": position_bias}
 
 
-def pairs_from_studio(studio: Studio) -> list[dict]:
-    """Preference pairs of the studio's votes, with the clips loaded from the media store."""
+def pairs_from_studio(studio: Studio, rows: list[dict] | None = None) -> list[dict]:
+    """Preference pairs of the studio's votes (or the given `preference_pairs` rows), with the clips
+    loaded from the media store."""
     out = []
-    for r in preference_pairs(studio.arena.votes()):
+    for r in (preference_pairs(studio.arena.votes()) if rows is None else rows):
         req = {k: v for k, v in r["request"].items() if not k.startswith("_")}
         out.append({"request": studio.media.resolve(MVLRequest.from_dict(req)),
                     "winner": studio.media.load_video(r["winner_asset"]),

@@ -377,11 +377,14 @@ class JobService:
             return _job(j)
 
     # the worker's side
-    def claim(self, worker: str) -> JobRecord | None:
-        """Atomically take the oldest queued job (safe with several workers)."""
+    def claim(self, worker: str, kinds: tuple[str, ...] | None = None) -> JobRecord | None:
+        """Atomically take the oldest queued job, of the given kinds if any (safe with several workers)."""
         with self.db.session() as s:
             for _ in range(5):
-                j = s.scalar(select(Job).where(Job.status == "queued").order_by(Job.id).limit(1))
+                q = select(Job).where(Job.status == "queued")
+                if kinds:
+                    q = q.where(Job.kind.in_(kinds))
+                j = s.scalar(q.order_by(Job.id).limit(1))
                 if j is None:
                     return None
                 n = s.execute(update(Job).where(Job.id == j.id, Job.status == "queued")

@@ -1,5 +1,6 @@
 """The job worker: takes queued jobs and runs them on the active model version.
 
+Training jobs (DPO from the votes) are handed to studio_backend.train_jobs.
 Generation jobs run the Omni pipeline (any object with the pipeline's `__call__`), store
 progress at every sampling step, honour cancel at every step, and store the result as a
 video asset linked to the job, its seed and its model version. Jobs left `running` by a
@@ -23,8 +24,10 @@ class Canceled(Exception):
 
 
 class Worker:
-    def __init__(self, studio: Studio, load_pipeline: Callable[[str], object], name: str = "worker-1"):
+    def __init__(self, studio: Studio, load_pipeline: Callable[[str], object], name: str = "worker-1",
+                 kinds: tuple[str, ...] = ("generate", "train")):
         self.studio = studio
+        self.kinds = kinds  # the app runs one worker for generations and one for training runs
         self.load_pipeline = load_pipeline  # model directory -> pipeline (cached by the caller if it wants)
         self.name = name
         self._pipes: dict[str, object] = {}
@@ -47,12 +50,16 @@ class Worker:
 
     def run_one(self) -> JobRecord | None:
         jobs = self.studio.jobs
-        job = jobs.claim(self.name)
+        job = jobs.claim(self.name, self.kinds)
         if job is None:
             return None
         try:
+            if job.kind == "train":
+                from .train_jobs import run_train_job
+
+                return run_train_job(self.studio, job, self.load_pipeline)
             if job.kind != "generate":
-                return jobs.finish(job.id, "failed", f"{job.kind} jobs are run by the training runner, not this worker")
+                return jobs.finish(job.id, "failed", f"unknown job kind {job.kind!r}")
             version, pipe = self.pipeline_for(job)
             req = self.resolve_media(job.request)
 

@@ -196,7 +196,8 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     import uuid
 
     from app.leaderboard_tab import leaderboard
-    from app.training_tab import run_dpo, version_rows
+    from app.training_tab import cancel_training, follow_dpo, start_dpo, version_rows
+    from studio_backend.worker import Worker
 
     tiny_pipeline().save_pretrained(tmp_path / "m")
     st = Studio.open(tmp_path / "h")
@@ -229,8 +230,22 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     assert ranking[0][0] == "base"
     with pytest.raises(Exception, match="annotators rate blind"):
         leaderboard(ctx, {"name": "ann", "role": "annotator"})
-    msg, curve = run_dpo(ctx, admin, 3, 500.0, 0)
-    assert "on 2 pairs" in msg and len(curve) == 6
+    with pytest.raises(Exception, match="admin"):
+        start_dpo(ctx, {"name": "ann", "role": "annotator"}, 3, 500.0, 0)
+    with pytest.raises(Exception, match="steps=0 is outside"):
+        start_dpo(ctx, admin, 0, 500.0, 0)
+    with pytest.raises(Exception, match="no training run"):
+        cancel_training(ctx, admin)
+    job = start_dpo(ctx, admin, 3, 500.0, 0)  # queued: the page returns at once
+    assert st.jobs.get(job.id).status == "queued" and job.kind == "train"
+    trainer = Worker(st, loader, "trainer", kinds=("train",))
+    trainer.start()
+    try:
+        updates = list(follow_dpo(ctx, job, poll=0.05, timeout=300))
+    finally:
+        trainer.stop()
+    msg, curve = updates[-1]
+    assert "on 2 pairs" in msg and len(curve) == 6, msg
     rows = version_rows(ctx, admin)
     assert rows[-1][1].startswith("base+dpo") and rows[-1][3] == base.id
     assert version_rows(ctx, {"name": "cleo", "role": "creator"}) == []

@@ -101,3 +101,83 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     simulate(studio, 6, noise=0.0, annotators=2, seed=1)
     decision = promotion_decision(studio, cand.id, parent.id)
     assert decision["votes"] == 6 and isinstance(decision["promote"], bool)
+
+
+def _studio_with_preferences(tmp_path):
+    import uuid
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    st = Studio.open(tmp_path / "home")
+    admin = st.users.ensure("root", "admin")
+    base = st.registry.register("base", str(tmp_path / "m"))
+    st.registry.promote(admin, base.id)
+    ann = st.users.ensure("ann", "annotator")
+    for k in range(3):
+        s = sample("t2v", k)
+        a = st.media.put_video_array(s.target)
+        b = st.media.put_video_array(np.zeros_like(s.target))
+        st.arena.add_comparison("dpo", s.request.to_dict(), a, b, family="t2v", version_a=base.id, version_b=base.id)
+    for _ in range(3):
+        pair = st.arena.next_pair(ann)
+        a_left = st.arena._unseal(pair.left_is_a_token)[1]
+        st.arena.vote(ann, pair.left_is_a_token, {}, "G" if a_left else "B", uuid.uuid4().hex)
+    return st, admin, base
+
+
+def test_dpo_train_job_resumes_after_a_crash_to_the_same_weights_and_cancels(tmp_path):
+    from model.pipeline import OmniPipeline
+    from studio_backend.services import ServiceError
+    from studio_backend.train_jobs import read_log, run_train_job, submit_dpo
+
+    st, admin, base = _studio_with_preferences(tmp_path)
+
+    def loader(path):
+        p = OmniPipeline.from_pretrained(path)
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    with pytest.raises(ServiceError, match="beta"):
+        submit_dpo(st, admin, steps=6, beta="lots")
+    with pytest.raises(ServiceError, match="unknown DPO setting"):
+        submit_dpo(st, admin, steps=6, gamma=1)
+    settings = dict(steps=6, beta=500.0, lr=1e-3, batch=2)
+    # straight through
+    submit_dpo(st, admin, **settings)
+    straight = run_train_job(st, st.jobs.claim("t", ("train",)), loader, save_every=3)
+    assert straight.status == "succeeded", straight.message
+    v_straight = st.registry.get(straight.model_version_id)
+    assert v_straight.parent_id == base.id and v_straight.status == "candidate"
+    # the same run, killed at step 4 (after the checkpoint of step 3), then taken back after a restart
+    job = submit_dpo(st, admin, **settings)
+    real_progress = st.jobs.progress
+
+    def power_cut(job_id, fraction, message=""):
+        if message.startswith("step 4/"):
+            raise KeyboardInterrupt("power cut")
+        return real_progress(job_id, fraction, message)
+
+    st.jobs.progress = power_cut
+    with pytest.raises(KeyboardInterrupt):
+        run_train_job(st, st.jobs.claim("t", ("train",)), loader, save_every=3)
+    st.jobs.progress = real_progress
+    assert st.jobs.get(job.id).status == "running"
+    restarted = Studio.open(st.home)
+    assert restarted.jobs.requeue_interrupted() == 1
+    again = restarted.jobs.claim("t2", ("train",))
+    assert again.id == job.id
+    resumed = run_train_job(restarted, again, loader, save_every=3)
+    assert resumed.status == "succeeded", resumed.message
+    assert [r["step"] for r in read_log(restarted, job.id)] == [1, 2, 3, 4, 5, 6]
+    a = loader(v_straight.path).generator.state_dict()
+    b = loader(restarted.registry.get(resumed.model_version_id).path).generator.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    moved = loader(base.path).generator.state_dict()
+    assert any(not torch.allclose(a[k], moved[k]) for k in a)  # DPO did change the weights
+    # cancel: asked while running, honoured at the next step; no version is registered
+    n_versions = len(restarted.registry.list())
+    job = submit_dpo(restarted, admin, **settings)
+    claimed = restarted.jobs.claim("t", ("train",))
+    restarted.jobs.cancel(admin, job.id)
+    done = run_train_job(restarted, claimed, loader)
+    assert done.status == "canceled" and "step 1/6" in done.message
+    assert len(restarted.registry.list()) == n_versions

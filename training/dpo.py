@@ -133,11 +133,19 @@ def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPO
                          cfg.beta, w)
 
 
-def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None) -> tuple[OmniPipeline, list[dict]]:
+def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, checkpoint: str | None = None,
+          save_every: int = 0) -> tuple[OmniPipeline, list[dict]]:
     """DPO on the given pairs; returns a new pipeline (merged weights) and the log.
-    `on_step(step, record) -> bool` may stop the run (cancel) by returning True."""
+
+    `on_step(step, record) -> bool` may stop the run (cancel) by returning True. With
+    `checkpoint` (a file path) the policy, optimiser and log are saved there every `save_every`
+    steps and when the run stops, and a run started with an existing checkpoint continues from
+    it. Each step draws its pairs and noise from (seed, step) alone, so a run that was stopped
+    and resumed ends with the same weights as one that ran straight through.
+    """
+    from pathlib import Path
+
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
     ref = copy.deepcopy(pipe.generator).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -146,9 +154,30 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None) -
         policy = add_lora(policy, cfg.lora_rank)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    rng = np.random.default_rng(cfg.seed)
-    log = []
-    for step in range(1, cfg.steps + 1):
+    log: list[dict] = []
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.is_file():
+        st = torch.load(ckpt, weights_only=False)
+        if st.get("config") != asdict(cfg) or st.get("pairs") != len(pairs):
+            raise ValueError(f"{ckpt} belongs to another run (different settings or pairs); delete it to start over")
+        policy.load_state_dict(st["policy"])
+        opt.load_state_dict(st["opt"])
+        start, log = int(st["step"]), list(st["log"])
+
+    def save(step: int) -> None:
+        if ckpt is None:
+            return
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step, "log": log,
+                    "config": asdict(cfg), "pairs": len(pairs)}, tmp)
+        tmp.replace(ckpt)
+
+    step = start
+    for step in range(start + 1, cfg.steps + 1):
+        rng = np.random.default_rng([cfg.seed, step])
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         idx = rng.choice(len(pairs), size=min(cfg.batch, len(pairs)), replace=len(pairs) < cfg.batch)
         loss, margin = pair_batch_loss(policy, ref, pipe, [pairs[i] for i in idx], cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -158,7 +187,10 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None) -
         rec = {"step": step, "loss": round(loss.item(), 5), "margin": round(float(margin.mean()), 5),
                "accuracy": round(float((margin > 0).float().mean()), 3)}
         log.append(rec)
-        if on_step is not None and on_step(step, rec):
+        stop = on_step is not None and on_step(step, rec)
+        if stop or (save_every and step % save_every == 0):
+            save(step)
+        if stop:
             break
     gen = merge_lora(policy, pipe.generator.config) if cfg.lora_rank > 0 else policy.eval()
     new = OmniPipeline(pipe.vae, gen, pipe.text_encoder, pipe.enhancer, copy.deepcopy(pipe.config))

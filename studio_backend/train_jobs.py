@@ -1,0 +1,133 @@
+"""Training runs as jobs (DESIGN 3.7): a DPO run is queued like a generation, runs on its own
+worker thread, reports progress at every step, honours cancel at every step, and survives a
+crash: the run saves a checkpoint every few steps under `OMNI_HOME/runs/job-N/`, and a job
+taken back after a restart continues from it on the same frozen set of preference pairs.
+The finished run registers a candidate version with its parent; nothing is promoted here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from .export import preference_pairs
+from .services import JobRecord, ServiceError, UserRecord, require
+from .studio import Studio
+
+DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed")
+LIMITS = {"steps": (1, 5000), "beta": (1e-3, 1e5), "lora_rank": (0, 64), "lr": (1e-7, 1e-2), "batch": (1, 64),
+          "seed": (0, 2**31 - 1)}
+
+
+def run_dir(studio: Studio, job_id: int) -> Path:
+    return studio.home / "runs" / f"job-{job_id}"
+
+
+def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
+    """Queue a DPO run on the active version's preference pairs; errors name the bad setting."""
+    from training.dpo import DPOConfig
+
+    require(user, "admin")
+    parent = studio.registry.active()
+    if parent is None:
+        raise ServiceError("no active model version to train from: promote one first")
+    unknown = set(settings) - set(DPO_KEYS)
+    if unknown:
+        raise ServiceError(f"unknown DPO setting {sorted(unknown)[0]!r}; settings: {', '.join(DPO_KEYS)}")
+    defaults = asdict(DPOConfig())
+    config = {}
+    for k in DPO_KEYS:
+        v = settings.get(k, defaults[k])
+        kind = int if k in ("steps", "lora_rank", "batch", "seed") else float
+        try:
+            v = kind(v)
+        except (TypeError, ValueError):
+            raise ServiceError(f"DPO setting {k} must be a number, got {v!r}")
+        lo, hi = LIMITS[k]
+        if not lo <= v <= hi:
+            raise ServiceError(f"DPO setting {k}={v} is outside {lo}..{hi}")
+        config[k] = v
+    if not preference_pairs(studio.arena.votes()):
+        raise ServiceError("no preference pairs yet: annotators must prefer one clip of a DPO comparison "
+                           "(Same votes count in GSB, not in DPO)")
+    return studio.jobs.submit(user, "train", {"algorithm": "dpo", "config": config}, seed=config["seed"],
+                              model_version_id=parent.id)
+
+
+def read_log(studio: Studio, job_id: int) -> list[dict]:
+    """The run's loss / margin records so far (for the Training tab's curve)."""
+    path = run_dir(studio, job_id) / "log.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+    return out
+
+
+def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int = 10) -> JobRecord:
+    """Run (or continue) one queued train job to its end: succeeded with a candidate version,
+    canceled, or failed with the reason."""
+    import torch
+
+    from training.dpo import DPOConfig, train
+
+    from .preference import pairs_from_studio
+
+    jobs = studio.jobs
+    req = job.request or {}
+    if req.get("algorithm") != "dpo":
+        return jobs.finish(job.id, "failed", f"unknown training algorithm {req.get('algorithm')!r}")
+    known = {f.name for f in fields(DPOConfig)}
+    out = run_dir(studio, job.id)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = DPOConfig(**{k: v for k, v in req.get("config", {}).items() if k in known}, out=str(out))
+    parent = studio.registry.get(job.model_version_id) if job.model_version_id else studio.registry.active()
+    frozen = out / "pairs.json"
+    if frozen.is_file():  # a resumed run trains on the pairs it started with
+        rows = json.loads(frozen.read_text())
+    else:
+        rows = preference_pairs(studio.arena.votes())
+        frozen.write_text(json.dumps(rows))
+    if not rows:
+        return jobs.finish(job.id, "failed", "no preference pairs (every vote was Same or on gold pairs)")
+    pairs = pairs_from_studio(studio, rows)
+    log_path = out / "log.jsonl"
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+
+    canceled = []
+
+    def on_step(step, rec):
+        with log_path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if jobs.progress(job.id, step / cfg.steps,
+                         f"step {step}/{cfg.steps}: loss {rec['loss']:.4f}, margin {rec['margin']:.3f}"):
+            canceled.append(step)
+        return bool(canceled)
+
+    resumed = (out / "checkpoint.pt").is_file()
+    if resumed:  # the log is rewritten from the checkpoint's own records
+        st = torch.load(out / "checkpoint.pt", weights_only=False)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in st["log"]))
+    elif log_path.exists():
+        log_path.unlink()
+    new, log = train(load_pipeline(parent.path), pairs, cfg, on_step, checkpoint=str(out / "checkpoint.pt"),
+                     save_every=save_every)
+    if canceled:
+        return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{cfg.steps}")
+    name = f"{parent.name}+dpo-job{job.id}"
+    new.config.version = name
+    path = new.save_pretrained(studio.home / "models" / f"job-{job.id}")
+    v = studio.registry.register(name, str(path), parent_id=parent.id,
+                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"],
+                                          "final_loss": log[-1]["loss"], "train_s": round(time.time() - t0, 1),
+                                          "job": job.id, "resumed": resumed})
+    return jobs.finish(job.id, "succeeded", f"trained candidate {name} (version {v.id}) on {len(pairs)} pairs; "
+                                            f"schedule an evaluation against version {parent.id}",
+                       model_version_id=v.id)
