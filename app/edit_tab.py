@@ -1,11 +1,15 @@
 """The Edit tab: a video plus an instruction (add / remove / replace / background / style /
-weather / material / effect), an optional reference image; the result beside the original."""
+weather / material / effect), an optional reference image and an optional mask painted on
+the first frame (only the painted region may change: every other pixel stays the source's);
+the result beside the original."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from .context import AppContext, UIError
 from .create_tab import build_request, generate
@@ -21,6 +25,7 @@ class EditTab:
     instruction: gr.Textbox
     kind: gr.Dropdown
     reference: gr.Image
+    mask: gr.ImageEditor
     run: gr.Button
     original: gr.Video
     result: gr.Video
@@ -33,7 +38,38 @@ def example_video(ctx: AppContext) -> str:
     return ctx.video_path(ctx.studio.media.put_video_array(s.request.video).id)
 
 
-def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None):
+MASK_CANVAS = 256
+
+
+def first_frame(ctx: AppContext, video) -> dict | None:
+    """The video's first frame as the mask canvas's background (nothing painted yet)."""
+    if not video:
+        return None
+    try:
+        frame = ctx.studio.media.load_video(ctx.upload_video(video))[0]
+    except Exception as e:  # a file the media store refuses: say so where the person looks
+        raise UIError(f"the video could not be read: {e}") from e
+    big = np.asarray(Image.fromarray(frame).resize((MASK_CANVAS, MASK_CANVAS), Image.NEAREST))
+    return {"background": big, "layers": [], "composite": big}
+
+
+def painted_mask(value) -> np.ndarray | None:
+    """The union of everything painted on the mask canvas as a white-on-black RGB image, or None."""
+    if not value:
+        return None
+    layers = [np.asarray(x) for x in (value.get("layers") or []) if x is not None]
+    painted = None
+    for layer in layers:
+        if layer.ndim != 3 or layer.shape[-1] != 4:
+            continue
+        ink = layer[..., 3] > 40
+        painted = ink if painted is None else painted | ink
+    if painted is None or not painted.any():
+        return None
+    return np.repeat((painted * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None, mask_value=None):
     if not video:
         raise UIError("upload the video to edit (or press 'Use a world clip')")
     if instruction and "@Video" not in instruction:
@@ -45,6 +81,9 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
         d["images"] = [ctx.image_asset(reference)]
         if "@Image_1" not in d["prompt"]:
             d["prompt"] += " Use @Image_1 as the reference."
+    mask = painted_mask(mask_value)
+    if mask is not None:
+        d["mask"] = ctx.image_asset(mask, "mask.png")
     return video, generate(ctx, user_state, d, 0, progress)[0]
 
 
@@ -56,20 +95,32 @@ def build_edit_tab() -> EditTab:
             instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.")
             kind = gr.Dropdown(KINDS, value=KINDS[0], label="Edit kind")
             reference = gr.Image(label="Reference image (optional, @Image_1)", type="numpy")
+            mask = gr.ImageEditor(label="Edit region (optional): paint where the edit may change; "
+                                        "everything unpainted stays exactly as in the video",
+                                  type="numpy", canvas_size=(MASK_CANVAS, MASK_CANVAS), elem_id="edit-mask",
+                                  sources=(), brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF",
+                                                             color_mode="fixed", default_size=24))
             run = gr.Button("Edit", variant="primary")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True)
-    return EditTab(video, example, instruction, kind, reference, run, original, result)
+    return EditTab(video, example, instruction, kind, reference, mask, run, original, result)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
-    def on_edit(us, v, ins, k, ref, progress=gr.Progress()):
+    def on_edit(us, v, ins, k, ref, m, progress=gr.Progress()):
         try:
-            return edit(ctx, us, v, ins, k, ref, progress)
+            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m)
+        except UIError as e:
+            raise gr.Error(str(e))
+
+    def on_video(v):
+        try:
+            return first_frame(ctx, v)
         except UIError as e:
             raise gr.Error(str(e))
 
     tab.example.click(lambda: example_video(ctx), None, tab.video)
-    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference],
+    tab.video.change(on_video, tab.video, tab.mask)
+    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask],
                   [tab.original, tab.result], api_name="edit")

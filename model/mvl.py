@@ -94,6 +94,7 @@ class MVLRequest:
     images: list[Media] = field(default_factory=list)
     subjects: dict[str, list[Media]] = field(default_factory=dict)
     video: Media | None = None
+    mask: Media | None = None  # with a context video: where the edit may change it (bright = change), one image
     annotations: Annotations = field(default_factory=Annotations)
     storyboard: Storyboard | None = None
     task: str | None = None  # one of TASKS; None = inferred by the prompt enhancer
@@ -141,6 +142,13 @@ class MVLRequest:
                 _check_image(img, f"view {j} of @{name}")
         if self.video is not None:
             _check_video(self.video, "@Video")
+        if self.mask is not None:
+            _check(self.video is not None, "a mask marks where @Video may change: give the context video too, "
+                                           "or remove the mask")
+            _check_image(self.mask, "the edit mask")
+            if isinstance(self.mask, np.ndarray):
+                _check(bool((self.mask.max(axis=2) > 127).any()),
+                       "the edit mask is empty: paint the region the edit may change (bright), or remove the mask")
         for name in self.references():
             m = IMAGE_REF_RE.match(name)
             if m:
@@ -209,6 +217,7 @@ class MVLRequest:
         d["images"] = [_encode_media(m) for m in self.images]
         d["subjects"] = {k: [_encode_media(m) for m in v] for k, v in self.subjects.items()}
         d["video"] = None if self.video is None else _encode_media(self.video)
+        d["mask"] = None if self.mask is None else _encode_media(self.mask)
         if self.storyboard is not None:
             d["storyboard"]["panels"] = [_encode_media(m) for m in self.storyboard.panels]
             d["storyboard"]["grid"] = None if self.storyboard.grid is None else _encode_media(self.storyboard.grid)
@@ -232,6 +241,7 @@ class MVLRequest:
             kw["images"] = [_decode_media(m) for m in d.get("images", [])]
             kw["subjects"] = {k: [_decode_media(m) for m in v] for k, v in d.get("subjects", {}).items()}
             kw["video"] = None if d.get("video") is None else _decode_media(d["video"])
+            kw["mask"] = None if d.get("mask") is None else _decode_media(d["mask"])
             ann = d.get("annotations") or {}
             kw["annotations"] = Annotations(
                 arrows=[Arrow(points=[tuple(p) for p in a["points"]], ref=a.get("ref")) for a in ann.get("arrows", [])],

@@ -28,7 +28,7 @@ from .generator import TEXT, OmniGenerator
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
-from .vae import VideoVAE, to_uint8
+from .vae import VideoVAE, to_model_range, to_uint8
 
 MODEL_FRAMES = 16
 
@@ -116,6 +116,21 @@ class OmniPipeline:
         if request.upscale:
             raise MVLValidationError("this model has no super-resolution stage yet: set upscale to false")
 
+    def _masked_edit(self, request: MVLRequest, g: torch.Generator) -> dict:
+        """Masked editing (blended latent diffusion, Avrahami et al. 2023): the source clip's latents,
+        the mask on the latent grid (a latent cell may change when any of its pixels may) and on
+        the pixel grid, and the noise that re-noises the source at each step."""
+        from model.conditioning import _fit, _fit_video
+
+        side, frames = self.config.size, self.config.frames
+        source = _fit_video(np.asarray(request.video), frames, side)
+        pixels = _fit(np.asarray(request.mask), side).max(axis=2) > 127
+        z = self.vae.encode(to_model_range(torch.from_numpy(source[None])))
+        cell = side // z.shape[-1]
+        m = torch.from_numpy(pixels.reshape(z.shape[-2], cell, z.shape[-1], cell).any(axis=(1, 3)))
+        return {"z": z, "m": m.float()[None, None, None], "noise": torch.randn(z.shape, generator=g),
+                "pixels": pixels, "source": source}
+
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
                  seed: int | None = None, enhance: bool = True,
@@ -141,6 +156,7 @@ class OmniPipeline:
         h = self.config.size // 4
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn(1, C, lat_t, h, h, generator=g)
+        keep = self._masked_edit(request, g) if request.mask is not None else None
         # 5. denoise
         sig = fm.schedule(steps, self.config.shift)
         it = range(steps)
@@ -159,10 +175,14 @@ class OmniPipeline:
                 v_c, v_u = v.chunk(2)
                 v = v_u + guidance * (v_c - v_u)
             x = fm.euler_step(x, v, s, s_next)
+            if keep is not None:  # outside the mask the latents follow the source clip's own noising path
+                x = keep["m"] * x + (1 - keep["m"]) * fm.add_noise(keep["z"], keep["noise"], torch.tensor([s_next]))
             if callback_on_step_end is not None:
                 upd = callback_on_step_end(self, i, s * fm.TIMESTEP_SCALE, {"latents": x})
                 if upd and "latents" in upd:
                     x = upd["latents"]
         # 6. decode
         frames = to_uint8(self.vae.decode(x, self.config.frames))[0].numpy()[: request.frames]
+        if keep is not None:  # and the pixels outside it are the source's, exactly
+            frames = np.where(keep["pixels"][None, :, :, None], frames, keep["source"][: len(frames)])
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

@@ -188,6 +188,8 @@ class MediaStore:
         request.subjects = {k: [load(x) for x in v] for k, v in request.subjects.items()}
         if isinstance(request.video, str):
             request.video = self.load_video(request.video)
+        if isinstance(request.mask, str):
+            request.mask = self.load_image(request.mask)
         if request.storyboard is not None:
             request.storyboard.panels = [load(x) for x in request.storyboard.panels]
             if isinstance(request.storyboard.grid, str):

@@ -249,3 +249,52 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     rows = version_rows(ctx, admin)
     assert rows[-1][1].startswith("base+dpo") and rows[-1][3] == base.id
     assert version_rows(ctx, {"name": "cleo", "role": "creator"}) == []
+
+
+def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):
+    from app.context import UIError
+    from app.edit_tab import MASK_CANVAS, edit, first_frame, painted_mask
+    from model.pipeline import OmniPipeline
+    from studio_backend.worker import Worker
+    from training.world import sample
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    st = Studio.open(tmp_path / "h")
+    st.registry.register("tiny", str(tmp_path / "m"))
+    st.registry.promote(st.users.ensure("root", "admin"), st.registry.list()[0].id)
+
+    def loader(path):
+        p = OmniPipeline.from_pretrained(path)
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    ctx = AppContext(st, loader, job_timeout=120)
+    src = sample("weather", 5).request.video
+    video = ctx.video_path(st.media.put_video_array(src).id)
+    canvas = first_frame(ctx, video)
+    assert canvas["background"].shape[:2] == (MASK_CANVAS, MASK_CANVAS) and canvas["layers"] == []
+    assert painted_mask(canvas) is None  # nothing painted: no mask, the whole clip may change
+    layer = np.zeros((MASK_CANVAS, MASK_CANVAS, 4), np.uint8)
+    layer[64:160, 80:208] = (255, 255, 255, 255)  # a painted rectangle = pixels 8..20 x 10..26 at 32 px
+    worker = Worker(st, loader, kinds=("generate",))
+    worker.start()
+    try:
+        original, result = edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None,
+                                mask_value={"background": canvas["background"], "layers": [layer], "composite": None})
+    finally:
+        worker.stop()
+    job = st.jobs.list()[0]
+    assert job.status == "succeeded" and job.request["mask"]
+    from model.conditioning import _fit_video
+
+    out = st.media.load_video(job.result_asset_id)  # the exact frames the model made
+    seen = _fit_video(st.media.load_video(job.request["video"]), 16)  # the upload, as the model saw it
+    inside = np.zeros((32, 32), bool)
+    inside[8:20, 10:26] = True
+    assert out.shape == seen.shape
+    assert np.array_equal(out[:, ~inside], seen[:, ~inside])  # outside the painted region: the source exactly
+    assert not np.array_equal(out[:, inside], seen[:, inside])
+    with pytest.raises(UIError, match="could not be read"):
+        bad = tmp_path / "fake.mp4"
+        bad.write_text("not a video")
+        first_frame(ctx, str(bad))

@@ -175,3 +175,28 @@ def test_annotation_raster_marks_direction_and_box():
     xs = np.nonzero(row)[0]
     assert row[xs[0]] < row[xs[-1]]  # progress grows toward the arrow head
     assert r[2, 3:10, 16:24].all() and r[2].sum() == 7 * 8  # rows round(3.2)..round(9.6), cols 16..24
+
+
+def test_masked_edit_keeps_every_pixel_outside_the_mask():
+    from model.conditioning import _fit_video
+
+    pipe = tiny_pipeline()
+    src = sample("weather", 5).request.video
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:20, 10:26] = 255  # the region the edit may change
+    req = MVLRequest(prompt="Make it snow in @Video.", video=src, mask=mask, steps=4)
+    out = pipe(req, seed=3).frames
+    fitted = _fit_video(src, 16)
+    inside = np.zeros((32, 32), bool)
+    inside[8:20, 10:26] = True
+    assert np.array_equal(out[:, ~inside], fitted[:, ~inside])
+    assert not np.array_equal(out[:, inside], fitted[:, inside])  # the model did draw there
+    # the same request without the mask changes the whole frame
+    free = pipe(MVLRequest(prompt="Make it snow in @Video.", video=src, steps=4), seed=3).frames
+    assert not np.array_equal(free[:, ~inside], fitted[:, ~inside])
+    # the mask travels through JSON, and is checked
+    assert np.array_equal(MVLRequest.from_json(req.to_json()).mask, mask)
+    with pytest.raises(MVLValidationError, match="give the context video"):
+        MVLRequest(prompt="a red cat", mask=mask).validate()
+    with pytest.raises(MVLValidationError, match="mask is empty"):
+        MVLRequest(prompt="Make it snow in @Video.", video=src, mask=np.zeros_like(mask)).validate()
