@@ -1,5 +1,6 @@
-"""The Storyboard tab: a shot list (add, reorder, delete), takes per shot with one chosen,
-the next / previous shot from a neighbour, a comic grid to one shot, assemble and download."""
+"""The Storyboard tab: a shot list (add with its own reference images and library subjects,
+reorder, delete), takes per shot with one chosen, the next / previous shot from a neighbour,
+a comic grid to one shot, assemble and download."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
-from .create_tab import build_request
+from .create_tab import build_request, subject_choices
 
 
 @dataclass
@@ -21,6 +22,8 @@ class StoryboardTab:
     shots: gr.Dataframe
     prompt: gr.Textbox
     duration: gr.Slider
+    images: gr.File
+    subjects: gr.Dropdown
     add: gr.Button
     shot_id: gr.Number
     take: gr.Button
@@ -51,14 +54,29 @@ def shot_rows(ctx: AppContext, user_state) -> list[list]:
     if user.role == "annotator":
         return []
     sb = _board(ctx, user)
-    return [[sh.position + 1, sh.id, sh.request.get("prompt", "")[:70], sh.duration,
+    return [[sh.position + 1, sh.id, sh.request.get("prompt", "")[:70], _refs(sh.request), sh.duration,
              ", ".join(f"{t[0]}{'*' if t[0] == sh.chosen_take_id else ''}{'' if t[2] else ' (running)'}" for t in sh.takes)]
             for sh in sorted(sb.shots, key=lambda x: x.position)]
 
 
-def add_shot(ctx: AppContext, user_state, prompt: str, duration: float, request: dict | None = None) -> str:
+def _refs(request: dict) -> str:
+    """What a shot refers to: its images, library subjects, context video and storyboard panels."""
+    parts = [f"@Image_{k}" for k in range(1, len(request.get("images") or []) + 1)]
+    parts += [f"@{n}" for n in (request.get("subjects") or {})]
+    if request.get("video"):
+        parts.append("@Video")
+    sb = request.get("storyboard") or {}
+    if sb.get("grid"):
+        parts.append(f"grid {sb.get('rows')}x{sb.get('cols')}")
+    return ", ".join(parts)
+
+
+def add_shot(ctx: AppContext, user_state, prompt: str, duration: float, image_files=None, subject_names=None,
+             request: dict | None = None) -> str:
+    """A new shot from a prompt with its own references (`@Image_k` for the k-th image, `@Name` for
+    a library subject), checked like a Create request before anything is stored."""
     user = ctx.user(user_state)
-    d = request or build_request(ctx, user, prompt, [], [], None, 16, 10, 3.0, 0)
+    d = request or build_request(ctx, user, prompt, image_files or [], subject_names or [], None, 16, 10, 3.0, 0)
     try:
         sh = ctx.studio.storyboards.add_shot(user, _board(ctx, user).id, d, float(duration))
     except ServiceError as e:
@@ -123,10 +141,15 @@ def assemble(ctx: AppContext, user_state) -> tuple[str, str]:
 
 def build_storyboard_tab() -> StoryboardTab:
     status = gr.Markdown("Shots play in order; `*` marks the chosen take.")
-    shots = gr.Dataframe(headers=["#", "shot id", "prompt", "seconds", "takes"], interactive=False)
+    shots = gr.Dataframe(headers=["#", "shot id", "prompt", "references", "seconds", "takes"], interactive=False)
     with gr.Row():
-        prompt = gr.Textbox(label="New shot prompt", scale=3, placeholder="A striped red circle moves right on a meadow.")
+        prompt = gr.Textbox(label="New shot prompt", scale=3, elem_id="shot-prompt",
+                            placeholder="@Blip moves right on a meadow while @Image_1 stays still.")
         duration = gr.Slider(0.5, 8, value=2, step=0.5, label="Seconds")
+    with gr.Row():
+        images = gr.File(file_count="multiple", file_types=["image"], label="Shot reference images (@Image_1, @Image_2, …)",
+                         elem_id="shot-images")
+        subjects = gr.Dropdown([], multiselect=True, label="Shot subjects from the library (@Name)", elem_id="shot-subjects")
         add = gr.Button("Add shot")
     with gr.Row():
         shot_id = gr.Number(label="Shot id", precision=0, minimum=0)
@@ -149,7 +172,7 @@ def build_storyboard_tab() -> StoryboardTab:
         reorder_btn = gr.Button("Reorder")
         assemble_btn = gr.Button("Assemble film", variant="primary")
     film = gr.Video(label="Film", interactive=False)
-    return StoryboardTab(gr.State(None), status, shots, prompt, duration, add, shot_id, take, take_id, choose,
+    return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take, take_id, choose,
                          neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
                          assemble_btn, film)
 
@@ -165,7 +188,9 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
         return run
 
     outs = [tab.status, tab.shots]
-    tab.add.click(act(add_shot), [user_state, tab.prompt, tab.duration], outs, api_name="storyboard_add_shot")
+    tab.add.click(act(add_shot), [user_state, tab.prompt, tab.duration, tab.images, tab.subjects], outs,
+                  api_name="storyboard_add_shot")
+    tab.subjects.focus(lambda us: gr.update(choices=subject_choices(ctx, us)), user_state, tab.subjects)
 
     def take(us, sid, progress=gr.Progress()):
         return act(generate_take)(us, sid, progress=progress)
@@ -205,4 +230,4 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
         return msg, path
 
     tab.assemble.click(on_assemble, [user_state], [tab.status, tab.film], api_name="storyboard_assemble")
-    return lambda us: shot_rows(ctx, us)
+    return lambda us: (shot_rows(ctx, us), gr.update(choices=subject_choices(ctx, us)))

@@ -153,7 +153,8 @@ class StoryboardService:
 
     # ------------------------------------------------------------ requests from neighbours and grids
     def neighbour_request(self, user: UserRecord, shot_id: int, direction: str, prompt: str) -> dict:
-        """An MVL request for the shot after (or before) this one, with its chosen take as @Video."""
+        """An MVL request for the shot after (or before) this one, with its chosen take as @Video and
+        the shot's reference images and subjects."""
         if direction not in ("next", "previous"):
             raise ServiceError("direction must be 'next' or 'previous'")
         with self.db.session(write=False) as s:
@@ -163,9 +164,12 @@ class StoryboardService:
             if job is None or job.result_asset_id is None:
                 raise ServiceError(f"shot {shot_id} has no finished take to continue from; generate it first")
             asset = job.result_asset_id
+            carried = dict(sh.request or {})
         words = "The next shot after @Video" if direction == "next" else "The shot before @Video"
         text = prompt if "@Video" in prompt else f"{words}: {prompt}"
-        req = MVLRequest(prompt=text, video=asset, task="next_shot" if direction == "next" else "previous_shot")
+        # the shot's own references travel with it, so its @Image_k and @Name still mean the same things
+        req = MVLRequest(prompt=text, video=asset, task="next_shot" if direction == "next" else "previous_shot",
+                         images=list(carried.get("images") or []), subjects=dict(carried.get("subjects") or {}))
         return self._check_request(req.to_dict())
 
     @staticmethod

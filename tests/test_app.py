@@ -298,3 +298,56 @@ def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):
         bad = tmp_path / "fake.mp4"
         bad.write_text("not a video")
         first_frame(ctx, str(bad))
+
+
+def test_storyboard_shots_take_their_own_references(tmp_path):
+    from app.context import UIError
+    from app.storyboard_tab import _board, add_shot, generate_take, neighbour, shot_rows
+    from model.mvl import MVLRequest
+    from model.pipeline import OmniPipeline
+    from studio_backend.worker import Worker
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    st = Studio.open(tmp_path / "h")
+    st.registry.promote(st.users.ensure("root", "admin"), st.registry.register("tiny", str(tmp_path / "m")).id)
+
+    def loader(path):
+        p = OmniPipeline.from_pretrained(path)
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    ctx = AppContext(st, loader, job_timeout=120)
+    us = {"name": "cleo", "role": "creator"}
+    user = ctx.user(us)
+    view = np.zeros((32, 32, 3), np.uint8)
+    view[10:22, 10:22] = (230, 40, 40)
+    st.subjects.create(user, ctx.project(user), "Blip", [st.media.put_image_array(view)])
+    ref = tmp_path / "ref.png"
+    Image.fromarray(np.full((32, 32, 3), 70, np.uint8)).save(ref)
+    with pytest.raises(UIError, match="@Ghost is not in this project's subject library"):
+        add_shot(ctx, us, "@Ghost runs", 2.0, [], ["Ghost"])
+    with pytest.raises(UIError, match="@Image_2 is used but only 1 image"):
+        add_shot(ctx, us, "@Image_2 waits", 2.0, [str(ref)], [])
+    assert shot_rows(ctx, us) == []  # refused shots change nothing
+    add_shot(ctx, us, "@Blip moves right while @Image_1 stays still on a meadow.", 2.0, [str(ref)], ["Blip"])
+    (row,) = shot_rows(ctx, us)
+    assert row[3] == "@Image_1, @Blip"
+    shot = _board(ctx, user).shots[0]
+    req = st.media.resolve(MVLRequest.from_dict(shot.request))
+    assert req.subjects["Blip"][0].shape == (32, 32, 3) and req.images[0].shape == (32, 32, 3)
+    # a take, then the next shot keeps the shot's references: @Blip still means the same subject
+    worker = Worker(st, loader, kinds=("generate",))
+    worker.start()
+    try:
+        shot_req = dict(shot.request, steps=2)
+        with st.db.session() as s:
+            from studio_backend.models import Shot
+
+            s.get(Shot, shot.id).request = shot_req
+        assert "is ready" in generate_take(ctx, us, shot.id)
+    finally:
+        worker.stop()
+    st.storyboards.choose_take(user, shot.id, _board(ctx, user).shots[0].takes[0][0])
+    neighbour(ctx, us, shot.id, "@Blip turns around", "next")
+    rows = shot_rows(ctx, us)
+    assert len(rows) == 2 and rows[1][3] == "@Image_1, @Blip, @Video"
