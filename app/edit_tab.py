@@ -90,8 +90,8 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
 def build_edit_tab() -> EditTab:
     with gr.Row():
         with gr.Column():
-            video = gr.Video(label="Video to edit (@Video)", sources=["upload"])
-            example = gr.Button("Use a world clip")
+            video = gr.Video(label="Video to edit (@Video)", sources=["upload"], elem_id="edit-video")
+            example = gr.Button("Use a world clip", elem_id="edit-example")
             instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.")
             kind = gr.Dropdown(KINDS, value=KINDS[0], label="Edit kind")
             reference = gr.Image(label="Reference image (optional, @Image_1)", type="numpy")
@@ -100,10 +100,10 @@ def build_edit_tab() -> EditTab:
                                   type="numpy", canvas_size=(MASK_CANVAS, MASK_CANVAS), elem_id="edit-mask",
                                   sources=(), brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF",
                                                              color_mode="fixed", default_size=24))
-            run = gr.Button("Edit", variant="primary")
+            run = gr.Button("Edit", variant="primary", elem_id="edit-run")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
-            result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True)
+            result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
     return EditTab(video, example, instruction, kind, reference, mask, run, original, result)
 
 

@@ -164,6 +164,31 @@ def test_every_tab_in_chromium(studio):
         page.locator("#sketch-understand").click()
         page.locator("#sketch-understood").get_by_text("Arrow 1").wait_for(timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "tab_sketch.png"), full_page=True)
+        # edit: a world clip, a painted region on its first frame, the edit plays beside the original
+        page.get_by_role("tab", name="Edit").click()
+        page.locator("#edit-example").click()
+        page.wait_for_function("() => { const v = document.querySelector('#edit-video video'); return v && v.readyState >= 1; }",
+                               timeout=30_000)
+        page.wait_for_timeout(1500)  # the first frame goes onto the mask canvas
+        canvas = page.locator("#edit-mask canvas").first
+        for name in ("Brush", "Draw"):
+            btn = page.locator(f"#edit-mask button[aria-label*='{name}' i]")
+            if btn.count():
+                btn.first.click()
+                break
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()  # viewport coordinates, taken once the canvas is in view
+        x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for k in range(1, 11):
+            page.mouse.move(x0 + k * box["width"] * 0.03, y0 + k * box["height"] * 0.02)
+        page.mouse.up()
+        page.wait_for_timeout(500)
+        page.locator("#edit-run").click()
+        page.wait_for_function("() => { const v = document.querySelector('#edit-result video');"
+                               " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "tab_edit.png"), full_page=True)
         # the arena: sign in as an annotator, load a pair, vote with the keyboard
         page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill("rater")
         page.get_by_label("Role").click()
@@ -180,13 +205,15 @@ def test_every_tab_in_chromium(studio):
         page.locator("#arena-submit").click()
         page.locator("#arena-count").get_by_text("You have rated 1 pairs").wait_for(timeout=20_000)
         for tab in TABS:
-            if tab in ("Subjects", "Create", "Sketch", "Arena"):
+            if tab in ("Subjects", "Create", "Sketch", "Edit", "Arena"):
                 continue
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(700)
             page.screenshot(path=str(ARTIFACTS / f"tab_{tab.lower()}.png"), full_page=True)
         browser.close()
     st = Studio.open(studio["home"])
+    edits = [j for j in st.jobs.list(limit=200) if j.request.get("mask")]
+    assert edits and edits[0].status == "succeeded"  # the painted region reached the model as a mask
     assert any(s.name == "Blip" for u in [st.users.ensure("you", "creator")] for s in
                st.subjects.list(u, st.projects.list(u)[0].id))
     assert any(v["overall"] in "GSB" for v in st.arena.votes())
