@@ -24,19 +24,29 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, immediate: bool = True) -> Engine:
+    """An engine for `url`. On SQLite, transactions are begun by SQLAlchemy rather than by the
+    driver's implicit BEGIN before the first write (which also makes SAVEPOINTs behave), and
+    write transactions (`immediate`) take the write lock at BEGIN IMMEDIATE: a deferred
+    transaction that reads and then writes cannot wait for another process's writer and fails
+    with "database is locked" at once, busy timeout or not."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=40,
                                max_overflow=20)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # every connection, not just the first
+            dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: see _begin
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
@@ -57,9 +67,12 @@ def upgrade(engine: Engine) -> None:
 class Database:
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url)  # writes (and migrations)
         upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: reads begin deferred, so they never wait for a writer (WAL lets them run beside it)
+        self.read_engine = make_engine(url, immediate=False) if url.startswith("sqlite") else self.engine
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite has one writer at a time; queueing writers here (FIFO, no sleeping) instead of in
         # SQLite's busy handler (which backs off in sleeps of up to 100 ms) keeps the tail latency low.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else None
@@ -71,7 +84,7 @@ class Database:
         if lock is not None:
             lock.acquire()
         try:
-            with self.sessions() as s:
+            with (self.sessions if write else self.read_sessions)() as s:
                 try:
                     yield s
                     s.commit()

@@ -23,8 +23,14 @@ from training.world import sample
 ROOT = str(Path(__file__).resolve().parents[1])
 
 
-@pytest.fixture()
-def studio(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def studio(request, tmp_path, monkeypatch):
+    """Every backend test runs on a SQLite file and on a real PostgreSQL server (a fresh database
+    each); with OMNI_DATABASE_URL set, every Studio.open in the test (and its subprocesses) uses it."""
+    if request.param == "postgresql":
+        from tests.postgres_server import new_database
+
+        monkeypatch.setenv("OMNI_DATABASE_URL", new_database(request.getfixturevalue("postgres")))
     return Studio.open(tmp_path / "home")
 
 
@@ -35,12 +41,18 @@ def _png(arr=None) -> bytes:
 
 
 def test_migrations_from_empty_and_sqlite_settings(studio):
+    from sqlalchemy import inspect
+
+    tables = set(inspect(studio.db.engine).get_table_names())
+    assert {"users", "projects", "subjects", "assets", "jobs", "comparisons", "votes", "model_versions",
+            "storyboards", "shots", "alembic_version"} <= tables
     with studio.db.engine.connect() as c:
-        tables = {r[0] for r in c.execute(text("select name from sqlite_master where type='table'"))}
-        assert {"users", "projects", "subjects", "assets", "jobs", "comparisons", "votes", "model_versions",
-                "alembic_version"} <= tables
-        assert c.execute(text("pragma journal_mode")).scalar() == "wal"
-        assert c.execute(text("pragma foreign_keys")).scalar() == 1
+        if studio.db.url.startswith("sqlite"):
+            assert c.execute(text("pragma journal_mode")).scalar() == "wal"
+            assert c.execute(text("pragma foreign_keys")).scalar() == 1
+        else:
+            assert studio.db.url.startswith("postgresql")
+            assert c.execute(text("select count(*) from alembic_version")).scalar() == 1
     again = Studio.open(studio.home)  # reopening runs the migrations again: nothing to do, nothing lost
     assert again.users.ensure("ann", "annotator").role == "annotator"
 
@@ -368,3 +380,43 @@ def test_group_commit_batches_keep_each_vote_once(studio, monkeypatch, race):
         counts = dict(c.execute(text("select id, vote_count from comparisons")).all())
     assert [tuple(r) for r in rows] == [(c1, u1.id, 0), (c2, u1.id, 1), (c2, u2.id, 1)]
     assert counts == {c1: 1, c2: 2}
+
+
+def test_two_studio_processes_voting_the_same_keys_store_each_vote_once(studio):
+    """Two studios on one database (as two app processes would be), each with its own vote writer,
+    receive the same votes at the same moment (a retry that reached the other process): every vote
+    is stored once, and both callers are told about that one vote."""
+    other = Studio.open(studio.home)  # same database, own engine, own writer
+    a, b = _pair_assets(studio, 1)
+    comps = [studio.arena.add_comparison("eval", {"prompt": f"c{k}"}, a, b, family="t2v") for k in range(6)]
+    anns = [studio.users.ensure(f"a{i}", "annotator") for i in range(6)]
+    jobs = []
+    for ann in anns:
+        for cid in comps:
+            token = studio.arena._seal(cid, True)
+            jobs.append((ann, token, uuid.uuid4().hex))
+    results = {0: [], 1: []}
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def run(k, st):
+        barrier.wait()
+        for ann, token, key in jobs:
+            try:
+                results[k].append(st.arena.vote(ann, token, {"prompt_following": "G"}, "G", key))
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(k, st)) for k, st in enumerate((studio, other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    votes = studio.arena.votes()
+    assert len(votes) == len(jobs) == 36
+    for r0, r1 in zip(results[0], results[1]):
+        assert r0.id == r1.id and r0.created != r1.created  # one stored it, the other was told
+    with studio.db.engine.connect() as c:
+        counts = dict(c.execute(text("select id, vote_count from comparisons")).all())
+    assert all(counts[cid] == 6 for cid in comps)
