@@ -27,6 +27,7 @@ class StoryboardTab:
     add: gr.Button
     shot_id: gr.Number
     take: gr.Button
+    take_all: gr.Button
     take_id: gr.Number
     choose: gr.Button
     neighbour_prompt: gr.Textbox
@@ -99,6 +100,31 @@ def generate_take(ctx: AppContext, user_state, shot_id, progress=None) -> str:
     return f"Take {take} of shot {sh.position + 1} is ready (seed {seed})."
 
 
+def generate_all(ctx: AppContext, user_state, progress=None) -> str:
+    """A take for every shot that has none yet, in shot order (each one a queued job)."""
+    user = ctx.user(user_state)
+    sb = _board(ctx, user)
+    todo = [sh for sh in sorted(sb.shots, key=lambda x: x.position) if not sh.takes]
+    if not sb.shots:
+        raise UIError("the storyboard has no shots yet: add one first")
+    if not todo:
+        return "Every shot has a take already; generate more takes shot by shot."
+    failed = []
+    for k, sh in enumerate(todo):
+        job = ctx.studio.jobs.submit(user, "generate", sh.request, seed=0, project_id=sb.project_id)
+        ctx.studio.storyboards.add_take(user, sh.id, job.id)
+
+        def part(frac, desc=""):
+            if progress is not None:
+                progress((k + frac) / len(todo), desc=f"shot {sh.position + 1} ({k + 1}/{len(todo)}): {desc}")
+
+        done = ctx.wait(job, part)
+        if done.status != "succeeded":
+            failed.append(f"shot {sh.position + 1} {done.status}")
+    ok = len(todo) - len(failed)
+    return f"Generated {ok} take{'s' if ok != 1 else ''}" + (f"; {', '.join(failed)}." if failed else ".")
+
+
 def neighbour(ctx: AppContext, user_state, shot_id, prompt: str, direction: str) -> str:
     user = ctx.user(user_state)
     try:
@@ -154,6 +180,7 @@ def build_storyboard_tab() -> StoryboardTab:
     with gr.Row():
         shot_id = gr.Number(label="Shot id", precision=0, minimum=0)
         take = gr.Button("Generate a take", variant="primary")
+        take_all = gr.Button("Generate all shots without a take", elem_id="storyboard-take-all")
         take_id = gr.Number(label="Take id", precision=0, minimum=0)
         choose = gr.Button("Choose take")
         delete = gr.Button("Delete shot", variant="stop")
@@ -172,8 +199,8 @@ def build_storyboard_tab() -> StoryboardTab:
         reorder_btn = gr.Button("Reorder")
         assemble_btn = gr.Button("Assemble film", variant="primary")
     film = gr.Video(label="Film", interactive=False)
-    return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take, take_id, choose,
-                         neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
+    return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take,
+                         take_all, take_id, choose, neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
                          assemble_btn, film)
 
 
@@ -196,6 +223,11 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
         return act(generate_take)(us, sid, progress=progress)
 
     tab.take.click(take, [user_state, tab.shot_id], outs, api_name="storyboard_take")
+
+    def take_all(us, progress=gr.Progress()):
+        return act(generate_all)(us, progress=progress)
+
+    tab.take_all.click(take_all, [user_state], outs, api_name="storyboard_take_all")
 
     def choose(c, us, sid, tid):
         c.studio.storyboards.choose_take(c.user(us), int(sid or 0), int(tid or 0))

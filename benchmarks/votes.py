@@ -1,6 +1,9 @@
 """Votes per second into the studio database under concurrent annotators, and job-queue overhead.
 
-    python -m benchmarks.votes [--json OUT] [--threads 32] [--votes 4000] [--home DIR]
+    python -m benchmarks.votes [--json OUT] [--threads 32] [--votes 4000] [--home DIR] [--postgres]
+
+--postgres runs the same load on a throw-away local PostgreSQL server (Debian's postgresql,
+installed by `bash scripts/setup.sh --test`) instead of the SQLite file.
 
 32 annotator threads each take a pair and vote through the service layer (ArenaService) on
 a SQLite file; one vote in ten is submitted twice with the same idempotency key (a
@@ -26,11 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--votes", type=int, default=4000)
     ap.add_argument("--home", default=None)
+    ap.add_argument("--postgres", action="store_true", help="a local throw-away PostgreSQL server instead of SQLite")
     args = ap.parse_args(argv)
+    if args.postgres:
+        from tests.postgres_server import new_database, postgres_server
+
+        with postgres_server() as base:
+            return run(args, new_database(base))
+    return run(args, None)
+
+
+def run(args, database_url: str | None) -> int:
     from studio_backend.studio import Studio
 
     home = args.home or tempfile.mkdtemp(prefix="omni-votes-")
-    studio = Studio.open(home, gold_rate=0.0)
+    studio = Studio.open(home, database_url=database_url, gold_rate=0.0)
     a = studio.media.put_image_array(np.zeros((32, 32, 3), np.uint8))
     b = studio.media.put_image_array(np.full((32, 32, 3), 255, np.uint8))
     v1 = studio.registry.register(f"bench-a-{uuid.uuid4().hex[:6]}", "/a")

@@ -329,7 +329,7 @@ def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):
 
 def test_storyboard_shots_take_their_own_references(tmp_path):
     from app.context import UIError
-    from app.storyboard_tab import _board, add_shot, generate_take, neighbour, shot_rows
+    from app.storyboard_tab import _board, add_shot, generate_all, generate_take, neighbour, shot_rows
     from model.mvl import MVLRequest
     from model.pipeline import OmniPipeline
     from studio_backend.worker import Worker
@@ -378,3 +378,15 @@ def test_storyboard_shots_take_their_own_references(tmp_path):
     neighbour(ctx, us, shot.id, "@Blip turns around", "next")
     rows = shot_rows(ctx, us)
     assert len(rows) == 2 and rows[1][3] == "@Image_1, @Blip, @Video"
+    # "generate all": only the shots without a take get one
+    add_shot(ctx, us, "A red circle moves left on a meadow.", 1.0)
+    worker = Worker(st, loader, kinds=("generate",))
+    worker.start()
+    try:
+        seen = []
+        assert generate_all(ctx, us, lambda f, desc="": seen.append(f)) == "Generated 2 takes."
+    finally:
+        worker.stop()
+    assert seen and max(seen) <= 1.0 and seen[-1] > 0.5
+    assert all(r[5] for r in shot_rows(ctx, us))  # every shot has a take now
+    assert generate_all(ctx, us).startswith("Every shot has a take already")
