@@ -41,6 +41,9 @@ class PipelineConfig:
     shift: float = 3.0  # sampling schedule shift (flow_matching.schedule)
     default_steps: int = 10
     default_guidance: float = 3.0
+    # image-to-video: the first latent frame is the encoded image at every step (as Wan2.2's TI2V
+    # does), instead of only a condition the model may or may not follow
+    anchor_first_frame: bool = True
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -116,6 +119,24 @@ class OmniPipeline:
         if request.upscale:
             raise MVLValidationError("this model has no super-resolution stage yet: set upscale to false")
 
+    def _anchors_first_frame(self, request: MVLRequest, task: str) -> bool:
+        return (self.config.anchor_first_frame and task == "i2v" and len(request.images) >= 1
+                and request.video is None and isinstance(request.images[0], np.ndarray))
+
+    def _first_frame_anchor(self, request: MVLRequest, shape: tuple, g: torch.Generator) -> dict:
+        """The known first frame as a region to keep: latent frame 0 (frames 0-1) follows the encoded
+        image's noising path; the rest is generated. No pixel is pasted: the first frame is the
+        model's decoding of the image's latent."""
+        from model.conditioning import _fit
+
+        img = _fit(np.asarray(request.images[0]), self.config.size)
+        z1 = self.vae.encode(to_model_range(torch.from_numpy(img[None, None])))
+        z = torch.zeros(shape)
+        z[:, :, :1] = z1[:, :, :1]
+        m = torch.ones(1, 1, shape[2], 1, 1)
+        m[:, :, 0] = 0
+        return {"z": z, "m": m, "noise": torch.randn(shape, generator=g), "pixels": None, "source": None}
+
     def _masked_edit(self, request: MVLRequest, g: torch.Generator) -> dict:
         """Masked editing (blended latent diffusion, Avrahami et al. 2023): the source clip's latents,
         the mask on the latent grid (a latent cell may change when any of its pixels may) and on
@@ -157,6 +178,8 @@ class OmniPipeline:
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn(1, C, lat_t, h, h, generator=g)
         keep = self._masked_edit(request, g) if request.mask is not None else None
+        if keep is None and self._anchors_first_frame(request, enhanced.task):
+            keep = self._first_frame_anchor(request, x.shape, g)
         # 5. denoise
         sig = fm.schedule(steps, self.config.shift)
         it = range(steps)
@@ -183,6 +206,6 @@ class OmniPipeline:
                     x = upd["latents"]
         # 6. decode
         frames = to_uint8(self.vae.decode(x, self.config.frames))[0].numpy()[: request.frames]
-        if keep is not None:  # and the pixels outside it are the source's, exactly
+        if keep is not None and keep["pixels"] is not None:  # and the pixels outside it are the source's, exactly
             frames = np.where(keep["pixels"][None, :, :, None], frames, keep["source"][: len(frames)])
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

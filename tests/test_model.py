@@ -200,3 +200,25 @@ def test_masked_edit_keeps_every_pixel_outside_the_mask():
         MVLRequest(prompt="a red cat", mask=mask).validate()
     with pytest.raises(MVLValidationError, match="mask is empty"):
         MVLRequest(prompt="Make it snow in @Video.", video=src, mask=np.zeros_like(mask)).validate()
+
+
+def test_image_to_video_anchors_the_first_latent_frame_on_the_image():
+    from model.vae import to_model_range
+
+    pipe = tiny_pipeline()
+    case = sample("i2v", 2)
+    out = pipe(case.request, seed=1, steps=3, return_latents=True)
+    assert out.enhanced.task == "i2v"
+    with torch.no_grad():
+        z1 = pipe.vae.encode(to_model_range(torch.from_numpy(case.request.images[0][None, None])))
+    assert torch.allclose(out.latents[:, :, 0], z1[:, :, 0], atol=1e-5)  # the first frame is the image's latent
+    pipe.config.anchor_first_frame = False
+    free = pipe(case.request, seed=1, steps=3, return_latents=True)
+    assert not torch.allclose(free.latents[:, :, 0], z1[:, :, 0], atol=1e-3)
+    # text-to-video is untouched by the option
+    t2v = sample("t2v", 2).request
+    a = pipe(t2v, seed=1, steps=3).frames
+    pipe.config.anchor_first_frame = True
+    assert np.array_equal(a, pipe(t2v, seed=1, steps=3).frames)
+    # and the option is saved with the model
+    assert "anchor_first_frame" in __import__("dataclasses").asdict(pipe.config)
