@@ -377,13 +377,16 @@ class JobService:
             return _job(j)
 
     # the worker's side
-    def claim(self, worker: str, kinds: tuple[str, ...] | None = None) -> JobRecord | None:
-        """Atomically take the oldest queued job, of the given kinds if any (safe with several workers)."""
+    def claim(self, worker: str, kinds: tuple[str, ...] | None = None, job_id: int | None = None) -> JobRecord | None:
+        """Atomically take the oldest queued job, of the given kinds if any, or that one job
+        (safe with several workers)."""
         with self.db.session() as s:
             for _ in range(5):
                 q = select(Job).where(Job.status == "queued")
                 if kinds:
                     q = q.where(Job.kind.in_(kinds))
+                if job_id is not None:
+                    q = q.where(Job.id == job_id)
                 j = s.scalar(q.order_by(Job.id).limit(1))
                 if j is None:
                     return None

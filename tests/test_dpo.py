@@ -181,3 +181,35 @@ def test_dpo_train_job_resumes_after_a_crash_to_the_same_weights_and_cancels(tmp
     done = run_train_job(restarted, claimed, loader)
     assert done.status == "canceled" and "step 1/6" in done.message
     assert len(restarted.registry.list()) == n_versions
+
+
+def test_dpo_command_line_runs_a_job_and_resumes_it_after_a_kill(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from studio_backend.train_jobs import read_log
+
+    root = str(Path(__file__).resolve().parents[1])
+    st, admin, base = _studio_with_preferences(tmp_path)
+    home = str(st.home)
+    cmd = [sys.executable, "-m", "training.dpo", "--home", home, "--batch", "2", "--lr", "1e-3"]
+    nothing = subprocess.run(cmd + ["--resume"], cwd=root, capture_output=True, text=True)
+    assert nothing.returncode != 0 and "no interrupted DPO job" in nothing.stderr
+    proc = subprocess.Popen(cmd + ["--steps", "40"], cwd=root, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # kill it (SIGKILL, no clean-up) once it is past its step-10 checkpoint
+        if "step 13/40" in line:
+            proc.kill()
+            break
+    proc.wait()
+    job = [j for j in st.jobs.list() if j.kind == "train"][0]
+    assert job.status == "running"
+    out = subprocess.run(cmd + ["--resume", "--steps", "40"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resumed" in out.stdout and "step 11/40" in out.stdout and "step 10/40" not in out.stdout
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["status"] == "succeeded" and res["job"] == job.id
+    v = st.registry.get(res["version_id"])
+    assert v.parent_id == base.id and v.metrics["resumed"] is True
+    assert [r["step"] for r in read_log(st, job.id)] == list(range(1, 41))
