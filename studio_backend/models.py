@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -99,6 +99,7 @@ class Comparison(Base):
     """Two generations of the same request, shown blind to annotators."""
 
     __tablename__ = "comparisons"
+    __table_args__ = (Index("ix_comparisons_gold_votes", "gold", "vote_count", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     purpose: Mapped[str] = mapped_column(String(16))  # dpo (two seeds) | eval (two versions)
     family: Mapped[str] = mapped_column(String(32), default="")
@@ -116,7 +117,8 @@ class Comparison(Base):
 
 class Vote(Base):
     __tablename__ = "votes"
-    __table_args__ = (UniqueConstraint("idempotency_key"), UniqueConstraint("comparison_id", "annotator_id"))
+    __table_args__ = (UniqueConstraint("idempotency_key"), UniqueConstraint("comparison_id", "annotator_id"),
+                      Index("ix_votes_annotator_comparison", "annotator_id", "comparison_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(64))
     comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"), index=True)
