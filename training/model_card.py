@@ -1,7 +1,7 @@
 """Ship a trained model: copy its directory into assets/ and write its model card.
 
     python -m training.model_card --model runs/sft/model --bench bench.json --out assets/models/omni-world \
-        [--logs runs/pretrain/log.jsonl runs/sft/log.jsonl] [--vae-log runs/vae/log.jsonl]
+        [--logs runs/pretrain/log.jsonl runs/sft/log.jsonl] [--vae-log runs/vae/log.jsonl] [--notes notes.md]
 
 The card holds the recipe (every stage's config as stored with the model), the hours and
 hardware, the training curve, and the OmniBench table per family from `--bench`.
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="assets/models/omni-world")
     ap.add_argument("--logs", nargs="*", default=[])
     ap.add_argument("--vae-log", default=None)
+    ap.add_argument("--notes", default=None, help="a markdown file appended to the card (per-family notes, changes)")
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, 2 CPU cores, no GPU")
     args = ap.parse_args(argv)
     src, out = Path(args.model), Path(args.out)
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         f"background {t2v.get('background_acc', 0):.3f}, motion {t2v.get('motion_acc', 0):.3f}; "
         f"all at once (success) {t2v.get('success', 0):.3f}.", "",
     ]
+    if args.notes:
+        lines += [Path(args.notes).read_text().rstrip(), ""]
     for log in ([args.vae_log] if args.vae_log else []) + args.logs:
         p = Path(log)
         if p.is_file():
