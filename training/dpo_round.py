@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--beta", type=float, default=500.0)
     ap.add_argument("--lora-rank", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
     ap.add_argument("--home", default=None)
     ap.add_argument("--json", dest="json_out", required=True)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
     res = run_dpo(home, DPOConfig(out=str(home / "dpo"), steps=a.steps, beta=a.beta, lora_rank=a.lora_rank,
-                                          seed=a.seed))
+                                          lr=a.lr, seed=a.seed))
     times["training_s"] = round(time.time() - t, 1)
     t = time.time()
     cand = studio.registry.get(res["version_id"])

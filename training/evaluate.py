@@ -334,6 +334,7 @@ def compare(a: Generator, b: Generator, families=FAMILIES, limit: int | None = N
     keys = ("overall",) + DIMENSIONS
     counts = {k: {"G": 0, "S": 0, "B": 0} for k in keys}
     per_family = {}
+    sums = {k: [0.0, 0.0, 0] for k in keys}  # mean utility of A and of B per dimension
     for fam in families:
         fc = {"G": 0, "S": 0, "B": 0}
         for case in bench_cases(fam)[: limit or CASES_PER_FAMILY]:
@@ -342,12 +343,16 @@ def compare(a: Generator, b: Generator, families=FAMILIES, limit: int | None = N
             for k in keys:
                 if k in ua and k in ub:
                     counts[k][vote(ua[k], ub[k])] += 1
+                    sums[k][0] += ua[k]
+                    sums[k][1] += ub[k]
+                    sums[k][2] += 1
             fc[vote(ua["overall"], ub["overall"])] += 1
         per_family[fam] = {"gsb": _json_ratio(gsb_ratio(fc)), "counts": fc}
     return {
         "gsb": {k: _json_ratio(gsb_ratio(c)) for k, c in counts.items() if sum(c.values())},
         "counts": {k: c for k, c in counts.items() if sum(c.values())},
         "families": per_family,
+        "mean_utility": {k: {"a": round(v[0] / v[2], 4), "b": round(v[1] / v[2], 4)} for k, v in sums.items() if v[2]},
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
