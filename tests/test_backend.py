@@ -420,3 +420,16 @@ def test_two_studio_processes_voting_the_same_keys_store_each_vote_once(studio):
     with studio.db.engine.connect() as c:
         counts = dict(c.execute(text("select id, vote_count from comparisons")).all())
     assert all(counts[cid] == 6 for cid in comps)
+
+
+def test_the_migrations_build_exactly_the_models_schema(studio):
+    """Alembic's autogenerate finds nothing to add or drop between the migrated database and the
+    ORM models, on either database: a model changed without a migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from studio_backend.models import Base
+
+    with studio.db.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+    assert diff == [], diff
