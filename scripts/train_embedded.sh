@@ -16,10 +16,10 @@ run() { if [ "$NPROC" -gt 1 ]; then $PY -m torch.distributed.run --nproc_per_nod
 $PY -m training.train_vae --out runs/vae --steps "$VAE_STEPS"
 run -m training.pretrain --out runs/pretrain --vae runs/vae/final --steps "$PRE_STEPS" --batch 32 \
     --dim 192 --depth 6 --heads 3 --ema 0.995 --lr 5e-4 --warmup 100 --save-every 100 \
-    --fg-weight 3 --uniform-time 0.3
+    --fg-weight 3 --fg-max-s 0.5 --uniform-time 0.3
 run -m training.sft --out runs/sft --init runs/pretrain/model --steps "$SFT_STEPS" --batch 32 \
     --families "t2v:4,i2v:2,$(.venv/bin/python -c 'from training.data import SFT_FAMILIES as F; print(",".join(f for f in F if f not in ("t2v", "i2v")))')" \
-    --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100 --uniform-time 0.3 --fg-weight 3
+    --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100 --uniform-time 0.3 --fg-weight 3 --fg-max-s 0.5
 $PY -m training.evaluate --model runs/sft/model --json runs/sft/omnibench.json
 $PY -m training.model_card --model runs/sft/model --bench runs/sft/omnibench.json --out assets/models/omni-world \
     --vae-log runs/vae/log.jsonl --logs runs/pretrain/log.jsonl runs/sft/log.jsonl

@@ -57,6 +57,7 @@ class TrainConfig:
     uniform_time: float = 0.0  # share of noise levels drawn uniformly (covers the schedule's ends)
     sample_shift: float = 3.0  # the sampler's schedule shift stored with the model
     fg_weight: float = 0.0  # extra loss weight on latent positions the target's subjects cover (0 = plain MSE)
+    fg_max_s: float = 1.0  # ... only at noise levels up to this (above it the weighting biases the layout)
     log_every: int = 20
     save_every: int = 200
     seed: int = 0
@@ -120,7 +121,12 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     err = (v.float() - fm.velocity_target(x0, noise)) ** 2
     if cfg.fg_weight <= 0:
         return err.mean()
-    w = 1.0 + cfg.fg_weight * foreground_weights(samples, x0.shape[2:])
+    # A weight that depends on x0 moves the loss minimiser from E[v | x_s] towards the weighted mean:
+    # where x_s says little about x0 (high noise), subjects get predicted everywhere (measured: after
+    # 1,500 steps at fg_weight 3 on every level, background accuracy fell from 0.96 to 0.46 with
+    # colour blobs all over the frame). So the weighting is kept to levels s <= fg_max_s.
+    gate = (s <= cfg.fg_max_s).float().view(-1, 1, 1, 1)
+    w = 1.0 + cfg.fg_weight * gate * foreground_weights(samples, x0.shape[2:])
     return (err.mean(1) * w).sum() / w.sum()
 
 
