@@ -100,6 +100,8 @@ def test_foreground_weights_cover_the_subjects_and_weight_the_loss():
     cfg.fg_weight = 5.0
     weighted = training_loss(gen, vae, te, enh, batch, cfg, np.random.default_rng(0))
     assert torch.isfinite(weighted) and not torch.allclose(weighted, plain)
+    cfg.fg_max_s = -1.0  # no noise level is low enough: the weighting is off
+    assert torch.allclose(training_loss(gen, vae, te, enh, batch, cfg, np.random.default_rng(0)), plain)
 
 
 def test_family_weights_are_parsed_and_checked():
