@@ -161,8 +161,8 @@ def build_training_tab() -> TrainingTab:
     status = gr.Markdown()
     gr.Markdown("### DPO retraining from the votes")
     with gr.Row():
-        dpo_steps = gr.Slider(10, 1000, value=200, step=10, label="Steps")
-        dpo_beta = gr.Number(value=500.0, label="beta")
+        dpo_steps = gr.Slider(10, 1000, value=60, step=10, label="Steps")
+        dpo_beta = gr.Number(value=100.0, label="beta")
         dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
         dpo_run = gr.Button("Run DPO", variant="primary")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
