@@ -24,11 +24,11 @@ import torch
 
 from . import flow_matching as fm
 from .conditioning import SIDE, build_conditions
-from .generator import TEXT, OmniGenerator
+from .generator import IMAGE, TEXT, VIDEO, OmniGenerator
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
-from .vae import VideoVAE, to_model_range, to_uint8
+from .vae import VideoVAE, to_uint8
 
 MODEL_FRAMES = 16
 
@@ -121,32 +121,33 @@ class OmniPipeline:
 
     def _anchors_first_frame(self, request: MVLRequest, task: str) -> bool:
         return (self.config.anchor_first_frame and task == "i2v" and len(request.images) >= 1
-                and request.video is None and isinstance(request.images[0], np.ndarray))
+                and request.video is None)
 
-    def _first_frame_anchor(self, request: MVLRequest, shape: tuple, g: torch.Generator) -> dict:
-        """The known first frame as a region to keep: latent frame 0 (frames 0-1) follows the encoded
-        image's noising path; the rest is generated. No pixel is pasted: the first frame is the
+    @staticmethod
+    def _piece(pieces, kind: int, slot: int | None = None) -> torch.Tensor:
+        """The latents build_conditions already encoded for a condition: (1, C, T, h, w)."""
+        return next(p.data for p in pieces if p.kind == kind and (slot is None or p.slot == slot))[None]
+
+    def _first_frame_anchor(self, pieces, shape: tuple, g: torch.Generator) -> dict:
+        """The known first frame as a region to keep: latent frame 0 (frames 0-1) follows the noising
+        path of @Image_1's latents; the rest is generated. No pixel is pasted: the first frame is the
         model's decoding of the image's latent."""
-        from model.conditioning import _fit
-
-        img = _fit(np.asarray(request.images[0]), self.config.size)
-        z1 = self.vae.encode(to_model_range(torch.from_numpy(img[None, None])))
         z = torch.zeros(shape)
-        z[:, :, :1] = z1[:, :, :1]
+        z[:, :, :1] = self._piece(pieces, IMAGE, slot=1)[:, :, :1]
         m = torch.ones(1, 1, shape[2], 1, 1)
         m[:, :, 0] = 0
         return {"z": z, "m": m, "noise": torch.randn(shape, generator=g), "pixels": None, "source": None}
 
-    def _masked_edit(self, request: MVLRequest, g: torch.Generator) -> dict:
-        """Masked editing (blended latent diffusion, Avrahami et al. 2023): the source clip's latents,
-        the mask on the latent grid (a latent cell may change when any of its pixels may) and on
-        the pixel grid, and the noise that re-noises the source at each step."""
+    def _masked_edit(self, request: MVLRequest, pieces, g: torch.Generator) -> dict:
+        """Masked editing (blended latent diffusion, Avrahami et al. 2023): the source clip's latents
+        (the context-video condition's), the mask on the latent grid (a latent cell may change when
+        any of its pixels may) and on the pixel grid, and the noise that re-noises the source."""
         from model.conditioning import _fit, _fit_video
 
-        side, frames = self.config.size, self.config.frames
-        source = _fit_video(np.asarray(request.video), frames, side)
+        side = self.config.size
+        z = self._piece(pieces, VIDEO)
+        source = _fit_video(np.asarray(request.video), self.config.frames, side)
         pixels = _fit(np.asarray(request.mask), side).max(axis=2) > 127
-        z = self.vae.encode(to_model_range(torch.from_numpy(source[None])))
         cell = side // z.shape[-1]
         m = torch.from_numpy(pixels.reshape(z.shape[-2], cell, z.shape[-1], cell).any(axis=(1, 3)))
         return {"z": z, "m": m.float()[None, None, None], "noise": torch.randn(z.shape, generator=g),
@@ -177,9 +178,9 @@ class OmniPipeline:
         h = self.config.size // 4
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn(1, C, lat_t, h, h, generator=g)
-        keep = self._masked_edit(request, g) if request.mask is not None else None
+        keep = self._masked_edit(request, pieces, g) if request.mask is not None else None
         if keep is None and self._anchors_first_frame(request, enhanced.task):
-            keep = self._first_frame_anchor(request, x.shape, g)
+            keep = self._first_frame_anchor(pieces, x.shape, g)
         # 5. denoise
         sig = fm.schedule(steps, self.config.shift)
         it = range(steps)

@@ -1,14 +1,12 @@
-"""The preference loop on a studio: simulated annotators voting through the arena, preference
-pairs with their clips, and a Flow-DPO run that registers a candidate version with its parent.
-The algorithms live in training (the judge, Flow-DPO); this module connects them to the studio.
+"""The preference loop on a studio: simulated annotators voting through the arena, and
+preference pairs with their clips. The algorithms live in training (the judge, Flow-DPO); DPO
+runs as a studio job (studio_backend.train_jobs), which registers the candidate version.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 
@@ -62,34 +60,3 @@ def pairs_from_studio(studio: Studio, rows: list[dict] | None = None) -> list[di
                     "winner": studio.media.load_video(r["winner_asset"]),
                     "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
     return out
-
-
-def run_dpo(home: str | Path, cfg, version_name: str | None = None) -> dict:
-    """DPO from a studio's votes on its active version: a candidate version registered with its parent."""
-    import torch
-
-    from model.pipeline import OmniPipeline
-    from training.dpo import train
-
-    torch.set_num_threads(cfg.threads)
-    studio = Studio.open(home)
-    parent = studio.registry.active()
-    if parent is None:
-        raise SystemExit("no active model version in this studio")
-    pairs = pairs_from_studio(studio)
-    if not pairs:
-        raise SystemExit("no preference pairs yet: collect votes (python -m training.simulate_votes) first")
-    pipe = OmniPipeline.from_pretrained(parent.path)
-    t0 = time.time()
-    new, log = train(pipe, pairs, cfg)
-    out = Path(cfg.out)
-    name = version_name or f"{parent.name}+dpo{int(time.time())}"
-    new.config.version = name
-    path = new.save_pretrained(out / "model")
-    (out / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
-    v = studio.registry.register(name, str(path.resolve()), parent_id=parent.id,
-                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"]})
-    return {"version_id": v.id, "version": name, "parent_id": parent.id, "pairs": len(pairs),
-            "train_s": round(time.time() - t0, 1), "log": log}
-
-

@@ -433,7 +433,8 @@ class JobService:
 class GroupWriter:
     """Votes are written by one thread, many to a transaction (group commit): with SQLite's single
     writer, 32 annotators committing one by one queue behind each other; here every waiting vote
-    goes into the next commit. Each vote has its own savepoint, so a duplicate fails alone."""
+    goes into the next commit. Duplicates are found before the insert (see _write_fast) and fail
+    alone; if another process races in anyway, the batch is redone with a savepoint per vote."""
 
     def __init__(self, db: Database, max_batch: int = 256):
         self.db, self.max_batch = db, max_batch

@@ -98,12 +98,18 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
         return jobs.finish(job.id, "failed", "no preference pairs (every vote was Same or on gold pairs)")
     pairs = pairs_from_studio(studio, rows)
     log_path = out / "log.jsonl"
+    resumed = (out / "checkpoint.pt").is_file()
+    if not resumed and log_path.exists():
+        log_path.unlink()
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-
-    canceled = []
+    first, canceled = [], []
 
     def on_step(step, rec):
+        if not first:  # a resumed run: drop the records written after its checkpoint
+            first.append(step)
+            kept = [r for r in read_log(studio, job.id) if r["step"] < step]
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         with log_path.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         if jobs.progress(job.id, step / cfg.steps,
@@ -111,12 +117,6 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
             canceled.append(step)
         return bool(canceled)
 
-    resumed = (out / "checkpoint.pt").is_file()
-    if resumed:  # the log is rewritten from the checkpoint's own records
-        st = torch.load(out / "checkpoint.pt", weights_only=False)
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in st["log"]))
-    elif log_path.exists():
-        log_path.unlink()
     new, log = train(load_pipeline(parent.path), pairs, cfg, on_step, checkpoint=str(out / "checkpoint.pt"),
                      save_every=save_every)
     if canceled:
@@ -124,10 +124,29 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
     name = f"{parent.name}+dpo-job{job.id}"
     new.config.version = name
     path = new.save_pretrained(studio.home / "models" / f"job-{job.id}")
-    v = studio.registry.register(name, str(path), parent_id=parent.id,
+    v = studio.registry.register(name, str(path), parent_id=parent.id, run_job_id=job.id,
                                  metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"],
                                           "final_loss": log[-1]["loss"], "train_s": round(time.time() - t0, 1),
-                                          "job": job.id, "resumed": resumed})
+                                          "resumed": resumed})
     return jobs.finish(job.id, "succeeded", f"trained candidate {name} (version {v.id}) on {len(pairs)} pairs; "
                                             f"schedule an evaluation against version {parent.id}",
                        model_version_id=v.id)
+
+
+def load_pipeline(path: str):
+    """The embedded pipeline of a model directory, quiet (no progress bars)."""
+    from model.pipeline import OmniPipeline
+
+    pipe = OmniPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run_dpo_here(studio: Studio, user: UserRecord, load=load_pipeline, **settings) -> JobRecord:
+    """Queue a DPO job and run it in this process at once (command line, rounds, tests); the
+    candidate version is registered exactly as when the studio's trainer worker runs it."""
+    job = submit_dpo(studio, user, **settings)
+    claimed = studio.jobs.claim("here", ("train",), job_id=job.id)
+    if claimed is None:
+        raise ServiceError(f"job {job.id} was taken by another trainer")
+    return run_train_job(studio, claimed, load)

@@ -9,7 +9,8 @@ import torch
 from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
 from studio_backend.studio import Studio
 from tests.test_model import tiny_pipeline
-from studio_backend.preference import pairs_from_studio, run_dpo, simulate
+from studio_backend.preference import pairs_from_studio, simulate
+from studio_backend.train_jobs import run_dpo_here
 from training.dpo import DPOConfig, add_lora, flow_dpo_loss, lora_state, merge_lora, train
 from training.world import sample
 
@@ -93,8 +94,9 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     pairs = pairs_from_studio(studio)
     assert all(p["winner"].shape == (16, 32, 32, 3) for p in pairs)
     assert pairs, "seeded noisy votes give at least one non-Same pair"
-    out = run_dpo(tmp_path / "home", DPOConfig(out=str(tmp_path / "dpo"), steps=3, batch=2))
-    cand = studio.registry.get(out["version_id"])
+    done = run_dpo_here(studio, admin, steps=3, batch=2)
+    assert done.status == "succeeded", done.message
+    cand = studio.registry.get(done.model_version_id)
     assert cand.parent_id == parent.id and cand.status == "candidate"
     eval_ids = evaluation_round(studio, gen, cand.id, parent.id, n_requests=3)
     assert len(eval_ids) == 3
@@ -212,4 +214,8 @@ def test_dpo_command_line_runs_a_job_and_resumes_it_after_a_kill(tmp_path):
     assert res["status"] == "succeeded" and res["job"] == job.id
     v = st.registry.get(res["version_id"])
     assert v.parent_id == base.id and v.metrics["resumed"] is True
+    with st.db.session(write=False) as s:  # the version names the run that made it
+        from studio_backend.models import ModelVersion
+
+        assert s.get(ModelVersion, v.id).run_job_id == job.id
     assert [r["step"] for r in read_log(st, job.id)] == list(range(1, 41))

@@ -212,10 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         f = DPOConfig.__dataclass_fields__[name]
         ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     a = ap.parse_args(argv)
-    from model.pipeline import OmniPipeline
     from studio_backend.services import ServiceError
     from studio_backend.studio import Studio
-    from studio_backend.train_jobs import run_train_job, submit_dpo
+    from studio_backend.train_jobs import load_pipeline, run_train_job, submit_dpo
 
     studio = Studio.open(a.home)
     jobs = studio.jobs
@@ -246,13 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return real_progress(job_id, fraction, message)
 
     jobs.progress = progress
-
-    def load(path):
-        p = OmniPipeline.from_pretrained(path)
-        p.set_progress_bar_config(disable=True)
-        return p
-
-    done = run_train_job(studio, job, load)
+    done = run_train_job(studio, job, load_pipeline)
     print(json.dumps({"job": done.id, "status": done.status, "message": done.message,
                       "version_id": done.model_version_id}))
     return 0 if done.status == "succeeded" else 1

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
     from studio_backend.studio import Studio
     from training import evaluate as E
-    from studio_backend.preference import run_dpo, simulate
-    from training.dpo import DPOConfig
+    from studio_backend.preference import simulate
+    from studio_backend.train_jobs import read_log, run_dpo_here
     from training.simulate_votes import pipeline_generator
 
     torch.set_num_threads(1)
@@ -56,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
     times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
-    res = run_dpo(home, DPOConfig(out=str(home / "dpo"), steps=a.steps, beta=a.beta, lora_rank=a.lora_rank,
-                                          lr=a.lr, seed=a.seed))
+    done = run_dpo_here(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr, seed=a.seed)
+    if done.status != "succeeded":
+        raise SystemExit(f"the DPO job {done.status}: {done.message}")
+    log = read_log(studio, done.id)
     times["training_s"] = round(time.time() - t, 1)
     t = time.time()
-    cand = studio.registry.get(res["version_id"])
+    cand = studio.registry.get(done.model_version_id)
     report = E.compare(E.load_model(cand.path), E.load_model(parent.path), limit=a.eval_limit)
     times["evaluation_s"] = round(time.time() - t, 1)
     t = time.time()
@@ -68,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     simulate(studio, 46, noise=a.noise, annotators=2, seed=a.seed + 1)
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
-    out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": res["pairs"],
-           "curves": {"loss": [r["loss"] for r in res["log"]], "margin": [r["margin"] for r in res["log"]]},
+    out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
+           "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json_out).write_text(json.dumps(out, indent=1, default=str))
