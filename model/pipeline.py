@@ -44,6 +44,11 @@ class PipelineConfig:
     # image-to-video: the first latent frame is the encoded image at every step (as Wan2.2's TI2V
     # does), instead of only a condition the model may or may not follow
     anchor_first_frame: bool = True
+    # video edits without a mask start from the source clip's latents noised to this level
+    # (SDEdit, Meng et al. 2022) instead of pure noise: task family -> start level in (0, 1];
+    # 1 (or absent) = from pure noise. Chosen per family on training-split cases
+    # (python -m training.tune_edit_strength), never on OmniBench.
+    edit_strength: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -153,9 +158,19 @@ class OmniPipeline:
         return {"z": z, "m": m.float()[None, None, None], "noise": torch.randn(z.shape, generator=g),
                 "pixels": pixels, "source": source}
 
+    def _edit_start(self, request: MVLRequest, task: str, strength: float | None) -> float:
+        """The noise level denoising starts from: below 1 only for a video edit without a mask."""
+        if strength is None:
+            strength = self.config.edit_strength.get(task, 1.0)
+        if not 0.0 < strength <= 1.0:
+            raise MVLValidationError(f"strength must be in (0, 1] (1 = from pure noise); got {strength}")
+        if request.video is None or request.mask is not None:
+            return 1.0
+        return float(strength)
+
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
-                 seed: int | None = None, enhance: bool = True,
+                 seed: int | None = None, enhance: bool = True, strength: float | None = None,
                  callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
                  return_latents: bool = False) -> OmniOutput:
         # 1. check inputs
@@ -181,8 +196,11 @@ class OmniPipeline:
         keep = self._masked_edit(request, pieces, g) if request.mask is not None else None
         if keep is None and self._anchors_first_frame(request, enhanced.task):
             keep = self._first_frame_anchor(pieces, x.shape, g)
+        start = self._edit_start(request, enhanced.task, strength)
+        sig = fm.schedule(steps, self.config.shift) * start  # `steps` steps from the start level to 0
+        if start < 1.0:  # the source clip noised to the start level (the same noise draw as above)
+            x = fm.add_noise(self._piece(pieces, VIDEO), x, torch.tensor([start]))
         # 5. denoise
-        sig = fm.schedule(steps, self.config.shift)
         it = range(steps)
         if self._progress:
             from tqdm.auto import tqdm

@@ -7,9 +7,10 @@ Roles are checked here, not in the UI.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
-import queue
+import itertools
 import random
 import re
 import threading
@@ -431,36 +432,48 @@ class JobService:
 
 # ---------------------------------------------------------------- arena
 class GroupWriter:
-    """Votes are written by one thread, many to a transaction (group commit): with SQLite's single
-    writer, 32 annotators committing one by one queue behind each other; here every waiting vote
-    goes into the next commit. Duplicates are found before the insert (see _write_fast) and fail
-    alone; if another process races in anyway, the batch is redone with a savepoint per vote."""
+    """Votes are written many to a transaction (group commit): with SQLite's single writer, 32
+    annotators committing one by one queue behind each other; here every waiting vote goes into
+    the next commit. There is no writer thread: the first voter in the queue is the leader and
+    writes the votes queued behind it (its own first) in one transaction, tells each of them,
+    and hands the lead to the next voter waiting (as LevelDB's writers do), so a vote never waits
+    for another thread to be scheduled before it is written. Duplicates are found before the
+    insert (see _write_fast) and fail alone; if another process races in anyway, the batch is
+    redone with a savepoint per vote."""
 
     def __init__(self, db: Database, max_batch: int = 256):
         self.db, self.max_batch = db, max_batch
-        self.q: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="vote-writer", daemon=True)
-        self.thread.start()
+        self._lock = threading.Lock()
+        self._queue: collections.deque = collections.deque()  # (row, box, event); the first one leads
 
     def write(self, row: dict) -> int | None:
         """The new vote's id, or None when a unique constraint refused it; raises on other errors."""
-        done = threading.Event()
-        box: dict = {}
-        self.q.put((row, box, done))
-        done.wait()
+        me = (row, {}, threading.Event())
+        with self._lock:
+            self._queue.append(me)
+            leads = len(self._queue) == 1
+        if not leads:
+            me[2].wait()  # set when a leader has written this vote, or when it is this voter's turn to lead
+        if not me[1]:  # not written yet: lead
+            with self._lock:
+                batch = list(itertools.islice(self._queue, self.max_batch))
+            try:
+                self.commit(batch)
+            finally:
+                for _, box, done in batch:  # (commit tells every vote; this covers an interrupted one)
+                    if not box:
+                        box["error"] = ServiceError("the vote was not written: submit it again")
+                        done.set()
+                with self._lock:
+                    for _ in batch:
+                        self._queue.popleft()
+                    nxt = self._queue[0] if self._queue else None
+                if nxt is not None:
+                    nxt[2].set()  # its box is empty: it leads the next batch
+        box = me[1]
         if "error" in box:
             raise box["error"]
         return box["id"]
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.q.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
-            self.commit(batch)
 
     def commit(self, batch: list) -> None:
         """Write one batch of (row, box, done) in one transaction and tell every waiting voter."""

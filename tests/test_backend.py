@@ -370,7 +370,7 @@ def test_group_commit_batches_keep_each_vote_once(studio, monkeypatch, race):
              (_vote_row(c2, u1.id, "fresh-key-02"), {}, threading.Event()),  # new: stored, and gold
              (_vote_row(c2, u2.id, "fresh-key-02"), {}, threading.Event()),  # key taken within the batch
              (_vote_row(c2, u2.id, "fresh-key-03"), {}, threading.Event())]  # new
-    writer.commit(batch)  # as the writer thread does with the votes waiting in its queue
+    writer.commit(batch)  # as the leading voter does with the votes queued behind it
     assert all(done.is_set() for _, _, done in batch)
     outcome = [box.get("id") for _, box, _ in batch]
     assert outcome[:2] == [None, None] and outcome[3] is None

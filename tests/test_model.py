@@ -222,3 +222,45 @@ def test_image_to_video_anchors_the_first_latent_frame_on_the_image():
     assert np.array_equal(a, pipe(t2v, seed=1, steps=3).frames)
     # and the option is saved with the model
     assert "anchor_first_frame" in __import__("dataclasses").asdict(pipe.config)
+
+
+def test_edit_strength_starts_a_video_edit_from_the_noised_source(tmp_path):
+    from model.vae import to_model_range
+    from training.tune_edit_strength import tune, write_choice
+
+    pipe = tiny_pipeline()
+    src = sample("weather", 5).request.video
+    req = MVLRequest(prompt="Make it snow in @Video.", video=src, steps=4)
+    assert pipe.enhancer.enhance(req).task == "weather"
+    with torch.no_grad():
+        z = pipe.vae.encode(to_model_range(torch.from_numpy(np.asarray(src)[None])))
+    # a start level near 0 gives back the source's latents; 1 is the plain edit from pure noise
+    near = pipe(req, seed=3, strength=1e-4, return_latents=True).latents
+    assert torch.allclose(near, z, atol=1e-2)
+    plain = pipe(req, seed=3, return_latents=True).latents
+    assert torch.equal(pipe(req, seed=3, strength=1.0, return_latents=True).latents, plain)
+    half = pipe(req, seed=3, strength=0.5, return_latents=True).latents
+    assert (half - z).abs().mean() < (plain - z).abs().mean()  # closer to the source than a free edit
+    # the model's per-task choice applies to that task only, and is saved with the model
+    pipe.config.edit_strength = {"weather": 0.5}
+    assert torch.equal(pipe(req, seed=3, return_latents=True).latents, half)
+    t2v = sample("t2v", 2).request
+    assert np.array_equal(pipe(t2v, seed=1, steps=3).frames, tiny_pipeline()(t2v, seed=1, steps=3).frames)
+    pipe.save_pretrained(tmp_path / "m")
+    assert OmniPipeline.from_pretrained(tmp_path / "m").config.edit_strength == {"weather": 0.5}
+    # a masked edit keeps its own rule (the source outside the mask); out-of-range levels are refused
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:20, 10:26] = 255
+    masked = MVLRequest(prompt="Make it snow in @Video.", video=src, mask=mask, steps=4)
+    assert np.array_equal(pipe(masked, seed=3).frames, pipe(masked, seed=3, strength=1.0).frames)
+    for bad in (0.0, 1.5):
+        with pytest.raises(MVLValidationError, match="strength must be in"):
+            pipe(req, seed=3, strength=bad)
+    # the tuner scores each level on training-split cases and writes its choice into the model
+    pipe.config.edit_strength = {}
+    out = tune(pipe, cases=2, strengths=(1.0, 0.5), families=("weather",), progress=False)
+    assert set(out["table"]) == {"weather"} and set(out["table"]["weather"]) == {"1", "0.5"}
+    assert out["table"]["weather"]["1"]["cases"] == 2
+    assert all(0 < v < 1 for v in out["edit_strength"].values())
+    write_choice(tmp_path / "m", {"weather": 0.7})
+    assert OmniPipeline.from_pretrained(tmp_path / "m").config.edit_strength == {"weather": 0.7}

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from model.pipeline import OmniPipeline
 from training import train_vae
 from training.train_omni import TrainConfig, main
@@ -37,6 +40,19 @@ def test_vae_training_two_steps(tmp_path):
     vae = train_vae.main(cfg)
     assert (tmp_path / "vae" / "final" / "model.safetensors").is_file()
     assert vae.config.scaling > 0
+    # fine-tuning the decoder alone keeps the encoder, and so the latent space and its scale
+    dec = train_vae.VAETrainConfig(out=str(tmp_path / "dec"), steps=2, batch=2, log_every=1, save_every=2,
+                                   init=str(tmp_path / "vae" / "final"), decoder_only=True)
+    tuned = train_vae.main(dec)
+    before, after = vae.state_dict(), tuned.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("enc."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("dec"))
+    assert tuned.config.scaling == vae.config.scaling
+    cfg, _ = train_vae.parse(["--init", "x", "--decoder-only"])
+    assert cfg.decoder_only and cfg.init == "x"
+    assert not train_vae.parse([])[0].decoder_only
+    with pytest.raises(SystemExit, match="needs --init"):
+        train_vae.main(train_vae.VAETrainConfig(out=str(tmp_path / "bad"), decoder_only=True))
 
 
 def test_ddp_two_processes(tmp_path):

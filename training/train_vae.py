@@ -1,8 +1,13 @@
 """Train the causal video VAE on OmniWorld clips and images.
 
     python -m training.train_vae --out runs/vae [--steps 4000] [--batch 16] [--resume]
+    python -m training.train_vae --out runs/vae_dec --init runs/vae/final --decoder-only --steps 1500 --lr 3e-4
 
 Resumable (checkpoint every --save-every steps), bf16 autocast on CPU, one thread.
+`--decoder-only` fine-tunes the decoder of an existing VAE (`--init`) with its encoder frozen: the
+latent space, its scale, and so every generator trained on it, stay valid, while reconstructions
+(and so every decoded clip) get sharper.
+
 At the end the latent scale is set so latents have unit standard deviation, and the
 component is saved as `OUT/final` (config.json + model.safetensors).
 """
@@ -39,10 +44,13 @@ class VAETrainConfig:
     seed: int = 0
     threads: int = 1
     latent_channels: int = 16
+    init: str = ""  # start from this VAE directory (config.json + model.safetensors)
+    decoder_only: bool = False  # with init: train the decoder only; the latent space stays as it is
 
 
-def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict]:
-    mean, logvar = vae.encode_dist(x)
+def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float, frozen_encoder: bool = False) -> tuple[torch.Tensor, dict]:
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
+        mean, logvar = vae.encode_dist(x)
     z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
     rec = vae.decode(z, x.shape[1])
     mse = (rec - x).pow(2).mean()
@@ -56,8 +64,14 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    vae = VideoVAE(VAEConfig(latent_channels=cfg.latent_channels))
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    if cfg.decoder_only and not cfg.init:
+        raise SystemExit("--decoder-only needs --init DIR: the VAE whose decoder to fine-tune")
+    vae = VideoVAE.from_pretrained(cfg.init) if cfg.init else VideoVAE(VAEConfig(latent_channels=cfg.latent_channels))
+    params = list(vae.parameters())
+    if cfg.decoder_only:
+        vae.enc.requires_grad_(False)
+        params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     step = 0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
@@ -76,13 +90,13 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, info = vae_loss(vae, to_model_range(torch.from_numpy(clips)), cfg.kl_weight)
+            loss, info = vae_loss(vae, to_model_range(torch.from_numpy(clips)), cfg.kl_weight, cfg.decoder_only)
             if len(images):
-                li, _ = vae_loss(vae, to_model_range(torch.from_numpy(images)), cfg.kl_weight)
+                li, _ = vae_loss(vae, to_model_range(torch.from_numpy(images)), cfg.kl_weight, cfg.decoder_only)
                 loss = loss + 0.5 * li
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         if step % cfg.log_every == 0:
@@ -97,7 +111,8 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
                        out / "checkpoint.tmp")
             (out / "checkpoint.tmp").replace(ckpt)
     vae.eval()
-    vae.config.scaling = latent_scale(vae, sample_stream(SFT_FAMILIES, 12_345))  # fixed clips: same scale on re-export
+    if not cfg.decoder_only:  # a frozen encoder keeps the scale the generator was trained with
+        vae.config.scaling = latent_scale(vae, sample_stream(SFT_FAMILIES, 12_345))  # fixed clips: same scale on re-export
     vae.save_pretrained(out / "final")
     return vae
 
@@ -114,7 +129,10 @@ def latent_scale(vae: VideoVAE, stream, batches: int = 8) -> float:
 def parse(argv: list[str] | None = None) -> tuple[VAETrainConfig, bool]:
     ap = argparse.ArgumentParser(prog="python -m training.train_vae")
     for name, f in VAETrainConfig.__dataclass_fields__.items():
-        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
+        if isinstance(f.default, bool):
+            ap.add_argument("--" + name.replace("_", "-"), action="store_true")
+        else:
+            ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     a = ap.parse_args(argv)
     cfg = VAETrainConfig(**{k: getattr(a, k) for k in VAETrainConfig.__dataclass_fields__})
