@@ -8,14 +8,20 @@ whenever a studio opens its database.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's busy timeout alone orders writers of different processes
+    fcntl = None
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -76,6 +82,23 @@ class Database:
         # SQLite has one writer at a time; queueing writers here (FIFO, no sleeping) instead of in
         # SQLite's busy handler (which backs off in sleeps of up to 100 ms) keeps the tail latency low.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else None
+        # and across processes (two app processes, a CLI training job beside the studio): a kernel
+        # lock next to the database file, whose waiters are woken when it is released
+        db_file = make_url(url).database if url.startswith("sqlite") else None
+        self._flock_path = f"{db_file}.writers.lock" if db_file and db_file != ":memory:" and fcntl else None
+        self._flock_fd: int | None = None
+        self._flock_pid = 0
+
+    def _process_lock(self, take: bool) -> None:
+        if self._flock_path is None:
+            return
+        if take:
+            if self._flock_pid != os.getpid():  # a forked child must not share its parent's lock
+                self._flock_fd = os.open(self._flock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._flock_pid = os.getpid()
+            fcntl.flock(self._flock_fd, fcntl.LOCK_EX)  # blocks without holding the interpreter lock
+        else:
+            fcntl.flock(self._flock_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
@@ -83,6 +106,11 @@ class Database:
         lock = self._write_lock if write else None
         if lock is not None:
             lock.acquire()
+            try:
+                self._process_lock(True)
+            except BaseException:
+                lock.release()
+                raise
         try:
             with (self.sessions if write else self.read_sessions)() as s:
                 try:
@@ -93,4 +121,5 @@ class Database:
                     raise
         finally:
             if lock is not None:
+                self._process_lock(False)
                 lock.release()

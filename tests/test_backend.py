@@ -57,6 +57,30 @@ def test_migrations_from_empty_and_sqlite_settings(studio):
     assert again.users.ensure("ann", "annotator").role == "annotator"
 
 
+def test_sqlite_writers_of_different_processes_queue_on_a_kernel_lock(tmp_path):
+    """While one process is in a write transaction, another process cannot take the writers' lock
+    (it would wait in the kernel, woken at release, instead of in SQLite's sleeping busy handler);
+    reads do not take it."""
+    studio = Studio.open(tmp_path / "home")
+    lock_file = studio.db._flock_path
+    assert lock_file and lock_file.endswith("studio.db.writers.lock")
+    probe = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\n"
+             "except BlockingIOError:\n    print('held')")
+
+    def other_process_sees() -> str:
+        return subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    with studio.db.session() as s:
+        s.execute(text("select 1"))
+        assert other_process_sees() == "held"
+    assert other_process_sees() == "free"
+    with studio.db.session(write=False) as s:
+        s.execute(text("select 1"))
+        assert other_process_sees() == "free"
+
+
 def test_roles_are_checked_in_the_services(studio):
     ann = studio.users.ensure("ann", "annotator")
     creator = studio.users.ensure("cleo", "creator")
