@@ -29,6 +29,7 @@ class EditTab:
     run: gr.Button
     original: gr.Video
     result: gr.Video
+    strength: gr.Slider
 
 
 def example_video(ctx: AppContext) -> str:
@@ -69,7 +70,8 @@ def painted_mask(value) -> np.ndarray | None:
     return np.repeat((painted * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None, mask_value=None):
+def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None, mask_value=None,
+         strength: float = 0.0):
     if not video:
         raise UIError("upload the video to edit (or press 'Use a world clip')")
     if instruction and "@Video" not in instruction:
@@ -84,6 +86,8 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
     mask = painted_mask(mask_value)
     if mask is not None:
         d["mask"] = ctx.image_asset(mask, "mask.png")
+    if strength:  # 0 = the model's own choice for this kind of edit
+        d["strength"] = float(strength)
     return video, generate(ctx, user_state, d, 0, progress)[0]
 
 
@@ -100,17 +104,20 @@ def build_edit_tab() -> EditTab:
                                   type="numpy", canvas_size=(MASK_CANVAS, MASK_CANVAS), elem_id="edit-mask",
                                   sources=(), brush=gr.Brush(colors=["#FFFFFF"], default_color="#FFFFFF",
                                                              color_mode="fixed", default_size=24))
+            strength = gr.Slider(0.0, 1.0, value=0.0, step=0.05, elem_id="edit-strength",
+                                 label="Strength: how much of the video may be redrawn (1 = all of it, lower keeps "
+                                       "more of the original; 0 = the model's choice for this kind of edit)")
             run = gr.Button("Edit", variant="primary", elem_id="edit-run")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
-    return EditTab(video, example, instruction, kind, reference, mask, run, original, result)
+    return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
-    def on_edit(us, v, ins, k, ref, m, progress=gr.Progress()):
+    def on_edit(us, v, ins, k, ref, m, st, progress=gr.Progress()):
         try:
-            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m)
+            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st)
         except UIError as e:
             raise gr.Error(str(e))
 
@@ -122,5 +129,5 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
 
     tab.example.click(lambda: example_video(ctx), None, tab.video)
     tab.video.change(on_video, tab.video, tab.mask)
-    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask],
+    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength],
                   [tab.original, tab.result], api_name="edit")

@@ -104,6 +104,9 @@ class MVLRequest:
     width: int = 32
     steps: int = 10
     guidance: float = 3.0
+    # video edits: the noise level denoising starts from (1 = redraw @Video freely, lower keeps
+    # more of it); None = the model's own choice for the task
+    strength: float | None = None
     seed: int = 0
     upscale: bool = False  # run the super-resolution stage (4x)
 
@@ -198,6 +201,13 @@ class MVLRequest:
         _check_int(self.steps, "steps", *STEPS_RANGE)
         _check(isinstance(self.guidance, (int, float)) and GUIDANCE_RANGE[0] <= self.guidance <= GUIDANCE_RANGE[1],
                f"guidance={self.guidance} is out of range {GUIDANCE_RANGE[0]}..{GUIDANCE_RANGE[1]}")
+        if self.strength is not None:
+            _check(isinstance(self.strength, (int, float)) and not isinstance(self.strength, bool)
+                   and 0 < self.strength <= 1,
+                   f"strength={self.strength!r} is out of range: give a number in (0, 1] (1 = redraw @Video "
+                   "freely), or leave it empty for the model's choice")
+            _check(self.video is not None, "strength says how much of @Video an edit may redraw: give the "
+                                           "context video too, or leave strength empty")
         _check_int(self.seed, "seed", 0, 2**31 - 1)
         return self
 

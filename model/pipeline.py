@@ -159,7 +159,10 @@ class OmniPipeline:
                 "pixels": pixels, "source": source}
 
     def _edit_start(self, request: MVLRequest, task: str, strength: float | None) -> float:
-        """The noise level denoising starts from: below 1 only for a video edit without a mask."""
+        """The noise level denoising starts from: below 1 only for a video edit without a mask.
+        The call's strength, else the request's, else the model's choice for the task."""
+        if strength is None:
+            strength = request.strength
         if strength is None:
             strength = self.config.edit_strength.get(task, 1.0)
         if not 0.0 < strength <= 1.0:

@@ -308,12 +308,26 @@ def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):
     try:
         original, result = edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None,
                                 mask_value={"background": canvas["background"], "layers": [layer], "composite": None})
+        # the strength slider: a low strength keeps more of the video than redrawing it all
+        for strength in (0.05, 1.0):
+            edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None, strength=strength)
     finally:
         worker.stop()
-    job = st.jobs.list()[0]
-    assert job.status == "succeeded" and job.request["mask"]
+    by_strength = {j.request.get("strength"): j for j in st.jobs.list()}
+    job, low, full = by_strength[None], by_strength[0.05], by_strength[1.0]  # None: the slider left at 0
+    assert low.status == full.status == "succeeded"
     from model.conditioning import _fit_video
+    from model.vae import to_model_range, to_uint8
 
+    import torch
+
+    vae = loader(tmp_path / "m").vae  # the source as this (untrained) model's VAE gives it back
+    with torch.no_grad():
+        x = to_model_range(torch.from_numpy(_fit_video(src, 16)[None]))
+        rec = to_uint8(vae.decode(vae.encode(x), 16))[0].numpy().astype(int)
+    assert (np.abs(st.media.load_video(low.result_asset_id).astype(int) - rec).mean()
+            < np.abs(st.media.load_video(full.result_asset_id).astype(int) - rec).mean())
+    assert job.status == "succeeded" and job.request["mask"]
     out = st.media.load_video(job.result_asset_id)  # the exact frames the model made
     seen = _fit_video(st.media.load_video(job.request["video"]), 16)  # the upload, as the model saw it
     inside = np.zeros((32, 32), bool)

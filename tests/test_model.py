@@ -241,6 +241,9 @@ def test_edit_strength_starts_a_video_edit_from_the_noised_source(tmp_path):
     assert torch.equal(pipe(req, seed=3, strength=1.0, return_latents=True).latents, plain)
     half = pipe(req, seed=3, strength=0.5, return_latents=True).latents
     assert (half - z).abs().mean() < (plain - z).abs().mean()  # closer to the source than a free edit
+    from dataclasses import replace
+
+    assert torch.equal(pipe(replace(req, strength=0.5), seed=3, return_latents=True).latents, half)  # as the request says
     # the model's per-task choice applies to that task only, and is saved with the model
     pipe.config.edit_strength = {"weather": 0.5}
     assert torch.equal(pipe(req, seed=3, return_latents=True).latents, half)
