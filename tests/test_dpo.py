@@ -105,6 +105,31 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     assert decision["votes"] == 6 and isinstance(decision["promote"], bool)
 
 
+def test_collection_keeps_the_two_most_different_of_several_seeds(tmp_path):
+    from studio_backend.rounds import most_distinct_pair
+
+    flat = [np.full((2, 4, 4, 3), v, np.uint8) for v in (100, 110, 30, 105)]
+    assert most_distinct_pair(flat) == (1, 2)  # 110 vs 30
+    studio = Studio.open(tmp_path / "home")
+    v = studio.registry.register("fake", "/fake")
+    studio.registry.promote(studio.users.ensure("root", "admin"), v.id)
+
+    def gen(path, request, seed):  # seed 4k+1 and 4k+3 are the extremes
+        return np.full((16, 32, 32, 3), {0: 120, 1: 250, 2: 128, 3: 5}[seed % 4], np.uint8)
+
+    ids = collection_round(studio, gen, 2, seed=0, families=("t2v",), seeds_per_request=4)
+    from sqlalchemy import select
+
+    from studio_backend.models import Comparison
+
+    with studio.db.session(write=False) as s:
+        seeds = s.execute(select(Comparison.seed_a, Comparison.seed_b).where(Comparison.id.in_(ids))
+                          .order_by(Comparison.id)).all()
+    assert [tuple(x) for x in seeds] == [(1, 3), (5, 7)]  # the stored seeds regenerate the compared clips
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        collection_round(studio, gen, 1, seeds_per_request=1)
+
+
 def _studio_with_preferences(tmp_path):
     import uuid
 

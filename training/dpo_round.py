@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beta", type=float, default=100.0)
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--seeds-per-request", type=int, default=2,
+                    help="seeds generated per request; the two most different are compared")
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
     ap.add_argument("--home", default=None)
     ap.add_argument("--json", dest="json_out", required=True)
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     times = {}
     t = time.time()
     # each pair gets two votes (5 annotators), so votes / 2 requests
-    collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed)
+    collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed, seeds_per_request=a.seeds_per_request)
     times["collection_s"] = round(time.time() - t, 1)
     t = time.time()
     sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
+           "seeds_per_request": a.seeds_per_request,
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -58,15 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--position-bias", type=float, default=0.0)
     ap.add_argument("--annotators", type=int, default=5)
     ap.add_argument("--collect", type=int, default=0, help="first run a collection round of this many requests")
+    ap.add_argument("--seeds-per-request", type=int, default=2,
+                    help="with --collect: generate this many seeds per request and queue the two most different")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.seeds_per_request < 2:
+        ap.error(f"--seeds-per-request {a.seeds_per_request}: a pair needs at least 2 seeds")
     from studio_backend.preference import simulate  # the CLI drives a studio home
     from studio_backend.rounds import collection_round
     from studio_backend.studio import Studio
 
     studio = Studio.open(a.home)
     if a.collect:
-        collection_round(studio, pipeline_generator(), a.collect, seed=a.seed)
+        collection_round(studio, pipeline_generator(), a.collect, seed=a.seed, seeds_per_request=a.seeds_per_request)
     print(json.dumps(simulate(studio, a.votes, a.noise, a.position_bias, a.annotators, a.seed)))
     return 0
 
