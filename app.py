@@ -17,7 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 
 for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
-    os.environ.setdefault(_k, _v)
+    if not (_k == "HF_HUB_OFFLINE" and os.environ.get("OMNI_VOTES_REPO")):  # pushing votes needs the Hub
+        os.environ.setdefault(_k, _v)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "models" / "omni-world"

@@ -33,6 +33,8 @@ class TrainingTab:
     dpo_run: gr.Button
     dpo_cancel: gr.Button
     curve: gr.LinePlot
+    export: gr.Button
+    export_files: gr.File
 
 
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
@@ -144,6 +146,28 @@ def cancel_training(ctx: AppContext, user_state) -> str:
     return f"Cancel requested for training job{'s' if len(live) > 1 else ''} {', '.join(str(j.id) for j in live)}."
 
 
+def export_preferences(ctx: AppContext, user_state) -> tuple[str, list[str]]:
+    """Admins: the DPO pairs as JSONL + parquet (a new folder under OMNI_HOME/exports), pushed to the
+    Hub dataset repo named by OMNI_VOTES_REPO when it is set (token: HF_TOKEN)."""
+    import os
+
+    from studio_backend.export import export_studio
+
+    if ctx.user(user_state).role != "admin":
+        raise UIError("exporting votes needs the admin role")
+    repo = os.environ.get("OMNI_VOTES_REPO") or None
+    r = export_studio(ctx.studio, ctx.studio.home / "exports", push=repo, token=os.environ.get("HF_TOKEN"))
+    msg = f"Exported **{r['pairs']} preference pairs** ({', '.join(os.path.basename(f) for f in r['files'])})."
+    if r["pushed"]:
+        msg += f" Pushed to the dataset repo `{repo}`: {r['pushed']}"
+    elif r["push_error"]:
+        msg += (f" The push to `{repo}` failed, the files are kept here: {r['push_error']}. "
+                "Check HF_TOKEN (write access to the repo) and the network, then export again.")
+    else:
+        msg += " Set OMNI_VOTES_REPO=owner/name (and HF_TOKEN) to push each export to a Hub dataset."
+    return msg, r["files"]
+
+
 def build_training_tab() -> TrainingTab:
     versions = gr.Dataframe(headers=["id", "name", "status", "parent", "path", "metrics"], interactive=False,
                             label="Model versions")
@@ -167,8 +191,12 @@ def build_training_tab() -> TrainingTab:
         dpo_run = gr.Button("Run DPO", variant="primary")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
     curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
+    gr.Markdown("### Preference export\nThe DPO pairs (Same verdicts left out, trust-weighted) as JSONL and parquet.")
+    with gr.Row():
+        export = gr.Button("Export preferences", elem_id="export-preferences")
+        export_files = gr.File(label="Export", file_count="multiple", interactive=False)
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
-                       dpo_steps, dpo_beta, dpo_rank, dpo_run, dpo_cancel, curve)
+                       dpo_steps, dpo_beta, dpo_rank, dpo_run, dpo_cancel, curve, export, export_files)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -202,4 +230,12 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
     # its own queue slot: a cancel must not wait behind the run it cancels
     tab.dpo_cancel.click(act(cancel_training), [user_state], outs, api_name="cancel_training",
                          concurrency_id="cancel", concurrency_limit=None)
+
+    def do_export(us):
+        try:
+            return export_preferences(ctx, us)
+        except UIError as e:
+            raise gr.Error(str(e))
+
+    tab.export.click(do_export, [user_state], [tab.status, tab.export_files], api_name="export_preferences")
     return lambda us: (version_rows(ctx, us), votes_summary(ctx))

@@ -4,6 +4,12 @@ Votes on one comparison are combined by trust-weighted majority (trust = the ann
 accuracy on gold pairs); "Same" votes never make a DPO pair but stay in GSB. Each row keeps
 the request, both assets and seeds, per-dimension labels and a weight (the winning share of
 trust times the agreement among the votes).
+
+    python -m studio_backend.export --home DIR [--out DIR] [--push OWNER/NAME]
+
+`--push` (or OMNI_VOTES_REPO in the studio) uploads the export to a Hugging Face dataset repo
+in one commit, with the token of HF_TOKEN (or `huggingface-cli login`); the files stay on disk
+whether or not the push works.
 """
 
 from __future__ import annotations
@@ -70,15 +76,61 @@ def export(votes: list[dict], out_dir: str | Path, name: str = "preferences") ->
     return jl, out / f"{name}.parquet"
 
 
-def push_to_hub(path: Path, repo_id: str, token: str | None = None) -> str:
-    """Upload an export to a Hugging Face dataset repo (only when a repo is configured)."""
+def push_to_hub(paths, repo_id: str, token: str | None = None, endpoint: str | None = None) -> str:
+    """Upload export files to a Hugging Face dataset repo in one commit (created if missing).
+    Returns the commit URL. `endpoint` defaults to HF_ENDPOINT (the Hub)."""
     import os
 
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise RuntimeError("HF_HUB_OFFLINE=1: unset it (and give a token) to push votes to the Hub")
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
 
-    api = HfApi(token=token)
+    if constants.is_offline_mode():
+        raise RuntimeError("HF_HUB_OFFLINE=1: unset it (and give a token) to push votes to the Hub")
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"dataset repo {repo_id!r}: give it as owner/name")
+    files = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
     api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-    api.upload_file(path_or_fileobj=str(path), path_in_repo=path.name, repo_id=repo_id, repo_type="dataset")
-    return f"{repo_id}/{path.name}"
+    info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in files],
+                             commit_message=f"Omni Studio preference export ({len(files)} files)", repo_type="dataset")
+    return info.commit_url
+
+
+def export_studio(studio, out_dir: str | Path, push: str | None = None, token: str | None = None) -> dict:
+    """Export a studio's votes (a new folder per call under out_dir) and optionally push them."""
+    from datetime import datetime, timezone
+
+    out = Path(out_dir) / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    jl, pq = export(studio.arena.votes(), out)
+    rows = sum(1 for _ in open(jl))
+    result = {"pairs": rows, "files": [str(jl), str(pq)], "pushed": None, "push_error": None}
+    if push:
+        try:
+            result["pushed"] = push_to_hub([jl, pq], push, token=token)
+        except Exception as e:  # the export stays on disk; the caller reports the failure
+            result["push_error"] = f"{type(e).__name__}: {e}"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m studio_backend.export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", required=True, help="the studio home (OMNI_HOME)")
+    ap.add_argument("--out", default=None, help="where to write (default HOME/exports)")
+    ap.add_argument("--push", default=os.environ.get("OMNI_VOTES_REPO"), help="dataset repo owner/name")
+    a = ap.parse_args(argv)
+    from .studio import Studio
+
+    studio = Studio.open(a.home)
+    r = export_studio(studio, a.out or Path(a.home) / "exports", a.push, os.environ.get("HF_TOKEN"))
+    print(json.dumps(r))
+    if r["push_error"]:
+        print(f"push to {a.push} failed (the export is on disk): {r['push_error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

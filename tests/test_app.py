@@ -276,6 +276,27 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     rows = version_rows(ctx, admin)
     assert rows[-1][1].startswith("base+dpo") and rows[-1][3] == base.id
     assert version_rows(ctx, {"name": "cleo", "role": "creator"}) == []
+    # the preference export: files for download, and a push when OMNI_VOTES_REPO names a dataset repo
+    import huggingface_hub.constants as hub_constants
+
+    from app.training_tab import export_preferences
+    from tests.fake_hub import fake_hub
+
+    with pytest.raises(Exception, match="admin role"):
+        export_preferences(ctx, {"name": "ann", "role": "annotator"})
+    msg, files = export_preferences(ctx, admin)
+    assert "2 preference pairs" in msg and "Set OMNI_VOTES_REPO" in msg and all(Path(f).is_file() for f in files)
+    with fake_hub() as (url, hub), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+        mp.setenv("HF_ENDPOINT", url)
+        mp.setenv("OMNI_VOTES_REPO", "team/votes")
+        mp.setenv("HF_TOKEN", hub.token)
+        msg, files = export_preferences(ctx, admin)
+        assert "Pushed to the dataset repo `team/votes`" in msg
+        assert hub.repos["datasets/team/votes"]["preferences.jsonl"] == Path(files[0]).read_bytes()
+        mp.setenv("HF_TOKEN", "hf_not_allowed")
+        msg, files = export_preferences(ctx, admin)
+        assert "failed, the files are kept here" in msg and "Check HF_TOKEN" in msg and Path(files[1]).is_file()
 
 
 def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):

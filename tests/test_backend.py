@@ -364,6 +364,45 @@ def test_preference_export_keeps_same_out_and_weights_by_trust(studio, tmp_path)
         push_to_hub(jl, "someone/votes")
 
 
+def test_votes_reach_a_hub_dataset_repo_through_huggingface_hub(tmp_path, monkeypatch):
+    """The export is pushed by huggingface_hub's own client to a local stand-in of the Hub's upload
+    endpoints: one commit with both files, byte for byte; a second export is a second commit to
+    the same repo; a refused token leaves the export on disk with the error; the CLI does the same."""
+    import os
+
+    import huggingface_hub.constants as hub_constants
+
+    from studio_backend.export import export_studio, push_to_hub
+    from tests.fake_hub import fake_hub
+
+    studio = Studio.open(tmp_path / "home")
+    a, b = _pair_assets(studio, 3)
+    studio.arena.add_comparison("dpo", {"prompt": "p"}, a, b, family="t2v", seed_a=1, seed_b=2)
+    ann = studio.users.ensure("ann", "annotator")
+    pair = studio.arena.next_pair(ann)
+    studio.arena.vote(ann, pair.left_is_a_token, {"prompt_following": "G"}, "G", uuid.uuid4().hex)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)  # the tests run offline; this test has its Hub
+    with fake_hub() as (url, hub):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        r = export_studio(studio, tmp_path / "exports", push="team/votes", token=hub.token)
+        assert r["push_error"] is None and r["pairs"] == 1 and "/commit/" in r["pushed"]
+        stored = hub.repos["datasets/team/votes"]
+        assert stored["preferences.jsonl"] == Path(r["files"][0]).read_bytes()
+        assert stored["preferences.parquet"] == Path(r["files"][1]).read_bytes()
+        again = export_studio(studio, tmp_path / "exports", push="team/votes", token=hub.token)
+        assert again["files"][0] != r["files"][0] and [c["repo"] for c in hub.commits] == ["datasets/team/votes"] * 2
+        bad = export_studio(studio, tmp_path / "exports", push="team/votes", token="hf_wrong")
+        assert bad["pushed"] is None and "401" in bad["push_error"]
+        assert all(Path(f).is_file() for f in bad["files"]) and len(hub.commits) == 2
+        cli = subprocess.run([sys.executable, "-m", "studio_backend.export", "--home", str(tmp_path / "home"),
+                              "--push", "team/cli"], capture_output=True, text=True, cwd=str(Path(__file__).parents[1]),
+                             env=dict(os.environ, HF_ENDPOINT=url, HF_TOKEN=hub.token, HF_HUB_OFFLINE="0"))
+        assert cli.returncode == 0, cli.stderr
+        assert b"comparison_id" in hub.repos["datasets/team/cli"]["preferences.jsonl"]
+    with pytest.raises(ValueError, match="owner/name"):
+        push_to_hub(r["files"], "no-owner")
+
+
 def _vote_row(comparison_id, annotator_id, key):
     from datetime import datetime, timezone
 
