@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The embedded model's recipe, end to end, resumable (re-run it to continue where it stopped):
-# VAE -> pretraining (t2v, i2v) -> SFT (every family) -> OmniBench -> model card in assets/.
+# VAE -> pretraining (t2v, i2v) -> SFT (every family) -> decoder fine-tune (encoder frozen) ->
+# edit start levels chosen on training-split cases -> OmniBench -> model card in assets/.
 # Data parallel over NPROC processes (one thread each). Step counts are arguments so a longer
 # run (or one on the GPU machine) uses the same script:
 #   bash scripts/train_embedded.sh [VAE_STEPS] [PRETRAIN_STEPS] [SFT_STEPS] [NPROC]
@@ -20,6 +21,11 @@ run -m training.pretrain --out runs/pretrain --vae runs/vae/final --steps "$PRE_
 run -m training.sft --out runs/sft --init runs/pretrain/model --steps "$SFT_STEPS" --batch 32 \
     --families "t2v:4,i2v:2,$(.venv/bin/python -c 'from training.data import SFT_FAMILIES as F; print(",".join(f for f in F if f not in ("t2v", "i2v")))')" \
     --ema 0.995 --lr 3e-4 --warmup 50 --save-every 100 --uniform-time 0.3 --fg-weight 3 --fg-max-s 0.5
-$PY -m training.evaluate --model runs/sft/model --json runs/sft/omnibench.json
-$PY -m training.model_card --model runs/sft/model --bench runs/sft/omnibench.json --out assets/models/omni-world \
-    --vae-log runs/vae/log.jsonl --logs runs/pretrain/log.jsonl runs/sft/log.jsonl
+rm -rf runs/final && cp -r runs/sft/model runs/final
+$PY -m training.train_vae --out runs/vae_dec --init runs/vae/final --decoder-only --steps 1500 --lr 3e-4 \
+    --min-lr 3e-5 --warmup 50 --seed 1 --install-into runs/final
+$PY -m training.tune_edit_strength --model runs/final --strengths 1,0.9,0.8,0.7,0.6,0.5,0.4 --write \
+    --json runs/final/edit_strength.json
+$PY -m training.evaluate --model runs/final --json runs/final/omnibench.json
+$PY -m training.model_card --model runs/final --bench runs/final/omnibench.json --out assets/models/omni-world \
+    --vae-log runs/vae/log.jsonl --logs runs/pretrain/log.jsonl runs/sft/log.jsonl runs/vae_dec/log.jsonl

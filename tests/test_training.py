@@ -48,9 +48,20 @@ def test_vae_training_two_steps(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("enc."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("dec"))
     assert tuned.config.scaling == vae.config.scaling
-    cfg, _ = train_vae.parse(["--init", "x", "--decoder-only"])
-    assert cfg.decoder_only and cfg.init == "x"
+    cfg, _, into = train_vae.parse(["--init", "x", "--decoder-only", "--install-into", "m"])
+    assert cfg.decoder_only and cfg.init == "x" and into == "m"
     assert not train_vae.parse([])[0].decoder_only
+    # installing it into a model: only over the VAE whose encoder it kept
+    from model.vae import VideoVAE
+
+    model = tmp_path / "model"
+    vae.save_pretrained(model / "vae")
+    train_vae.install_decoder(tmp_path / "dec" / "final", model)
+    assert torch.equal(VideoVAE.from_pretrained(model / "vae").state_dict()["dec.0.conv.weight"],
+                       tuned.state_dict()["dec.0.conv.weight"])
+    train_vae.main(train_vae.VAETrainConfig(out=str(tmp_path / "other"), steps=1, batch=2, latent_channels=4, seed=5))
+    with pytest.raises(SystemExit, match="only a decoder fine-tune"):
+        train_vae.install_decoder(tmp_path / "other" / "final", model)
     with pytest.raises(SystemExit, match="needs --init"):
         train_vae.main(train_vae.VAETrainConfig(out=str(tmp_path / "bad"), decoder_only=True))
 

@@ -1,12 +1,14 @@
 """Train the causal video VAE on OmniWorld clips and images.
 
     python -m training.train_vae --out runs/vae [--steps 4000] [--batch 16] [--resume]
-    python -m training.train_vae --out runs/vae_dec --init runs/vae/final --decoder-only --steps 1500 --lr 3e-4
+    python -m training.train_vae --out runs/vae_dec --init runs/vae/final --decoder-only --steps 1500 --lr 3e-4 \
+        [--install-into runs/final]
 
 Resumable (checkpoint every --save-every steps), bf16 autocast on CPU, one thread.
 `--decoder-only` fine-tunes the decoder of an existing VAE (`--init`) with its encoder frozen: the
 latent space, its scale, and so every generator trained on it, stay valid, while reconstructions
-(and so every decoded clip) get sharper.
+(and so every decoded clip) get sharper. `--install-into MODEL_DIR` then puts it into a model
+directory, after checking that its encoder is the model's own.
 
 At the end the latent scale is set so latents have unit standard deviation, and the
 component is saved as `OUT/final` (config.json + model.safetensors).
@@ -126,7 +128,21 @@ def latent_scale(vae: VideoVAE, stream, batches: int = 8) -> float:
     return float(1.0 / torch.cat(zs).std().clamp_min(1e-3))
 
 
-def parse(argv: list[str] | None = None) -> tuple[VAETrainConfig, bool]:
+def install_decoder(vae_dir: str | Path, model_dir: str | Path) -> None:
+    """Replace a model directory's VAE with a decoder fine-tune of it: refused unless the encoder
+    (weights and latent scale) is exactly the model's, since the generator speaks its latents."""
+    new, old = VideoVAE.from_pretrained(vae_dir), VideoVAE.from_pretrained(Path(model_dir) / "vae")
+    a, b = new.state_dict(), old.state_dict()
+    same = (a.keys() == b.keys() and new.config.scaling == old.config.scaling
+            and all(torch.equal(a[k], b[k]) for k in a if k.startswith("enc.")))
+    if not same:
+        raise SystemExit(f"{vae_dir}: its encoder is not the one of {model_dir}/vae; only a decoder fine-tune "
+                         "(--decoder-only --init MODEL/vae) can replace a model's VAE")
+    new.save_pretrained(Path(model_dir) / "vae")
+
+
+def parse(argv: list[str] | None = None) -> tuple[VAETrainConfig, bool, str | None]:
+    """(config, resume, model directory to install the VAE into or None)."""
     ap = argparse.ArgumentParser(prog="python -m training.train_vae")
     for name, f in VAETrainConfig.__dataclass_fields__.items():
         if isinstance(f.default, bool):
@@ -134,12 +150,16 @@ def parse(argv: list[str] | None = None) -> tuple[VAETrainConfig, bool]:
         else:
             ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    ap.add_argument("--install-into", default=None, help="afterwards, put the VAE into this model directory")
     a = ap.parse_args(argv)
     cfg = VAETrainConfig(**{k: getattr(a, k) for k in VAETrainConfig.__dataclass_fields__})
-    return cfg, not a.fresh
+    return cfg, not a.fresh, a.install_into
 
 
 if __name__ == "__main__":
-    c, r = parse()
+    c, r, into = parse()
     main(c, r)
+    if into:
+        install_decoder(Path(c.out) / "final", into)
+        print(f"installed {c.out}/final into {into}/vae")
     sys.exit(0)
