@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -498,10 +498,13 @@ class GroupWriter:
         cids = {r["comparison_id"] for r in rows}
         with self.db.session() as s:
             gold = dict(s.execute(select(Comparison.id, Comparison.gold).where(Comparison.id.in_(cids))).all())
-            keys = set(s.scalars(select(Vote.idempotency_key)
-                                 .where(Vote.idempotency_key.in_([r["idempotency_key"] for r in rows]))))
-            pairs = set(s.execute(select(Vote.comparison_id, Vote.annotator_id).where(
-                Vote.comparison_id.in_(cids), Vote.annotator_id.in_({r["annotator_id"] for r in rows}))).all())
+            # one look-up for both kinds of duplicate (each statement is a round trip into SQLite,
+            # and a chance for another thread to take the interpreter lock from the writer)
+            taken = s.execute(select(Vote.idempotency_key, Vote.comparison_id, Vote.annotator_id).where(or_(
+                Vote.idempotency_key.in_([r["idempotency_key"] for r in rows]),
+                and_(Vote.comparison_id.in_(cids), Vote.annotator_id.in_({r["annotator_id"] for r in rows}))))).all()
+            keys = {k for k, _, _ in taken}
+            pairs = {(c, a) for _, c, a in taken}
             fresh = []
             for row, box, _ in batch:
                 pair = (row["comparison_id"], row["annotator_id"])
@@ -521,10 +524,9 @@ class GroupWriter:
             for (r, box), vid in zip(fresh, ids):
                 box["id"] = vid
                 bump[r["comparison_id"]] = bump.get(r["comparison_id"], 0) + 1
-            table = Comparison.__table__
-            s.connection().execute(
-                update(table).where(table.c.id == bindparam("cid")).values(vote_count=table.c.vote_count + bindparam("n")),
-                [{"cid": c, "n": n} for c, n in bump.items()])
+            table = Comparison.__table__  # every pair's counter in one statement (an increment: exact on PostgreSQL too)
+            s.execute(update(table).where(table.c.id.in_(bump))
+                      .values(vote_count=table.c.vote_count + case(bump, value=table.c.id, else_=0)))
 
     def _write_each(self, batch: list) -> None:
         with self.db.session() as s:
