@@ -53,7 +53,9 @@ class VAETrainConfig:
 def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float, frozen_encoder: bool = False) -> tuple[torch.Tensor, dict]:
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
         mean, logvar = vae.encode_dist(x)
-    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    # a frozen encoder: the decoder learns to invert exactly what it will be given, the posterior
+    # mean (what the generator is trained to produce); otherwise the usual reparameterised sample
+    z = mean if frozen_encoder else mean + torch.randn_like(mean) * (0.5 * logvar).exp()
     rec = vae.decode(z, x.shape[1])
     mse = (rec - x).pow(2).mean()
     l1 = (rec - x).abs().mean()
