@@ -62,6 +62,14 @@ def test_vae_training_two_steps(tmp_path):
     train_vae.main(train_vae.VAETrainConfig(out=str(tmp_path / "other"), steps=1, batch=2, latent_channels=4, seed=5))
     with pytest.raises(SystemExit, match="only a decoder fine-tune"):
         train_vae.install_decoder(tmp_path / "other" / "final", model)
+    # what the decoder is trained on is exactly the inference path (encode, then decode), whatever the latent scale
+    from model.vae import to_model_range
+
+    tuned.config.scaling = 5.0
+    x = to_model_range(torch.randint(0, 256, (1, 3, 16, 16, 3)))
+    with torch.no_grad():
+        _, info = train_vae.vae_loss(tuned, x, 0.0, frozen_encoder=True)
+        assert info["mse"] == pytest.approx((tuned.decode(tuned.encode(x), 3) - x).pow(2).mean().item(), rel=1e-5)
     with pytest.raises(SystemExit, match="needs --init"):
         train_vae.main(train_vae.VAETrainConfig(out=str(tmp_path / "bad"), decoder_only=True))
 

@@ -56,7 +56,7 @@ def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float, frozen_encoder: b
     # a frozen encoder: the decoder learns to invert exactly what it will be given, the posterior
     # mean (what the generator is trained to produce); otherwise the usual reparameterised sample
     z = mean if frozen_encoder else mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-    rec = vae.decode(z, x.shape[1])
+    rec = vae.decode(z * vae.config.scaling, x.shape[1])  # decode() undoes the latent scale (1 until training ends)
     mse = (rec - x).pow(2).mean()
     l1 = (rec - x).abs().mean()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
