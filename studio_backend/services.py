@@ -585,14 +585,15 @@ class ArenaService:
         """Fewest votes first, never a pair this annotator voted on, gold pairs mixed in at the set rate;
         sides are random and sealed in a token the vote must bring back."""
         require(annotator, "annotator")
-        with self.db.session(write=False) as s:
+        with self.db.read_engine.connect() as conn:  # plain rows, no ORM session: this runs before every vote
             voted = select(Vote.comparison_id).where(Vote.annotator_id == annotator.id)
-            base = select(Comparison).where(Comparison.id.not_in(voted))
+            base = (select(Comparison.id, Comparison.asset_a, Comparison.asset_b, Comparison.request)
+                    .where(Comparison.id.not_in(voted)))
             want_gold = self.rng.random() < self.gold_rate
-            c = s.scalar(base.where(Comparison.gold.is_not(None) if want_gold else Comparison.gold.is_(None))
-                         .order_by(Comparison.vote_count, Comparison.id).limit(1))
+            c = conn.execute(base.where(Comparison.gold.is_not(None) if want_gold else Comparison.gold.is_(None))
+                             .order_by(Comparison.vote_count, Comparison.id).limit(1)).first()
             if c is None:
-                c = s.scalar(base.order_by(Comparison.vote_count, Comparison.id).limit(1))
+                c = conn.execute(base.order_by(Comparison.vote_count, Comparison.id).limit(1)).first()
             if c is None:
                 return None
             left_is_a = self.rng.random() < 0.5
