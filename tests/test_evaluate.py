@@ -101,3 +101,8 @@ def test_a_model_directory_runs_through_omnibench(tmp_path):
     rep = E.evaluate(gen, families=("t2v", "edit_remove"), limit=2)
     assert rep["families"]["t2v"]["cases"] == 2
     assert rep["families"]["t2v"]["success"] <= 0.5  # random weights do not make the right video
+    # the same report from two processes sharing the families
+    par = E.evaluate_parallel(str(tmp_path / "m"), families=("t2v", "edit_remove", "i2v"), limit=2, jobs=2)
+    one = E.evaluate(gen, families=("t2v", "edit_remove", "i2v"), limit=2)
+    assert list(par["families"]) == ["t2v", "edit_remove", "i2v"]
+    assert par["families"] == one["families"] and par["overall"] == one["overall"]

@@ -1,7 +1,7 @@
 """OmniBench: exact, per-family evaluation of any video model on held-out OmniWorld cases,
 and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
 
-    python -m training.evaluate --model oracle|noise|first_frame|PATH [--family F] [--limit N] --json OUT
+    python -m training.evaluate --model oracle|noise|first_frame|PATH [--family F] [--limit N] [--jobs 2] --json OUT
     python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
 
 Every case is a WorldSample of the bench split (a held-out composition). A model is a
@@ -280,21 +280,50 @@ def load_model(spec: str) -> Generator:
 def evaluate(model: Generator, families=FAMILIES, limit: int | None = None, progress: bool = False) -> dict:
     t0 = time.perf_counter()
     report = {"families": {}, "overall": {}}
-    all_scores: list[CaseScore] = []
     for fam in families:
         cases = bench_cases(fam)[: limit or CASES_PER_FAMILY]
-        scores = [score_case(c, model(c)) for c in cases]
-        all_scores += scores
-        report["families"][fam] = summarize(scores)
+        report["families"][fam] = summarize([score_case(c, model(c)) for c in cases])
         if progress:
             print(f"  {fam:16s} success {report['families'][fam]['success']:.3f}", file=sys.stderr)
-    fams = report["families"].values()
-    report["overall"] = {
+    report["overall"] = overall(report["families"])
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def overall(family_reports: dict) -> dict:
+    """The benchmark's summary: every family counts the same."""
+    fams = family_reports.values()
+    return {
         "success": float(np.mean([f["success"] for f in fams])),
-        "cases": len(all_scores),
+        "cases": int(sum(f["cases"] for f in fams)),
         "dimensions": {d: float(np.mean([f["dimensions"][d] for f in fams if d in f["dimensions"]]))
                        for d in DIMENSIONS if any(d in f["dimensions"] for f in fams)},
     }
+
+
+def _family_reports(spec: str, families: tuple[str, ...], limit: int | None) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    model = load_model(spec)
+    return {fam: summarize([score_case(c, model(c)) for c in bench_cases(fam)[: limit or CASES_PER_FAMILY]])
+            for fam in families}
+
+
+def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jobs: int = 2) -> dict:
+    """The same report as evaluate(load_model(spec)), the families shared among `jobs` processes
+    (one thread each): every case is scored exactly as in one process."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    t0 = time.perf_counter()
+    families = tuple(families)
+    shares = [families[i::jobs] for i in range(jobs) if families[i::jobs]]
+    with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as ex:
+        parts = list(ex.map(_family_reports, [spec] * len(shares), shares, [limit] * len(shares)))
+    found = {f: r for part in parts for f, r in part.items()}
+    report = {"families": {f: found[f] for f in families}}
+    report["overall"] = overall(report["families"])
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
 
@@ -380,12 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--family", action="append", choices=FAMILIES, help="only this family (repeatable)")
     ap.add_argument("--limit", type=int, default=None, help="cases per family (default all 24)")
     ap.add_argument("--json", dest="json_out", help="write the report here")
+    ap.add_argument("--jobs", type=int, default=1, help="with --model: share the families among this many processes")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES
     if bool(args.model) == bool(args.compare):
         ap.error("give exactly one of --model or --compare")
     if args.model:
-        report = evaluate(load_model(args.model), families, args.limit, progress=True)
+        if args.jobs > 1:
+            load_model(args.model)  # a wrong --model fails here, once, with its message
+            report = evaluate_parallel(args.model, families, args.limit, args.jobs)
+        else:
+            report = evaluate(load_model(args.model), families, args.limit, progress=True)
         report["model"] = args.model
         print(format_table(report))
     else:
