@@ -94,6 +94,11 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     pairs = pairs_from_studio(studio)
     assert all(p["winner"].shape == (16, 32, 32, 3) for p in pairs)
     assert pairs, "seeded noisy votes give at least one non-Same pair"
+    from training.pair_quality import pair_quality
+
+    q = pair_quality(studio)  # every pair scored against its world case
+    assert q["votes"] == 8 and q["scored_pairs"] == q["pairs"] == len(pairs)
+    assert sum(q["pairs_per_family"].values()) == len(pairs) and q["dimensions"]["overall"]["pairs"] == len(pairs)
     done = run_dpo_here(studio, admin, steps=3, batch=2)
     assert done.status == "succeeded", done.message
     cand = studio.registry.get(done.model_version_id)
