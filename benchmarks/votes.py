@@ -106,13 +106,14 @@ def run(args, database_url: str | None) -> int:
     out = {
         "threads": args.threads, "votes": len(stored), "wall_s": round(wall, 2),
         "votes_per_s": round(len(stored) / wall, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2), "p90_ms": round(float(np.percentile(lat, 90)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(lat.max()), 2),
         "lost": max(0, expected - len(stored)), "duplicated": len(stored) - len(keys) + max(0, len(stored) - expected),
         "errors": len(errors), "job_overhead_ms": round(job_ms, 2), "database": studio.db.url.split("://")[0],
         "processes": max(1, args.processes),
     }
     print(f"{'measure':24s} {'value':>10s}")
-    for k in ("threads", "processes", "votes", "votes_per_s", "p50_ms", "p99_ms", "lost", "duplicated", "errors", "job_overhead_ms"):
+    for k in ("threads", "processes", "votes", "votes_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "lost", "duplicated", "errors", "job_overhead_ms"):
         print(f"{k:24s} {out[k]:>10}")
     if errors:
         print("first error:", errors[0], file=sys.stderr)
