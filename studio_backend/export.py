@@ -76,7 +76,7 @@ def export(votes: list[dict], out_dir: str | Path, name: str = "preferences") ->
     return jl, out / f"{name}.parquet"
 
 
-def push_to_hub(paths, repo_id: str, token: str | None = None, endpoint: str | None = None) -> str:
+def push_to_hub(paths: list, repo_id: str, token: str | None = None, endpoint: str | None = None) -> str:
     """Upload export files to a Hugging Face dataset repo in one commit (created if missing).
     Returns the commit URL. `endpoint` defaults to HF_ENDPOINT (the Hub)."""
     import os
@@ -87,7 +87,7 @@ def push_to_hub(paths, repo_id: str, token: str | None = None, endpoint: str | N
         raise RuntimeError("HF_HUB_OFFLINE=1: unset it (and give a token) to push votes to the Hub")
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"dataset repo {repo_id!r}: give it as owner/name")
-    files = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+    files = [Path(p) for p in paths]
     api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
     api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
     info = api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in files],
@@ -101,7 +101,8 @@ def export_studio(studio, out_dir: str | Path, push: str | None = None, token: s
 
     out = Path(out_dir) / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     jl, pq = export(studio.arena.votes(), out)
-    rows = sum(1 for _ in open(jl))
+    with open(jl) as f:
+        rows = sum(1 for _ in f)
     result = {"pairs": rows, "files": [str(jl), str(pq)], "pushed": None, "push_error": None}
     if push:
         try:

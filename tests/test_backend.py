@@ -361,7 +361,7 @@ def test_preference_export_keeps_same_out_and_weights_by_trust(studio, tmp_path)
     assert r0["weight"] == 1.0 and 0 < r2["weight"] < 1 and r2["dimensions"]["prompt_following"]["winner"] == 2
     assert pq.read_table(pq_path).num_rows == 2
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
-        push_to_hub(jl, "someone/votes")
+        push_to_hub([jl], "someone/votes")
 
 
 def test_votes_reach_a_hub_dataset_repo_through_huggingface_hub(tmp_path, monkeypatch):

@@ -305,9 +305,7 @@ def _family_reports(spec: str, families: tuple[str, ...], limit: int | None) -> 
     import torch
 
     torch.set_num_threads(1)
-    model = load_model(spec)
-    return {fam: summarize([score_case(c, model(c)) for c in bench_cases(fam)[: limit or CASES_PER_FAMILY]])
-            for fam in families}
+    return evaluate(load_model(spec), families, limit)["families"]
 
 
 def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jobs: int = 2) -> dict:
