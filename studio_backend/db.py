@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 try:
@@ -101,17 +101,28 @@ class Database:
             fcntl.flock(self._flock_fd, fcntl.LOCK_UN)
 
     @contextmanager
+    def _writer(self, write: bool) -> Iterator[None]:
+        """Holds this process's and the other processes' writer locks around a write (SQLite)."""
+        lock = self._write_lock if write else None
+        if lock is None:
+            yield
+            return
+        lock.acquire()
+        try:
+            self._process_lock(True)
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            yield
+        finally:
+            self._process_lock(False)
+            lock.release()
+
+    @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
         """A short transaction: committed on success, rolled back on any error. Reads pass write=False."""
-        lock = self._write_lock if write else None
-        if lock is not None:
-            lock.acquire()
-            try:
-                self._process_lock(True)
-            except BaseException:
-                lock.release()
-                raise
-        try:
+        with self._writer(write):
             with (self.sessions if write else self.read_sessions)() as s:
                 try:
                     yield s
@@ -119,7 +130,11 @@ class Database:
                 except BaseException:
                     s.rollback()
                     raise
-        finally:
-            if lock is not None:
-                self._process_lock(False)
-                lock.release()
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Connection]:
+        """The same short transaction on a plain Core connection, for hot paths (the vote writer):
+        no ORM session to build, no unit of work to flush."""
+        with self._writer(write):
+            with (self.engine if write else self.read_engine).begin() as conn:
+                yield conn

@@ -496,7 +496,7 @@ class GroupWriter:
         rest inserted with one multi-row INSERT ... RETURNING and the counters bumped per pair."""
         rows = [row for row, _, _ in batch]
         cids = {r["comparison_id"] for r in rows}
-        with self.db.session() as s:
+        with self.db.transaction() as s:  # Core rows: this runs for every batch of votes
             gold = dict(s.execute(select(Comparison.id, Comparison.gold).where(Comparison.id.in_(cids))).all())
             # one look-up for both kinds of duplicate (each statement is a round trip into SQLite,
             # and a chance for another thread to take the interpreter lock from the writer)
@@ -518,8 +518,8 @@ class GroupWriter:
                     fresh.append((dict(row, is_gold=gold[row["comparison_id"]] is not None), box))
             if not fresh:
                 return
-            ids = s.scalars(insert(Vote).returning(Vote.id, sort_by_parameter_order=True),
-                            [r for r, _ in fresh]).all()
+            ids = s.execute(insert(Vote.__table__).returning(Vote.id, sort_by_parameter_order=True),
+                            [r for r, _ in fresh]).scalars().all()
             bump: dict[int, int] = {}
             for (r, box), vid in zip(fresh, ids):
                 box["id"] = vid
@@ -634,8 +634,9 @@ class ArenaService:
         return VoteRecord(vote_id, comparison_id, annotator.id, verdicts, to_a(overall), True)
 
     def _existing(self, key: str) -> VoteRecord | None:
-        with self.db.session(write=False) as s:
-            v = s.scalar(select(Vote).where(Vote.idempotency_key == key))
+        with self.db.transaction(write=False) as conn:  # a retried submit: plain rows, as the writer
+            v = conn.execute(select(Vote.id, Vote.comparison_id, Vote.annotator_id, Vote.verdicts, Vote.overall)
+                             .where(Vote.idempotency_key == key)).first()
             return None if v is None else VoteRecord(v.id, v.comparison_id, v.annotator_id, dict(v.verdicts),
                                                       v.overall, False)
 
