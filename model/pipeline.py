@@ -49,6 +49,13 @@ class PipelineConfig:
     # 1 (or absent) = from pure noise. Chosen per family on training-split cases
     # (python -m training.tune_edit_strength), never on OmniBench.
     edit_strength: dict = field(default_factory=dict)
+    # ... and keep the source's own pixels where the edit changed nothing (paste-back, as masked
+    # edits do outside their mask): a pixel counts as changed where the output differs from the
+    # source's VAE reconstruction by more than the task's level (0..1, largest channel), grown by
+    # `preserve_grow` px; the VAE's own error on the source then never reaches the result. Task
+    # family -> level; absent = off. Chosen on training-split cases (training.tune_edit_strength).
+    preserve_threshold: dict = field(default_factory=dict)
+    preserve_grow: int = 1
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -57,6 +64,18 @@ class OmniOutput:
     frames: np.ndarray  # (T, H, W, 3) uint8
     enhanced: Enhanced
     latents: torch.Tensor | None = None
+
+
+def preserve_unchanged(frames: np.ndarray, source: np.ndarray, reconstruction: np.ndarray, level: float,
+                       grow: int = 1) -> np.ndarray:
+    """Paste-back for mask-free edits: where the output is within `level` (0..1, largest channel) of
+    the source's reconstruction, and not within `grow` px of a pixel that is not, the source pixel."""
+    changed = np.abs(frames.astype(np.int16) - reconstruction.astype(np.int16)).max(-1) > level * 255
+    if grow > 0:  # a max filter over (2 grow + 1)^2 px, frame by frame
+        k = 2 * grow + 1
+        t = torch.from_numpy(changed).float()[:, None]
+        changed = torch.nn.functional.max_pool2d(t, k, stride=1, padding=grow)[:, 0].numpy() > 0
+    return np.where(changed[..., None], frames, source)
 
 
 class OmniPipeline:
@@ -171,9 +190,34 @@ class OmniPipeline:
             return 1.0
         return float(strength)
 
+    def _preserve_level(self, request: MVLRequest, task: str, preserve: float | None) -> float | None:
+        """The paste-back level for a mask-free video edit (None: off). The call's, else the model's
+        choice for the task; 0 turns it off."""
+        if request.video is None or request.mask is not None:
+            return None
+        level = self.config.preserve_threshold.get(task) if preserve is None else preserve
+        if level is None or level == 0:
+            return None
+        if not 0.0 < level < 1.0:
+            raise MVLValidationError(f"preserve must be in [0, 1) (0 = off); got {level}")
+        return float(level)
+
+    @torch.no_grad()
+    def source_and_reconstruction(self, request: MVLRequest, pieces=None) -> tuple[np.ndarray, np.ndarray]:
+        """The context video at the model's size (uint8) and its VAE reconstruction: what an edit
+        that changed nothing would decode to."""
+        from model.conditioning import _fit_video
+
+        if pieces is None:
+            pieces = build_conditions([request], [request.prompt], self.vae, self.text_encoder)[0]
+        source = _fit_video(np.asarray(request.video), self.config.frames, self.config.size)
+        rec = to_uint8(self.vae.decode(self._piece(pieces, VIDEO), self.config.frames))[0].numpy()
+        return source, rec
+
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
                  seed: int | None = None, enhance: bool = True, strength: float | None = None,
+                 preserve: float | None = None,
                  callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
                  return_latents: bool = False) -> OmniOutput:
         # 1. check inputs
@@ -230,4 +274,9 @@ class OmniPipeline:
         frames = to_uint8(self.vae.decode(x, self.config.frames))[0].numpy()[: request.frames]
         if keep is not None and keep["pixels"] is not None:  # and the pixels outside it are the source's, exactly
             frames = np.where(keep["pixels"][None, :, :, None], frames, keep["source"][: len(frames)])
+        level = self._preserve_level(request, enhanced.task, preserve)
+        if level is not None:
+            source, rec = self.source_and_reconstruction(request, pieces)
+            frames = preserve_unchanged(frames, source[: len(frames)], rec[: len(frames)], level,
+                                        self.config.preserve_grow)
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

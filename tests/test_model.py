@@ -267,3 +267,62 @@ def test_edit_strength_starts_a_video_edit_from_the_noised_source(tmp_path):
     assert all(0 < v < 1 for v in out["edit_strength"].values())
     write_choice(tmp_path / "m", {"weather": 0.7})
     assert OmniPipeline.from_pretrained(tmp_path / "m").config.edit_strength == {"weather": 0.7}
+
+
+def test_preserve_unchanged_keeps_the_source_where_the_output_matches_its_reconstruction():
+    from model.pipeline import preserve_unchanged
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    rec = np.clip(source.astype(int) + rng.integers(-20, 21, source.shape), 0, 255).astype(np.uint8)  # VAE error
+    out = rec.copy()
+    out[1, 6, 7] = (rec[1, 6, 7].astype(int) + 128) % 256  # the edit changed one pixel of frame 1 by 128 levels
+    kept = preserve_unchanged(out, source, rec, 0.2, grow=0)
+    changed = np.zeros((2, 16, 16), bool)
+    changed[1, 6, 7] = True
+    assert np.array_equal(kept[changed], out[changed]) and np.array_equal(kept[~changed], source[~changed])
+    grown = preserve_unchanged(out, source, rec, 0.2, grow=1)  # and its 3x3 neighbourhood is the output's too
+    near = np.zeros((2, 16, 16), bool)
+    near[1, 5:8, 6:9] = True
+    assert np.array_equal(grown[near], out[near]) and np.array_equal(grown[~near], source[~near])
+    # a level above the change keeps the source everywhere
+    assert np.array_equal(preserve_unchanged(out, source, rec, 0.6, grow=1), source)
+
+
+def test_paste_back_applies_to_mask_free_video_edits_only(tmp_path):
+    from model.pipeline import preserve_unchanged
+    from training.tune_edit_strength import tune_preserve, write_choice
+
+    pipe = tiny_pipeline()
+    src = sample("weather", 5).request.video
+    req = MVLRequest(prompt="Make it snow in @Video.", video=src, steps=3)
+    raw = pipe(req, seed=3).frames
+    assert np.array_equal(pipe(req, seed=3, preserve=0).frames, raw)  # 0 = off, and off is the default
+    source, rec = pipe.source_and_reconstruction(req)
+    kept = pipe(req, seed=3, preserve=0.1).frames
+    assert np.array_equal(kept, preserve_unchanged(raw, source, rec, 0.1, pipe.config.preserve_grow))
+    assert not np.array_equal(kept, raw)  # the untrained model's output is near its reconstruction somewhere
+    assert np.all((kept == raw).all(-1) | (kept == source).all(-1))  # every pixel is the output's or the source's
+    # the model's per-task choice, saved with the model
+    pipe.config.preserve_threshold = {"weather": 0.1}
+    assert np.array_equal(pipe(req, seed=3).frames, kept)
+    pipe.save_pretrained(tmp_path / "m")
+    assert OmniPipeline.from_pretrained(tmp_path / "m").config.preserve_threshold == {"weather": 0.1}
+    # not for text-to-video or masked edits; bad levels are refused
+    t2v = sample("t2v", 2).request
+    assert np.array_equal(pipe(t2v, seed=1, steps=3, preserve=0.1).frames, pipe(t2v, seed=1, steps=3).frames)
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:20, 10:26] = 255
+    masked = MVLRequest(prompt="Make it snow in @Video.", video=src, mask=mask, steps=3)
+    assert np.array_equal(pipe(masked, seed=3, preserve=0.1).frames, pipe(masked, seed=3, preserve=0).frames)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(MVLValidationError, match="preserve must be in"):
+            pipe(req, seed=3, preserve=bad)
+    # the tuner generates each case once and scores every level on it
+    pipe.config.preserve_threshold = {}
+    out = tune_preserve(pipe, cases=2, levels=(0.0, 0.5, 0.1), families=("weather",), progress=False)
+    assert set(out["table"]["weather"]) == {"0", "0.5", "0.1"} and out["table"]["weather"]["0"]["cases"] == 2
+    assert all(0 < v < 1 for v in out["preserve_threshold"].values())
+    write_choice(tmp_path / "m", {"weather": 0.3}, "preserve_threshold")
+    m = OmniPipeline.from_pretrained(tmp_path / "m")
+    assert m.config.preserve_threshold == {"weather": 0.3} and m.config.edit_strength == pipe.config.edit_strength
