@@ -1,7 +1,7 @@
 """OmniBench: exact, per-family evaluation of any video model on held-out OmniWorld cases,
 and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
 
-    python -m training.evaluate --model oracle|noise|first_frame|PATH [--family F] [--limit N] [--jobs 2] --json OUT
+    python -m training.evaluate --model oracle|noise|first_frame|PATH|vae:PATH [--family F] [--limit N] [--jobs 2] --json OUT
     python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
 
 Every case is a WorldSample of the bench split (a held-out composition). A model is a
@@ -9,6 +9,9 @@ function from (request, case) to a uint8 clip; the metrics compare that clip wit
 world's truth: attributes read by the perception checker for open families, exact
 pixels for determined ones (edits, transfers, storyboards). Each metric belongs to one
 Kling-Omni dimension; a case succeeds when every metric that applies to it passes.
+
+`vae:PATH` scores the truth itself after a round trip through that model's VAE (encode, decode):
+the ceiling of any generator working in that latent space.
 """
 
 from __future__ import annotations
@@ -253,10 +256,33 @@ def first_frame(case: WorldSample) -> np.ndarray:
 BASELINES: dict[str, Generator] = {"oracle": oracle, "noise": noise, "first_frame": first_frame}
 
 
+def vae_ceiling(model_dir: str) -> Generator:
+    """The truth through a model's VAE: what a perfect generator in its latent space would score."""
+    from pathlib import Path
+
+    import torch
+
+    from model.vae import VideoVAE, to_model_range, to_uint8
+
+    if not (Path(model_dir) / "vae" / "config.json").is_file():
+        raise SystemExit(f"--model vae:{model_dir}: no vae/config.json there; give a model directory")
+    vae = VideoVAE.from_pretrained(Path(model_dir) / "vae").eval()
+
+    def run(case: WorldSample) -> np.ndarray:
+        x = to_model_range(torch.from_numpy(case.target))[None]
+        with torch.no_grad():
+            return to_uint8(vae.decode(vae.encode(x), x.shape[1]))[0].numpy()
+
+    return run
+
+
 def load_model(spec: str) -> Generator:
-    """A baseline by name, or a model directory (DESIGN 3.4) run through the Omni pipeline."""
+    """A baseline by name, `vae:DIR` (the VAE ceiling), or a model directory (DESIGN 3.4) run through
+    the Omni pipeline."""
     if spec in BASELINES:
         return BASELINES[spec]
+    if spec.startswith("vae:"):
+        return vae_ceiling(spec[4:])
     from pathlib import Path
 
     path = Path(spec)
@@ -402,7 +428,8 @@ def format_table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", help="oracle | noise | first_frame | path to a model directory")
+    ap.add_argument("--model", help="oracle | noise | first_frame | path to a model directory | vae:PATH (the truth through that "
+                         "model's VAE: the ceiling of its latent space)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="judge A against B; GSB per dimension")
     ap.add_argument("--family", action="append", choices=FAMILIES, help="only this family (repeatable)")
     ap.add_argument("--limit", type=int, default=None, help="cases per family (default all 24)")
