@@ -30,6 +30,7 @@ class EditTab:
     original: gr.Video
     result: gr.Video
     strength: gr.Slider
+    preserve: gr.Dropdown
 
 
 def example_video(ctx: AppContext) -> str:
@@ -40,6 +41,10 @@ def example_video(ctx: AppContext) -> str:
 
 
 MASK_CANVAS = 256
+# paste-back levels (MVL `preserve`): a pixel changed by less than this stays the video's own
+PRESERVE_LEVELS = {"the model's choice": None, "off": 0.0, "small changes (under 10%)": 0.1,
+                   "moderate changes (under 20%)": 0.2, "large changes (under 30%)": 0.3}
+PRESERVE_CHOICES = list(PRESERVE_LEVELS)
 
 
 def first_frame(ctx: AppContext, video) -> dict | None:
@@ -71,7 +76,7 @@ def painted_mask(value) -> np.ndarray | None:
 
 
 def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None, mask_value=None,
-         strength: float = 0.0):
+         strength: float = 0.0, preserve: str = PRESERVE_CHOICES[0]):
     if not video:
         raise UIError("upload the video to edit (or press 'Use a world clip')")
     if instruction and "@Video" not in instruction:
@@ -88,6 +93,10 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
         d["mask"] = ctx.image_asset(mask, "mask.png")
     if strength:  # 0 = the model's own choice for this kind of edit
         d["strength"] = float(strength)
+    if preserve not in PRESERVE_CHOICES:
+        raise UIError(f"'Keep the original' must be one of {', '.join(PRESERVE_CHOICES)}; got {preserve!r}")
+    if preserve != PRESERVE_CHOICES[0]:
+        d["preserve"] = PRESERVE_LEVELS[preserve]
     return video, generate(ctx, user_state, d, 0, progress)[0]
 
 
@@ -107,17 +116,20 @@ def build_edit_tab() -> EditTab:
             strength = gr.Slider(0.0, 1.0, value=0.0, step=0.05, elem_id="edit-strength",
                                  label="Strength: how much of the video may be redrawn (1 = all of it, lower keeps "
                                        "more of the original; 0 = the model's choice for this kind of edit)")
+            preserve = gr.Dropdown(PRESERVE_CHOICES, value=PRESERVE_CHOICES[0], elem_id="edit-preserve",
+                                   label="Keep the original where the edit changed little (without a painted "
+                                         "region): those pixels are the video's own, exactly")
             run = gr.Button("Edit", variant="primary", elem_id="edit-run")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
-    return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength)
+    return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
-    def on_edit(us, v, ins, k, ref, m, st, progress=gr.Progress()):
+    def on_edit(us, v, ins, k, ref, m, st, pr, progress=gr.Progress()):
         try:
-            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st)
+            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st, preserve=pr)
         except UIError as e:
             raise gr.Error(str(e))
 
@@ -129,5 +141,6 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
 
     tab.example.click(lambda: example_video(ctx), None, tab.video)
     tab.video.change(on_video, tab.video, tab.mask)
-    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength],
+    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
+                                 tab.preserve],
                   [tab.original, tab.result], api_name="edit")

@@ -107,6 +107,9 @@ class MVLRequest:
     # video edits: the noise level denoising starts from (1 = redraw @Video freely, lower keeps
     # more of it); None = the model's own choice for the task
     strength: float | None = None
+    # mask-free video edits: keep @Video's own pixels where the edit changed them by less than this
+    # (0..1, largest channel; paste-back); 0 = off, None = the model's own choice for the task
+    preserve: float | None = None
     seed: int = 0
     upscale: bool = False  # run the super-resolution stage (4x)
 
@@ -208,6 +211,13 @@ class MVLRequest:
                    "freely), or leave it empty for the model's choice")
             _check(self.video is not None, "strength says how much of @Video an edit may redraw: give the "
                                            "context video too, or leave strength empty")
+        if self.preserve is not None:
+            _check(isinstance(self.preserve, (int, float)) and not isinstance(self.preserve, bool)
+                   and 0 <= self.preserve < 1,
+                   f"preserve={self.preserve!r} is out of range: give a number in [0, 1) (0 = off), or leave it "
+                   "empty for the model's choice")
+            _check(self.video is not None, "preserve says which pixels of @Video an edit keeps: give the "
+                                           "context video too, or leave preserve empty")
         _check_int(self.seed, "seed", 0, 2**31 - 1)
         return self
 

@@ -191,10 +191,12 @@ class OmniPipeline:
         return float(strength)
 
     def _preserve_level(self, request: MVLRequest, task: str, preserve: float | None) -> float | None:
-        """The paste-back level for a mask-free video edit (None: off). The call's, else the model's
-        choice for the task; 0 turns it off."""
+        """The paste-back level for a mask-free video edit (None: off). The call's, else the request's,
+        else the model's choice for the task; 0 turns it off."""
         if request.video is None or request.mask is not None:
             return None
+        if preserve is None:
+            preserve = request.preserve
         level = self.config.preserve_threshold.get(task) if preserve is None else preserve
         if level is None or level == 0:
             return None

@@ -332,10 +332,24 @@ def test_edit_with_a_painted_mask_changes_only_the_painted_region(tmp_path):
         # the strength slider: a low strength keeps more of the video than redrawing it all
         for strength in (0.05, 1.0):
             edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None, strength=strength)
+        # 'keep the original': pixels the edit changed by less than the level are the upload's own
+        edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None, strength=0.5,
+             preserve="large changes (under 30%)")
+        with pytest.raises(UIError, match="'Keep the original' must be one of"):
+            edit(ctx, {"name": "cleo", "role": "creator"}, video, "Make it snow", "weather", None, preserve="most")
     finally:
         worker.stop()
-    by_strength = {j.request.get("strength"): j for j in st.jobs.list()}
+    jobs = st.jobs.list()
+    kept = next(j for j in jobs if j.request.get("preserve") == 0.3)
+    by_strength = {j.request.get("strength"): j for j in jobs if j is not kept}
     job, low, full = by_strength[None], by_strength[0.05], by_strength[1.0]  # None: the slider left at 0
+    assert kept.status == "succeeded" and all(j.request.get("preserve") is None for j in (job, low, full))
+    from model.conditioning import _fit_video as fit
+
+    kept_out = st.media.load_video(kept.result_asset_id)
+    source_px = fit(st.media.load_video(kept.request["video"]), 16)
+    same = (kept_out == source_px).all(-1)
+    assert same.mean() > 0.2  # an untrained model's edit changes much of the clip by less than 30%
     assert low.status == full.status == "succeeded"
     from model.conditioning import _fit_video
     from model.vae import to_model_range, to_uint8

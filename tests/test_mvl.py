@@ -18,7 +18,7 @@ def full_request() -> MVLRequest:
         annotations=Annotations(arrows=[Arrow([(0.1, 0.2), (0.5, 0.5)], ref="@Image_1")],
                                 boxes=[Box((0.1, 0.1, 0.4, 0.4), ref="@Tigo", label="goal")]),
         storyboard=Storyboard(panels=[_img(1), _img(2)], captions=["a", "b"]),
-        task="image_ref", seed=7, steps=12, guidance=4.5, strength=0.6,
+        task="image_ref", seed=7, steps=12, guidance=4.5, strength=0.6, preserve=0.2,
     )
 
 
@@ -31,7 +31,7 @@ def test_json_round_trip_is_exact():
     np.testing.assert_array_equal(back.images[0], r.images[0])
     assert back.annotations.arrows[0].points == [(0.1, 0.2), (0.5, 0.5)]
     assert back.references() == ["Image_1", "Image_2", "Tigo", "Video"]
-    assert back.strength == 0.6
+    assert back.strength == 0.6 and back.preserve == 0.2
 
 
 @pytest.mark.parametrize("change, message", [
@@ -51,6 +51,10 @@ def test_json_round_trip_is_exact():
     (dict(strength=0), "strength=0 is out of range"),
     (dict(strength="half"), "strength='half' is out of range"),
     (dict(prompt="@Tigo jumps", video=None), "strength says how much of @Video an edit may redraw"),
+    (dict(preserve=1.0), r"preserve=1.0 is out of range: give a number in \[0, 1\)"),
+    (dict(preserve=-0.1), "preserve=-0.1 is out of range"),
+    (dict(preserve=True), "preserve=True is out of range"),
+    (dict(prompt="@Tigo jumps", video=None, strength=None), "preserve says which pixels of @Video an edit keeps"),
 ])
 def test_validation_names_the_problem(change, message):
     r = full_request()
