@@ -30,6 +30,7 @@ class TrainingTab:
     dpo_steps: gr.Slider
     dpo_beta: gr.Number
     dpo_rank: gr.Slider
+    dpo_consistent: gr.Checkbox
     dpo_run: gr.Button
     dpo_cancel: gr.Button
     curve: gr.LinePlot
@@ -88,7 +89,7 @@ def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=
     return f"Queued {len(ids)} pairs of {va.name} against {vb.name} for annotators."
 
 
-def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int):
+def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int, consistent: bool = False):
     """Queue Flow-DPO on the collected preference pairs as a train job (its own worker runs it)."""
     from studio_backend.train_jobs import submit_dpo
 
@@ -96,7 +97,8 @@ def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: i
     if user.role != "admin":
         raise UIError("DPO training needs the admin role")
     try:
-        return submit_dpo(ctx.studio, user, steps=int(steps), beta=float(beta), lora_rank=int(lora_rank))
+        return submit_dpo(ctx.studio, user, steps=int(steps), beta=float(beta), lora_rank=int(lora_rank),
+                          consistent=int(bool(consistent)))
     except ServiceError as e:
         raise UIError(str(e)) from e
 
@@ -188,6 +190,7 @@ def build_training_tab() -> TrainingTab:
         dpo_steps = gr.Slider(10, 1000, value=60, step=10, label="Steps")
         dpo_beta = gr.Number(value=100.0, label="beta")
         dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
+        dpo_consistent = gr.Checkbox(False, label="Only pairs no vote contradicts on any dimension")
         dpo_run = gr.Button("Run DPO", variant="primary")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
     curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
@@ -196,7 +199,7 @@ def build_training_tab() -> TrainingTab:
         export = gr.Button("Export preferences", elem_id="export-preferences")
         export_files = gr.File(label="Export", file_count="multiple", interactive=False)
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
-                       dpo_steps, dpo_beta, dpo_rank, dpo_run, dpo_cancel, curve, export, export_files)
+                       dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -218,15 +221,16 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     tab.schedule.click(sched, [user_state, tab.a, tab.b, tab.cases], outs, api_name="schedule_evaluation")
 
-    def dpo(us, steps, beta, rank, progress=gr.Progress()):
+    def dpo(us, steps, beta, rank, consistent, progress=gr.Progress()):
         try:
-            job = start_dpo(ctx, us, steps, beta, rank)
+            job = start_dpo(ctx, us, steps, beta, rank, consistent)
         except UIError as e:
             raise gr.Error(str(e))
         for msg, curve in follow_dpo(ctx, job, progress):
             yield msg, version_rows(ctx, us), votes_summary(ctx), curve
 
-    tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank], outs + [tab.curve], api_name="run_dpo")
+    tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank, tab.dpo_consistent],
+                      outs + [tab.curve], api_name="run_dpo")
     # its own queue slot: a cancel must not wait behind the run it cancels
     tab.dpo_cancel.click(act(cancel_training), [user_state], outs, api_name="cancel_training",
                          concurrency_id="cancel", concurrency_limit=None)

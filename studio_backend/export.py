@@ -58,6 +58,11 @@ def preference_pairs(votes: list[dict], purposes: tuple[str, ...] = ("dpo",)) ->
     return rows
 
 
+def consistent_pairs(rows: list[dict]) -> list[dict]:
+    """The pairs whose winner no vote found worse on any dimension."""
+    return [r for r in rows if all(c.get("loser", 0) == 0 for c in r["dimensions"].values())]
+
+
 def export(votes: list[dict], out_dir: str | Path, name: str = "preferences") -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq

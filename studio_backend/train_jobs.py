@@ -12,13 +12,19 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .export import preference_pairs
+from .export import consistent_pairs, preference_pairs
 from .services import JobRecord, ServiceError, UserRecord, require
 from .studio import Studio
 
-DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed")
+DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent")
+INT_KEYS = ("steps", "lora_rank", "batch", "seed", "consistent")
 LIMITS = {"steps": (1, 5000), "beta": (1e-3, 1e5), "lora_rank": (0, 64), "lr": (1e-7, 1e-2), "batch": (1, 64),
-          "seed": (0, 2**31 - 1)}
+          "seed": (0, 2**31 - 1), "consistent": (0, 1)}
+
+
+def training_pairs(studio: Studio, consistent: int = 0) -> list[dict]:
+    rows = preference_pairs(studio.arena.votes())
+    return consistent_pairs(rows) if consistent else rows
 
 
 def run_dir(studio: Studio, job_id: int) -> Path:
@@ -40,7 +46,7 @@ def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
     config = {}
     for k in DPO_KEYS:
         v = settings.get(k, defaults[k])
-        kind = int if k in ("steps", "lora_rank", "batch", "seed") else float
+        kind = int if k in INT_KEYS else float
         try:
             v = kind(v)
         except (TypeError, ValueError):
@@ -49,7 +55,10 @@ def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
         if not lo <= v <= hi:
             raise ServiceError(f"DPO setting {k}={v} is outside {lo}..{hi}")
         config[k] = v
-    if not preference_pairs(studio.arena.votes()):
+    if not training_pairs(studio, config["consistent"]):
+        if config["consistent"] and training_pairs(studio):
+            raise ServiceError("no consistent preference pairs: every pair has a vote that found its winner worse "
+                               "on some dimension; set consistent=0 to train on all pairs")
         raise ServiceError("no preference pairs yet: annotators must prefer one clip of a DPO comparison "
                            "(Same votes count in GSB, not in DPO)")
     return studio.jobs.submit(user, "train", {"algorithm": "dpo", "config": config}, seed=config["seed"],
@@ -92,7 +101,7 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
     if frozen.is_file():  # a resumed run trains on the pairs it started with
         rows = json.loads(frozen.read_text())
     else:
-        rows = preference_pairs(studio.arena.votes())
+        rows = training_pairs(studio, cfg.consistent)
         frozen.write_text(json.dumps(rows))
     if not rows:
         return jobs.finish(job.id, "failed", "no preference pairs (every vote was Same or on gold pairs)")

@@ -276,6 +276,10 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     rows = version_rows(ctx, admin)
     assert rows[-1][1].startswith("base+dpo") and rows[-1][3] == base.id
     assert version_rows(ctx, {"name": "cleo", "role": "creator"}) == []
+    # the 'consistent pairs only' box reaches the job's settings
+    job2 = start_dpo(ctx, admin, 3, 500.0, 0, True)
+    assert job2.request["config"]["consistent"] == 1 and job.request["config"]["consistent"] == 0
+    st.jobs.cancel(ctx.user(admin), job2.id)
     # the preference export: files for download, and a push when OMNI_VOTES_REPO names a dataset repo
     import huggingface_hub.constants as hub_constants
 

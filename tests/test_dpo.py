@@ -249,3 +249,51 @@ def test_dpo_command_line_runs_a_job_and_resumes_it_after_a_kill(tmp_path):
 
         assert s.get(ModelVersion, v.id).run_job_id == job.id
     assert [r["step"] for r in read_log(st, job.id)] == list(range(1, 41))
+
+
+def test_consistent_pairs_leave_out_winners_voted_worse_on_a_dimension(tmp_path):
+    import json
+    import uuid
+
+    from model.pipeline import OmniPipeline
+    from studio_backend.export import consistent_pairs, preference_pairs
+    from studio_backend.services import ServiceError
+    from studio_backend.train_jobs import run_dir, run_train_job, submit_dpo
+
+    rows = [{"dimensions": {"prompt_following": {"winner": 2, "same": 0, "loser": 0}}},
+            {"dimensions": {"prompt_following": {"winner": 2, "same": 0, "loser": 0},
+                            "identity_consistency": {"winner": 0, "same": 1, "loser": 1}}},
+            {"dimensions": {}}]
+    assert consistent_pairs(rows) == [rows[0], rows[2]]
+    # in a studio: three comparisons preferred overall, one of them with identity voted the other way
+    st, admin, base = _studio_with_preferences(tmp_path)
+    ann = st.users.ensure("ann2", "annotator")
+    for k in range(3):
+        pair = st.arena.next_pair(ann)
+        a_left = st.arena._unseal(pair.left_is_a_token)[1]
+        win = "G" if a_left else "B"
+        dims = {"identity_consistency": "B" if a_left else "G"} if k == 0 else {"prompt_following": win}
+        st.arena.vote(ann, pair.left_is_a_token, dims, win, uuid.uuid4().hex)
+    all_rows = preference_pairs(st.arena.votes())
+    kept = consistent_pairs(all_rows)
+    assert len(all_rows) == 3 and len(kept) == 2
+    job = submit_dpo(st, admin, steps=2, batch=2, consistent=1)
+    assert job.request["config"]["consistent"] == 1
+    loader = lambda p: OmniPipeline.from_pretrained(p)  # noqa: E731
+    done = run_train_job(st, st.jobs.claim("t", ("train",)), loader)
+    assert done.status == "succeeded", done.message
+    frozen = json.loads((run_dir(st, job.id) / "pairs.json").read_text())
+    assert [r["comparison_id"] for r in frozen] == [r["comparison_id"] for r in kept]
+    assert st.registry.get(done.model_version_id).metrics["dpo_pairs"] == 2
+    with pytest.raises(ServiceError, match="consistent"):
+        submit_dpo(st, admin, consistent=2)
+    # every pair contradicted on some dimension: the error says so and how to train anyway
+    for r in kept:
+        pair_ann = st.users.ensure(f"contra-{r['comparison_id']}", "annotator")
+        while (p := st.arena.next_pair(pair_ann)) is not None:
+            cid, a_left = st.arena._unseal(p.left_is_a_token)
+            st.arena.vote(pair_ann, p.left_is_a_token, {"visual_quality": "B" if a_left else "G"},
+                          "S", uuid.uuid4().hex)
+    assert preference_pairs(st.arena.votes()) and not consistent_pairs(preference_pairs(st.arena.votes()))
+    with pytest.raises(ServiceError, match="no consistent preference pairs.*consistent=0"):
+        submit_dpo(st, admin, consistent=1)

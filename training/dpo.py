@@ -46,6 +46,9 @@ class DPOConfig:
     lr: float = 2e-5
     beta: float = 100.0  # the errors are small per element; beta sets the scale of the margin
     lora_rank: int = 0  # 0 = full fine-tuning
+    # 1 = train only on pairs that no vote contradicts on any dimension (the overall winner was
+    # not voted worse on prompt, motion, identity, ...): DPO then cannot trade one dimension for another
+    consistent: int = 0
     time_shift: float = 1.0
     seed: int = 0
     log_every: int = 10
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="continue the studio's latest DPO job left running or queued (after a crash or Ctrl-C)")
     ap.add_argument("--admin", default="cli-admin", help="the admin the job is queued as")
-    for name in ("steps", "beta", "lora_rank", "lr", "batch", "seed"):
+    for name in ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent"):
         f = DPOConfig.__dataclass_fields__[name]
         ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
     a = ap.parse_args(argv)
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             admin = studio.users.ensure(a.admin, "admin")
             job_id = submit_dpo(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr,
-                                batch=a.batch, seed=a.seed).id
+                                batch=a.batch, seed=a.seed, consistent=a.consistent).id
         except ServiceError as e:
             raise SystemExit(str(e))
     job = jobs.claim("cli", ("train",), job_id=job_id)

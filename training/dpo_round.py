@@ -5,6 +5,11 @@ candidate version -> evaluation round (candidate vs parent, judged) -> GSB of ca
 against parent by the OmniBench judge on held-out cases -> promotion decision.
 
     python -m training.dpo_round [--model assets/models/omni-world] --votes 500 --seed 0 --json OUT
+    python -m training.dpo_round --reuse --home DIR --consistent 1 --json OUT   (DPO again on DIR's votes)
+
+`--reuse` skips collection and voting: the DPO run, the judge and the evaluation round run on the
+votes already in `--home` (a previous round's), from its active version, so that DPO settings can
+be compared on the same preference data.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds generated per request; the two most different are compared")
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
     ap.add_argument("--home", default=None)
+    ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
+    ap.add_argument("--consistent", type=int, default=0, choices=(0, 1),
+                    help="1: DPO only on pairs no vote found worse on any dimension")
     ap.add_argument("--json", dest="json_out", required=True)
     a = ap.parse_args(argv)
     import torch
@@ -43,22 +51,31 @@ def main(argv: list[str] | None = None) -> int:
     from training.simulate_votes import pipeline_generator
 
     torch.set_num_threads(1)
+    if a.reuse and not (a.home and (Path(a.home) / "studio.db").is_file()):
+        raise SystemExit(f"--reuse needs --home with a studio that has votes; got {a.home!r}")
     home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
     studio = Studio.open(home)
     admin = studio.users.ensure("round-admin", "admin")
-    parent = studio.registry.register(f"base-{int(time.time())}", str(Path(a.model).resolve()))
-    studio.registry.promote(admin, parent.id)
     gen = pipeline_generator()
     times = {}
+    if a.reuse:
+        parent = studio.registry.active()
+        if parent is None:
+            raise SystemExit(f"--reuse: {home} has no active version to train from")
+        sim = {"votes": len(studio.arena.votes()), "reused": str(home)}
+    else:
+        parent = studio.registry.register(f"base-{int(time.time())}", str(Path(a.model).resolve()))
+        studio.registry.promote(admin, parent.id)
+        t = time.time()
+        # each pair gets two votes (5 annotators), so votes / 2 requests
+        collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed, seeds_per_request=a.seeds_per_request)
+        times["collection_s"] = round(time.time() - t, 1)
+        t = time.time()
+        sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
+        times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
-    # each pair gets two votes (5 annotators), so votes / 2 requests
-    collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed, seeds_per_request=a.seeds_per_request)
-    times["collection_s"] = round(time.time() - t, 1)
-    t = time.time()
-    sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
-    times["votes_s"] = round(time.time() - t, 1)
-    t = time.time()
-    done = run_dpo_here(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr, seed=a.seed)
+    done = run_dpo_here(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr, seed=a.seed,
+                        consistent=a.consistent)
     if done.status != "succeeded":
         raise SystemExit(f"the DPO job {done.status}: {done.message}")
     log = read_log(studio, done.id)
@@ -73,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
-           "seeds_per_request": a.seeds_per_request,
+           "seeds_per_request": a.seeds_per_request, "consistent": a.consistent,
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
