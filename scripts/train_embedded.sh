@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VAE_STEPS=${1:-2400}
 PRE_STEPS=${2:-2200}
-SFT_STEPS=${3:-2000}
+SFT_STEPS=${3:-4800}  # the shipped model: 4,800 (batch 32 per process)
 NPROC=${4:-2}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
