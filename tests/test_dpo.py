@@ -297,3 +297,29 @@ def test_consistent_pairs_leave_out_winners_voted_worse_on_a_dimension(tmp_path)
     assert preference_pairs(st.arena.votes()) and not consistent_pairs(preference_pairs(st.arena.votes()))
     with pytest.raises(ServiceError, match="no consistent preference pairs.*consistent=0"):
         submit_dpo(st, admin, consistent=1)
+
+
+def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
+    import json
+
+    from training import dpo_round
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    home, out = tmp_path / "home", tmp_path / "round.json"
+    assert dpo_round.main(["--model", str(tmp_path / "m"), "--votes", "12", "--steps", "2", "--eval-limit", "1",
+                           "--home", str(home), "--json", str(out)]) == 0
+    first = json.loads(out.read_text())
+    assert first["votes"]["votes"] == 12 and set(first["times"]) >= {"collection_s", "votes_s", "training_s"}
+    assert len(first["curves"]["loss"]) == 2 and "overall" in first["gsb"]
+    st = Studio.open(home)
+    n_votes = len([v for v in st.arena.votes() if v["purpose"] == "dpo"])
+    # again on the same votes, consistent pairs only: no new collection, no new DPO votes
+    again = tmp_path / "again.json"
+    assert dpo_round.main(["--reuse", "--home", str(home), "--consistent", "1", "--steps", "2", "--eval-limit", "1",
+                           "--json", str(again)]) == 0
+    second = json.loads(again.read_text())
+    assert second["consistent"] == 1 and "collection_s" not in second["times"]
+    assert second["b"] == first["b"]  # trained from the same parent
+    assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes
+    with pytest.raises(SystemExit, match="--reuse needs --home"):
+        dpo_round.main(["--reuse", "--home", str(tmp_path / "nowhere"), "--json", str(again)])
