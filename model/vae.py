@@ -23,6 +23,11 @@ class VAEConfig:
     latent_channels: int = 16  # channels per latent pixel
     channels: tuple[int, int, int] = (24, 48, 64)  # widths at full, 1/2 and 1/4 resolution
     scaling: float = 1.0  # latents are multiplied by this after encoding (set from data)
+    spatial_down: int = 4  # 4 (the shipped model's) or 2: the last stage keeps the 1/2 resolution
+
+    def __post_init__(self):
+        if self.spatial_down not in (2, 4):
+            raise ValueError(f"spatial_down={self.spatial_down}: the VAE compresses space 2x or 4x")
 
 
 class CausalConv3d(nn.Module):
@@ -74,11 +79,13 @@ class VideoVAE(Component):
         self.enc = nn.Sequential(
             CausalConv3d(config.in_channels, c0, kt=1),
             CausalConv3d(c0, c1, kt=1, stride=(1, 2, 2)), ResBlock(c1),
-            CausalConv3d(c1, c2, kt=3, stride=(2, 2, 2)), ResBlock(c2), ResBlock(c2),
+            CausalConv3d(c1, c2, kt=3, stride=(2, 2, 2) if config.spatial_down == 4 else (2, 1, 1)),
+            ResBlock(c2), ResBlock(c2),
             FrameNorm(8, c2), nn.SiLU(), CausalConv3d(c2, 2 * config.latent_channels, kt=1, ks=1),
         )
         self.dec = nn.Sequential(CausalConv3d(config.latent_channels, c2, kt=1), ResBlock(c2), ResBlock(c2))
-        self.dec_up1 = nn.Sequential(CausalConv3d(c2, c1, kt=3), ResBlock(c1), ResBlock(c1))  # after 2x time + space
+        self.dec_up1 = nn.Sequential(CausalConv3d(c2, c1, kt=3), ResBlock(c1), ResBlock(c1))  # after 2x time (+ space)
+        self._up1 = (2, 2, 2) if config.spatial_down == 4 else (2, 1, 1)
         self.dec_up2 = nn.Sequential(CausalConv3d(c1, c0, kt=1), ResBlock(c0), FrameNorm(8, c0), nn.SiLU(),
                                      CausalConv3d(c0, config.in_channels, kt=1))  # after 2x space: edges, eyes
 
@@ -97,7 +104,7 @@ class VideoVAE(Component):
 
     def decode(self, z: torch.Tensor, frames: int) -> torch.Tensor:
         h = self.dec(z / self.config.scaling)  # (B, c2, T', h, w)
-        h = self.dec_up1(F.interpolate(h, scale_factor=(2, 2, 2), mode="nearest"))
+        h = self.dec_up1(F.interpolate(h, scale_factor=self._up1, mode="nearest"))
         x = self.dec_up2(F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest"))
         x = x[:, :, :frames]  # an image (T=1) decodes from its one latent frame
         return x.permute(0, 2, 3, 4, 1).clamp(-1, 1)

@@ -47,6 +47,19 @@ def test_vae_is_causal_and_images_are_one_frame_videos():
     assert vae.decode(img, 1).shape == (1, 1, 32, 32, 3)
 
 
+def test_a_2x_vae_keeps_half_the_resolution_and_is_causal_too(tmp_path):
+    vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4, spatial_down=2)).eval()
+    clip = torch.rand(1, 16, 32, 32, 3) * 2 - 1
+    z = vae.encode(clip)
+    assert z.shape == (1, 4, 8, 16, 16) and vae.decode(z, 16).shape == (1, 16, 32, 32, 3)
+    torch.testing.assert_close(vae.encode(clip[:, :1])[:, :, 0], z[:, :, 0], atol=1e-5, rtol=1e-5)
+    vae.save_pretrained(tmp_path / "v")
+    back = VideoVAE.from_pretrained(tmp_path / "v")
+    assert back.config.spatial_down == 2 and torch.equal(back.encode(clip), z)
+    with pytest.raises(ValueError, match="spatial_down=3"):
+        VAEConfig(spatial_down=3)
+
+
 def test_condition_tokens_never_see_target_tokens():
     pipe = tiny_pipeline()
     gen = pipe.generator

@@ -46,6 +46,7 @@ class VAETrainConfig:
     seed: int = 0
     threads: int = 1
     latent_channels: int = 16
+    spatial_down: int = 4  # 2: latents at half resolution (16x16 for 32x32 clips), for a sharper VAE
     init: str = ""  # start from this VAE directory (config.json + model.safetensors)
     decoder_only: bool = False  # with init: train the decoder only; the latent space stays as it is
 
@@ -70,7 +71,8 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.decoder_only and not cfg.init:
         raise SystemExit("--decoder-only needs --init DIR: the VAE whose decoder to fine-tune")
-    vae = VideoVAE.from_pretrained(cfg.init) if cfg.init else VideoVAE(VAEConfig(latent_channels=cfg.latent_channels))
+    vae = VideoVAE.from_pretrained(cfg.init) if cfg.init else VideoVAE(VAEConfig(latent_channels=cfg.latent_channels,
+                                                                          spatial_down=cfg.spatial_down))
     params = list(vae.parameters())
     if cfg.decoder_only:
         vae.enc.requires_grad_(False)
