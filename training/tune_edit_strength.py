@@ -41,17 +41,22 @@ def tune_cases(family: str, n: int) -> list:
     return [sample(family, TUNE_SEED + 1000 * FAMILIES.index(family) + k, split="train") for k in range(n)]
 
 
-def tune(pipe, cases: int = 12, strengths: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5),
-         families: tuple[str, ...] = EDIT_FAMILIES, progress: bool = True) -> dict:
-    """Score every strength on the same cases; per inferred task, the strength with the highest
-    success rate (ties: mean utility, then the larger strength). Returns the table and the choice."""
+def cases_by_task(pipe, cases: int, families: tuple[str, ...]) -> list[tuple[str, list]]:
+    """Training-split cases of the families, grouped by the task the prompt enhancer infers."""
     by_task: dict[str, list] = defaultdict(list)
     for fam in families:
         for case in tune_cases(fam, cases):
             by_task[pipe.enhancer.enhance(case.request).task].append(case)
+    return sorted(by_task.items())
+
+
+def tune(pipe, cases: int = 12, strengths: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5),
+         families: tuple[str, ...] = EDIT_FAMILIES, progress: bool = True) -> dict:
+    """Score every strength on the same cases; per inferred task, the strength with the highest
+    success rate (ties: mean utility, then the larger strength). Returns the table and the choice."""
     table: dict[str, dict[str, dict]] = {}
     choice: dict[str, float] = {}
-    for task, group in sorted(by_task.items()):
+    for task, group in cases_by_task(pipe, cases, families):
         table[task] = {}
         for st in strengths:
             t0 = time.time()
@@ -81,13 +86,9 @@ def tune_preserve(pipe, cases: int = 12, levels: tuple[float, ...] = (0.0, 0.3, 
     most of the model's own output). 0 = off is a candidate."""
     from model.pipeline import preserve_unchanged
 
-    by_task: dict[str, list] = defaultdict(list)
-    for fam in families:
-        for case in tune_cases(fam, cases):
-            by_task[pipe.enhancer.enhance(case.request).task].append(case)
     table: dict[str, dict[str, dict]] = {}
     choice: dict[str, float] = {}
-    for task, group in sorted(by_task.items()):
+    for task, group in cases_by_task(pipe, cases, families):
         t0 = time.time()
         raw = []  # (case, output without paste-back, source, its reconstruction)
         for c in group:
