@@ -93,9 +93,9 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
         d["mask"] = ctx.image_asset(mask, "mask.png")
     if strength:  # 0 = the model's own choice for this kind of edit
         d["strength"] = float(strength)
-    if preserve not in PRESERVE_CHOICES:
+    if preserve not in PRESERVE_LEVELS:
         raise UIError(f"'Keep the original' must be one of {', '.join(PRESERVE_CHOICES)}; got {preserve!r}")
-    if preserve != PRESERVE_CHOICES[0]:
+    if PRESERVE_LEVELS[preserve] is not None:  # None: the model's own choice for this kind of edit
         d["preserve"] = PRESERVE_LEVELS[preserve]
     return video, generate(ctx, user_state, d, 0, progress)[0]
 

@@ -28,7 +28,7 @@ from .generator import IMAGE, TEXT, VIDEO, OmniGenerator
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
-from .vae import VideoVAE, to_uint8
+from .vae import VideoVAE, to_model_range, to_uint8
 
 MODEL_FRAMES = 16
 
@@ -205,16 +205,14 @@ class OmniPipeline:
         return float(level)
 
     @torch.no_grad()
-    def source_and_reconstruction(self, request: MVLRequest, pieces=None) -> tuple[np.ndarray, np.ndarray]:
+    def source_and_reconstruction(self, request: MVLRequest) -> tuple[np.ndarray, np.ndarray]:
         """The context video at the model's size (uint8) and its VAE reconstruction: what an edit
         that changed nothing would decode to."""
         from model.conditioning import _fit_video
 
-        if pieces is None:
-            pieces = build_conditions([request], [request.prompt], self.vae, self.text_encoder)[0]
         source = _fit_video(np.asarray(request.video), self.config.frames, self.config.size)
-        rec = to_uint8(self.vae.decode(self._piece(pieces, VIDEO), self.config.frames))[0].numpy()
-        return source, rec
+        z = self.vae.encode(to_model_range(torch.from_numpy(source[None])))
+        return source, to_uint8(self.vae.decode(z, self.config.frames))[0].numpy()
 
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
@@ -278,7 +276,7 @@ class OmniPipeline:
             frames = np.where(keep["pixels"][None, :, :, None], frames, keep["source"][: len(frames)])
         level = self._preserve_level(request, enhanced.task, preserve)
         if level is not None:
-            source, rec = self.source_and_reconstruction(request, pieces)
+            source, rec = self.source_and_reconstruction(request)
             frames = preserve_unchanged(frames, source[: len(frames)], rec[: len(frames)], level,
                                         self.config.preserve_grow)
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)
