@@ -237,7 +237,7 @@ class OmniPipeline:
         # 4. prepare latents
         C = self.vae.config.latent_channels
         lat_t = self.vae.latent_frames(self.config.frames)
-        h = self.config.size // 4
+        h = self.config.size // self.vae.config.spatial_down  # 8x8 latents (4x VAE) or 16x16 (2x VAE)
         g = torch.Generator().manual_seed(int(seed))
         x = torch.randn(1, C, lat_t, h, h, generator=g)
         keep = self._masked_edit(request, pieces, g) if request.mask is not None else None

@@ -34,6 +34,23 @@ def test_pretrain_then_sft_two_steps_each_and_resume(tmp_path):
     assert OmniPipeline.from_pretrained(tmp_path / "sft" / "model").config.notes["stage"] == "sft"
 
 
+def test_a_generator_in_a_2x_vae_latent_space_trains_and_generates(tmp_path):
+    """A 2x VAE (16x16 latents) with patch 4 keeps the token count of the shipped 4x VAE with patch 2."""
+    from model.mvl import MVLRequest
+    from model.vae import VAEConfig, VideoVAE
+
+    torch.manual_seed(0)
+    VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4, spatial_down=2)).save_pretrained(tmp_path / "vae2x")
+    cfg = TrainConfig(stage="pretrain", out=str(tmp_path / "pre"), families="t2v,i2v", steps=2,
+                      **{**TINY, "vae": str(tmp_path / "vae2x")}, patch=4)
+    assert main(cfg)["step"] == 2
+    pipe = OmniPipeline.from_pretrained(tmp_path / "pre" / "model")
+    assert pipe.vae.config.spatial_down == 2 and pipe.generator.config.patch == 4
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(MVLRequest(prompt="a red circle moves left on a meadow", seed=1), steps=2, return_latents=True)
+    assert out.latents.shape == (1, 4, 8, 16, 16) and out.frames.shape == (16, 32, 32, 3)
+
+
 def test_vae_training_two_steps(tmp_path):
     cfg = train_vae.VAETrainConfig(out=str(tmp_path / "vae"), steps=2, batch=2, log_every=1, save_every=2,
                                    latent_channels=4)

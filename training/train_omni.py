@@ -66,7 +66,7 @@ class TrainConfig:
     dim: int = 256
     depth: int = 8
     heads: int = 4
-
+    patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
 
 def lr_at(step: int, cfg) -> float:
     """Linear warm-up then cosine decay to min_lr (any config with lr, min_lr, warmup, steps)."""
@@ -94,7 +94,7 @@ def build_components(cfg: TrainConfig):
     te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32)) if cfg.text_encoder == "tiny" \
         else build_text_encoder(TextEncoderConfig())
     text_dim = te.config.dim
-    gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
+    gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                            text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads))
     return vae.eval(), OmniGenerator(gcfg), te, {}
 
@@ -146,7 +146,7 @@ def foreground_weights(samples, latent_thw: tuple[int, int, int]) -> torch.Tenso
                 m |= sub.mask
         masks.append(m)
     m = torch.from_numpy(np.stack(masks)).float()[:, None]  # (B, 1, T, H, W)
-    # latent frame k covers frames 2k and 2k+1, a latent pixel 4x4 pixels: max-pool to that grid
+    # latent frame k covers frames 2k and 2k+1, a latent pixel 4x4 (or 2x2) pixels: max-pool to that grid
     return F.adaptive_max_pool3d(m, (t, h, w))[:, 0]
 
 
