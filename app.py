@@ -46,7 +46,10 @@ def register_model(studio, model_dir: Path) -> None:
     known = {v.name: v for v in studio.registry.list()}
     if name not in known:
         studio.registry.register(name, str(model_dir.resolve()), status="candidate")
-    if studio.registry.active() is None:
+    active = studio.registry.active()
+    # Also when the active version is this directory under an older name: the directory was
+    # upgraded in place (a new shipped model), so that entry's weights are gone; the new one serves.
+    if active is None or (active.name != name and Path(active.path) == model_dir.resolve()):
         admin = studio.users.ensure("studio", "admin")
         studio.registry.promote(admin, {v.name: v for v in studio.registry.list()}[name].id)
 

@@ -443,3 +443,32 @@ def test_storyboard_shots_take_their_own_references(tmp_path):
     assert seen and max(seen) <= 1.0 and seen[-1] > 0.5
     assert all(r[5] for r in shot_rows(ctx, us))  # every shot has a take now
     assert generate_all(ctx, us).startswith("Every shot has a take already")
+
+
+def test_an_upgraded_shipped_model_directory_becomes_the_active_version(tmp_path):
+    """A new shipped model replaces the old one in place: the version that named the directory
+    before no longer has its weights, so the new name is registered and made active on start."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("studio_app_main", ROOT / "app.py")
+    main_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main_module)  # app.py, not the app/ package
+    register_model = main_module.register_model
+    model_dir = tmp_path / "omni-world"
+    tiny_pipeline().save_pretrained(model_dir)
+    st = Studio.open(tmp_path / "h")
+    register_model(st, model_dir)
+    first = st.registry.active()
+    assert first.name == "omni-world:tiny"
+    index = json.loads((model_dir / "model_index.json").read_text())
+    index["config"]["version"] = "tiny-2"
+    (model_dir / "model_index.json").write_text(json.dumps(index))
+    register_model(st, model_dir)
+    assert st.registry.active().name == "omni-world:tiny-2"
+    assert {v.name: v.status for v in st.registry.list()} == {"omni-world:tiny": "retired", "omni-world:tiny-2": "active"}
+    # a version the admin promoted from elsewhere stays active across restarts
+    other = st.registry.register("elsewhere", str(tmp_path / "x"))
+    st.registry.promote(st.users.ensure("studio", "admin"), other.id)
+    register_model(st, model_dir)
+    assert st.registry.active().name == "elsewhere"
