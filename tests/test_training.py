@@ -51,6 +51,50 @@ def test_a_generator_in_a_2x_vae_latent_space_trains_and_generates(tmp_path):
     assert out.latents.shape == (1, 4, 8, 16, 16) and out.frames.shape == (16, 32, 32, 3)
 
 
+def test_a_trained_generator_moves_into_a_2x_vae_latent_space(tmp_path):
+    """training/transplant.py: the body carries over, the latent layers are mapped, training goes on."""
+    from model.mvl import MVLRequest
+    from model.vae import VAEConfig, VideoVAE
+    from training.transplant import MOVED, transplant, world_clips
+
+    torch.manual_seed(0)
+    assert main(TrainConfig(stage="pretrain", out=str(tmp_path / "pre"), families="t2v,i2v", steps=2, **TINY))["step"] == 2
+    old = OmniPipeline.from_pretrained(tmp_path / "pre" / "model")
+    clips = world_clips(8)
+    # into its own latent space the maps are the identity: the generator comes out unchanged
+    for mode in ("procrustes", "fit"):
+        same, info = transplant(old.generator, old.vae, old.vae, 2, clips, mode=mode)
+        assert info["r2_old_from_new"] > 0.999 and info["refitted"] == sorted(
+            f"{m}{w}" for m in MOVED for w in ("bias", "weight"))
+        for k, v in old.generator.state_dict().items():
+            assert torch.allclose(same.state_dict()[k], v, atol=1e-4), (mode, k)
+    # into a 2x VAE: one token must still cover the same pixels, and the error says which patch does
+    vae2 = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4, spatial_down=2))
+    vae2.save_pretrained(tmp_path / "vae2x")
+    with pytest.raises(ValueError, match="choose --patch 4"):
+        transplant(old.generator, old.vae, vae2, 2, clips)
+    moved, info = transplant(old.generator, old.vae, vae2, 4, clips)
+    body = {k: v for k, v in old.generator.state_dict().items() if not k.startswith(MOVED)}
+    assert all(torch.equal(moved.state_dict()[k], v) for k, v in body.items())
+    assert moved.x_embed.weight.shape == (32, 4 * 4 * 4) and moved.final.weight.shape == (4 * 4 * 4, 32)
+    # the noisy-target map has orthonormal rows: unit noise in the new space is unit noise in the old
+    Q = torch.linalg.lstsq(old.generator.x_embed.weight, moved.x_embed.weight).solution  # (16, 64)
+    assert torch.allclose(Q @ Q.T, torch.eye(16), atol=1e-3)
+    # the training stage: --init a model, --transplant-vae, --patch 4; the result is a 2x model that generates
+    cfg = TrainConfig(stage="sft", out=str(tmp_path / "t2x"), families="t2v,i2v", steps=2,
+                      init=str(tmp_path / "pre" / "model"), transplant_vae=str(tmp_path / "vae2x"), patch=4,
+                      transplant_lr_mult=10.0, **TINY)
+    assert main(cfg)["step"] == 2
+    pipe = OmniPipeline.from_pretrained(tmp_path / "t2x" / "model")
+    assert pipe.vae.config.spatial_down == 2 and pipe.generator.config.patch == 4
+    assert pipe.config.notes["transplant"]["mode"] == "procrustes"
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(MVLRequest(prompt="a red circle moves left on a meadow", seed=1), steps=2, return_latents=True)
+    assert out.latents.shape == (1, 4, 8, 16, 16) and out.frames.shape == (16, 32, 32, 3)
+    with pytest.raises(ValueError, match="transplant mode"):
+        transplant(old.generator, old.vae, vae2, 4, clips, mode="magic")
+
+
 def test_vae_training_two_steps(tmp_path):
     cfg = train_vae.VAETrainConfig(out=str(tmp_path / "vae"), steps=2, batch=2, log_every=1, save_every=2,
                                    latent_channels=4)

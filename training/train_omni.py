@@ -33,6 +33,7 @@ from model.prompt_enhancer import RuleEnhancer
 from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from model.vae import VAEConfig, VideoVAE, to_model_range
 from training.data import sample_stream
+from training.transplant import MOVED
 from training.world.vocab import enhancer_vocabulary
 
 
@@ -43,6 +44,9 @@ class TrainConfig:
     families: str = "t2v,i2v"  # comma-separated task families, each optionally weighted: "t2v:3,i2v,edit_add"
     vae: str = "runs/vae/final"  # a VAE component directory ('tiny' = random tiny VAE, tests)
     init: str = ""  # a model directory to start from (SFT starts from pretraining)
+    transplant_vae: str = ""  # with init: continue in this VAE's latent space (training/transplant.py; set patch)
+    transplant_mode: str = "procrustes"  # how the latent layers start (training/transplant.py): procrustes | fit | fresh
+    transplant_lr_mult: float = 1.0  # learning-rate multiplier of the transplanted latent layers
     text_encoder: str = "minilm"  # minilm | tiny
     steps: int = 20000
     batch: int = 32  # per process
@@ -86,6 +90,13 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
 def build_components(cfg: TrainConfig):
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
+        if cfg.transplant_vae:
+            from training.transplant import transplant
+
+            vae = VideoVAE.from_pretrained(cfg.transplant_vae).eval()
+            gen, info = transplant(pipe.generator.eval(), pipe.vae.eval(), vae, cfg.patch, mode=cfg.transplant_mode)
+            print("transplant:", json.dumps(info), flush=True)
+            return vae, gen.train(), pipe.text_encoder, {**pipe.config.notes, "transplant": info}
         return pipe.vae, pipe.generator.train(), pipe.text_encoder, pipe.config.notes
     if cfg.vae == "tiny":
         vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
@@ -157,6 +168,8 @@ def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: 
     notes = {"stage": cfg.stage, "step": step, "train_config": asdict(cfg), "hours": round(hours, 3),
              "hours_total": round(hours + float(earlier.get("hours_total", earlier.get("hours", 0.0))), 3),
              "previous_stages": earlier.get("previous_stages", []) + ([{k: earlier[k] for k in ("stage", "step", "hours", "train_config") if k in earlier}] if earlier else [])}
+    if cfg.transplant_vae:  # this stage moved the generator into another VAE's latent space
+        notes["transplant"] = {**earlier.get("transplant", {}), "vae": cfg.transplant_vae}
     pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
                         PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes))
     tmp = out / "model.tmp"
@@ -185,7 +198,12 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     ema = copy.deepcopy(gen).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.AdamW(gen.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    groups = [{"params": [p for n, p in gen.named_parameters() if not (cfg.transplant_vae and n.startswith(MOVED))],
+               "mult": 1.0}]
+    if cfg.transplant_vae:  # the latent layers start far from trained: they may learn faster than the body
+        groups.append({"params": [p for n, p in gen.named_parameters() if n.startswith(MOVED)],
+                       "mult": cfg.transplant_lr_mult})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step, hours_before = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
@@ -208,7 +226,7 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     last = {}
     while step < cfg.steps:
         for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, cfg)
+            grp["lr"] = lr_at(step, cfg) * grp.get("mult", 1.0)
         samples = [next(stream) for _ in range(cfg.batch)]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and not torch.cuda.is_available()):
             loss = training_loss(gen, vae, te, enhancer, samples, cfg, rng, gen_fwd=fwd)
