@@ -91,6 +91,11 @@ def test_a_trained_generator_moves_into_a_2x_vae_latent_space(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     out = pipe(MVLRequest(prompt="a red circle moves left on a meadow", seed=1), steps=2, return_latents=True)
     assert out.latents.shape == (1, 4, 8, 16, 16) and out.frames.shape == (16, 32, 32, 3)
+    with pytest.raises(SystemExit, match="--init DIR"):
+        main(TrainConfig(out=str(tmp_path / "x"), transplant_vae=str(tmp_path / "vae2x"), patch=4, **TINY))
+    with pytest.raises(SystemExit, match="no VAE there"):
+        main(TrainConfig(out=str(tmp_path / "x"), init=str(tmp_path / "pre" / "model"),
+                         transplant_vae=str(tmp_path / "nowhere"), patch=4, **TINY))
     with pytest.raises(ValueError, match="transplant mode"):
         transplant(old.generator, old.vae, vae2, 4, clips, mode="magic")
 

@@ -88,6 +88,12 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
 
 
 def build_components(cfg: TrainConfig):
+    if cfg.transplant_vae and not cfg.init:
+        raise SystemExit("--transplant-vae moves a trained generator: give the model to move with --init DIR "
+                         "(to train from scratch in that VAE's space, use --vae DIR --patch P)")
+    if cfg.transplant_vae and not (Path(cfg.transplant_vae) / "config.json").is_file():
+        raise SystemExit(f"--transplant-vae {cfg.transplant_vae}: no VAE there (expected config.json and "
+                         "model.safetensors, as python -m training.train_vae writes to OUT/final)")
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
         if cfg.transplant_vae:
