@@ -33,7 +33,7 @@ from model.prompt_enhancer import RuleEnhancer
 from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from model.vae import VAEConfig, VideoVAE, to_model_range
 from training.data import sample_stream
-from training.transplant import MOVED
+from training.transplant import MOVED, transplant
 from training.world.vocab import enhancer_vocabulary
 
 
@@ -97,8 +97,6 @@ def build_components(cfg: TrainConfig):
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
         if cfg.transplant_vae:
-            from training.transplant import transplant
-
             vae = VideoVAE.from_pretrained(cfg.transplant_vae).eval()
             gen, info = transplant(pipe.generator.eval(), pipe.vae.eval(), vae, cfg.patch, mode=cfg.transplant_mode)
             print("transplant:", json.dumps(info), flush=True)

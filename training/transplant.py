@@ -36,15 +36,11 @@ def world_clips(n: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def patch_tokens(vae: VideoVAE, patch: int, clips: np.ndarray, batch: int = 16) -> torch.Tensor:
-    """Latent patches (N, C*p*p) of the clips, in the generator's token order."""
-    out = []
-    for i in range(0, len(clips), batch):
-        z = vae.encode(to_model_range(torch.from_numpy(clips[i:i + batch])))
-        B, C, T, h, w = z.shape
-        x = z.view(B, C, T, h // patch, patch, w // patch, patch).permute(0, 2, 3, 5, 1, 4, 6)
-        out.append(x.reshape(-1, C * patch * patch).float())
-    return torch.cat(out)
+def patch_tokens(vae: VideoVAE, gen: OmniGenerator, clips: np.ndarray, batch: int = 16) -> torch.Tensor:
+    """Latent patches (N, C*p*p) of the clips, as `gen` tokenises them."""
+    out = [gen.patchify(vae.encode(to_model_range(torch.from_numpy(clips[i:i + batch]))))[0]
+           for i in range(0, len(clips), batch)]
+    return torch.cat(out).flatten(0, 1).float()
 
 
 def fit_affine(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -85,8 +81,8 @@ def transplant(gen: OmniGenerator, old_vae: VideoVAE, new_vae: VideoVAE, patch: 
     if mode not in ("fit", "procrustes"):
         raise ValueError(f"transplant mode must be 'fit', 'procrustes' or 'fresh', got {mode!r}")
     clips = world_clips(256) if clips is None else clips
-    old_t = patch_tokens(old_vae, oc.patch, clips)
-    new_t = patch_tokens(new_vae, patch, clips)
+    old_t = patch_tokens(old_vae, gen, clips)
+    new_t = patch_tokens(new_vae, new, clips)
     A, a, r2_in = fit_affine(new_t, old_t)  # old ~= A new + a
     Bm, b, r2_out = fit_affine(old_t, new_t)  # new ~= B old + b
     # clean conditions: the least-squares map
