@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,18 @@ from training import evaluate as E
 from training.world import FAMILIES
 
 ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@contextmanager
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +117,8 @@ def test_a_model_directory_runs_through_omnibench(tmp_path):
     assert rep["families"]["t2v"]["success"] <= 0.5  # random weights do not make the right video
     # the same report from two processes sharing the families
     par = E.evaluate_parallel(str(tmp_path / "m"), families=("t2v", "edit_remove", "i2v"), limit=2, jobs=2)
-    one = E.evaluate(gen, families=("t2v", "edit_remove", "i2v"), limit=2)
+    with one_thread():  # as in the worker processes: float sums depend on how many threads share them
+        one = E.evaluate(gen, families=("t2v", "edit_remove", "i2v"), limit=2)
     assert list(par["families"]) == ["t2v", "edit_remove", "i2v"]
     assert par["families"] == one["families"] and par["overall"] == one["overall"]
 
@@ -125,3 +140,44 @@ def test_the_vae_ceiling_scores_the_truth_after_a_vae_round_trip(tmp_path):
     assert not np.array_equal(got, case.target)  # an untrained VAE does not give the truth back
     with pytest.raises(SystemExit, match="no vae/config.json"):
         E.load_model(f"vae:{tmp_path / 'nothing'}")
+
+
+def test_the_judge_reads_two_evaluation_reports_as_it_reads_the_models(tmp_path):
+    """OmniBench is deterministic, so the GSB of two models can come from their saved reports
+    without generating again; the votes must be exactly those of judging the models."""
+    from tests.test_model import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    fams, lim = ("t2v", "edit_remove", "i2v"), 2
+    tiny = E.load_model(str(tmp_path / "m"))
+    with one_thread():
+        direct = E.compare(tiny, E.first_frame, families=fams, limit=lim)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rep_a, rep_b = tmp_path / "a.json", tmp_path / "b.json"
+    for spec, out in ((str(tmp_path / "m"), rep_a), ("first_frame", rep_b)):
+        r = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", spec, *sum((["--family", f] for f in fams), []),
+                            "--limit", str(lim), "--json", str(out)], capture_output=True, text=True, cwd=ROOT, env=env)
+        assert r.returncode == 0, r.stderr
+    assert len(json.loads(rep_a.read_text())["families"]["t2v"]["case_utilities"]) == lim
+    from_reports = E.compare(E.report_source(str(rep_a)), E.report_source(str(rep_b)), families=fams, limit=lim)
+    for key in ("gsb", "counts", "families", "mean_utility"):
+        assert from_reports[key] == direct[key], key
+    assert sum(direct["counts"]["overall"].values()) == len(fams) * lim
+    # the command line: two reports, no model loaded, the families both hold
+    out = tmp_path / "c.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--compare", str(rep_a), str(rep_b), "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["counts"] == direct["counts"]
+    # a report that cannot answer: clear errors that say what to do
+    old = tmp_path / "old.json"
+    rep = json.loads(rep_a.read_text())
+    for f in rep["families"].values():
+        del f["case_utilities"]
+    old.write_text(json.dumps(rep))
+    with pytest.raises(SystemExit, match="no case utilities; write it again"):
+        E.report_source(str(old))
+    with pytest.raises(SystemExit, match="holds 2 cases of t2v, case 3 is needed"):
+        E.compare(E.report_source(str(rep_a)), E.first_frame, families=("t2v",), limit=3)
+    with pytest.raises(SystemExit, match="not a readable evaluation report"):
+        E.report_source(str(tmp_path / "missing.json"))

@@ -3,6 +3,7 @@ and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
 
     python -m training.evaluate --model oracle|noise|first_frame|PATH|vae:PATH [--family F] [--limit N] [--jobs 2] --json OUT
     python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
+    (A, B: models as for --model, or the JSON reports of earlier --model runs: no generation then)
 
 Every case is a WorldSample of the bench split (a held-out composition). A model is a
 function from (request, case) to a uint8 clip; the metrics compare that clip with the
@@ -364,6 +365,7 @@ def summarize(scores: list[CaseScore]) -> dict:
         for d, v in s.dimensions().items():
             dims.setdefault(d, []).append(v)
     out["dimensions"] = {d: float(np.mean(v)) for d, v in dims.items()}
+    out["case_utilities"] = [s.utilities() for s in scores]  # case by case, in bench order: what the judge compares
     return out
 
 
@@ -382,23 +384,55 @@ def gsb_ratio(counts: dict[str, int]) -> float:
     return float("inf") if den == 0 else (counts["G"] + counts["S"]) / den
 
 
-def compare(a: Generator, b: Generator, families=FAMILIES, limit: int | None = None) -> dict:
+def report_source(path: str) -> Callable[[str, int], dict[str, float]]:
+    """The judge's input read back from an evaluation report (`--model ... --json PATH`): OmniBench is
+    deterministic (fixed cases, fixed seeds), so a model's case utilities need computing only once."""
+    try:
+        rep = json.loads(open(path).read())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--compare {path!r}: not a readable evaluation report ({e})")
+    fams = rep.get("families", {}) if isinstance(rep, dict) else {}
+    if not fams or any("case_utilities" not in f for f in fams.values()):
+        raise SystemExit(f"--compare {path!r}: this report has no case utilities; write it again with "
+                         "`python -m training.evaluate --model MODEL --json OUT`")
+
+    def utilities(fam: str, k: int) -> dict[str, float]:
+        cases = fams.get(fam, {}).get("case_utilities", [])
+        if k >= len(cases):
+            raise SystemExit(f"--compare {path!r}: the report holds {len(cases)} cases of {fam}, case {k + 1} is "
+                             "needed; evaluate with the same --family / --limit as the comparison")
+        return cases[k]
+
+    utilities.families = tuple(fams)
+    utilities.cases = min(len(f["case_utilities"]) for f in fams.values())
+    return utilities
+
+
+def _utilities_of(model: Generator | Callable[[str, int], dict[str, float]]):
+    if getattr(model, "families", None) is not None:  # a report_source
+        return model
+    return lambda fam, k: score_case(bench_cases(fam)[k], model(bench_cases(fam)[k])).utilities()
+
+
+def compare(a, b, families=FAMILIES, limit: int | None = None) -> dict:
+    """Judge A against B case by case. A and B are models (Generators) or report sources
+    (`report_source(path)`): the votes are the same either way."""
     t0 = time.perf_counter()
     keys = ("overall",) + DIMENSIONS
     counts = {k: {"G": 0, "S": 0, "B": 0} for k in keys}
     per_family = {}
     sums = {k: [0.0, 0.0, 0] for k in keys}  # mean utility of A and of B per dimension
+    util_a, util_b = _utilities_of(a), _utilities_of(b)
     for fam in families:
         fc = {"G": 0, "S": 0, "B": 0}
-        for case in bench_cases(fam)[: limit or CASES_PER_FAMILY]:
-            ua = score_case(case, a(case)).utilities()
-            ub = score_case(case, b(case)).utilities()
-            for k in keys:
-                if k in ua and k in ub:
-                    counts[k][vote(ua[k], ub[k])] += 1
-                    sums[k][0] += ua[k]
-                    sums[k][1] += ub[k]
-                    sums[k][2] += 1
+        for k in range(min(limit or CASES_PER_FAMILY, CASES_PER_FAMILY)):
+            ua, ub = util_a(fam, k), util_b(fam, k)
+            for key in keys:
+                if key in ua and key in ub:
+                    counts[key][vote(ua[key], ub[key])] += 1
+                    sums[key][0] += ua[key]
+                    sums[key][1] += ub[key]
+                    sums[key][2] += 1
             fc[vote(ua["overall"], ub["overall"])] += 1
         per_family[fam] = {"gsb": _json_ratio(gsb_ratio(fc)), "counts": fc}
     return {
@@ -430,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="oracle | noise | first_frame | path to a model directory | vae:PATH (the truth through that "
                          "model's VAE: the ceiling of its latent space)")
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="judge A against B; GSB per dimension")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="judge A against B; GSB per dimension. A and B: models, or reports (.json) written by --model")
     ap.add_argument("--family", action="append", choices=FAMILIES, help="only this family (repeatable)")
     ap.add_argument("--limit", type=int, default=None, help="cases per family (default all 24)")
     ap.add_argument("--json", dest="json_out", help="write the report here")
@@ -450,7 +485,12 @@ def main(argv: list[str] | None = None) -> int:
         report["model"] = args.model
         print(format_table(report))
     else:
-        report = compare(load_model(args.compare[0]), load_model(args.compare[1]), families, args.limit)
+        sides = [report_source(x) if x.endswith(".json") else load_model(x) for x in args.compare]
+        reports = [s for s in sides if getattr(s, "families", None) is not None]
+        if reports and not args.family:  # the families the reports hold
+            families = tuple(f for f in families if all(f in r.families for r in reports))
+        limit = args.limit or (min(r.cases for r in reports) if reports else None)  # and their cases
+        report = compare(sides[0], sides[1], families, limit)
         report["a"], report["b"] = args.compare
         print(f"GSB of {args.compare[0]} against {args.compare[1]} (G+S)/(B+S):")
         for k, v in report["gsb"].items():
