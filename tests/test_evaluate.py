@@ -159,7 +159,10 @@ def test_the_judge_reads_two_evaluation_reports_as_it_reads_the_models(tmp_path)
                             "--limit", str(lim), "--json", str(out)], capture_output=True, text=True, cwd=ROOT, env=env)
         assert r.returncode == 0, r.stderr
     assert len(json.loads(rep_a.read_text())["families"]["t2v"]["case_utilities"]) == lim
-    from_reports = E.compare(E.report_source(str(rep_a)), E.report_source(str(rep_b)), families=fams, limit=lim)
+    text = rep_a.read_text()  # the summary first, one line per case
+    assert text.index('"overall"') < text.index('"families"')
+    assert sum('"overall": ' in line and line.strip().startswith("{") for line in text.splitlines()) == len(fams) * lim
+    from_reports = E.compare(E.ReportSource(str(rep_a)), E.ReportSource(str(rep_b)), families=fams, limit=lim)
     for key in ("gsb", "counts", "families", "mean_utility"):
         assert from_reports[key] == direct[key], key
     assert sum(direct["counts"]["overall"].values()) == len(fams) * lim
@@ -176,8 +179,8 @@ def test_the_judge_reads_two_evaluation_reports_as_it_reads_the_models(tmp_path)
         del f["case_utilities"]
     old.write_text(json.dumps(rep))
     with pytest.raises(SystemExit, match="no case utilities; write it again"):
-        E.report_source(str(old))
+        E.ReportSource(str(old))
     with pytest.raises(SystemExit, match="holds 2 cases of t2v, case 3 is needed"):
-        E.compare(E.report_source(str(rep_a)), E.first_frame, families=("t2v",), limit=3)
+        E.compare(E.ReportSource(str(rep_a)), E.first_frame, families=("t2v",), limit=3)
     with pytest.raises(SystemExit, match="not a readable evaluation report"):
-        E.report_source(str(tmp_path / "missing.json"))
+        E.ReportSource(str(tmp_path / "missing.json"))

@@ -22,6 +22,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
@@ -259,8 +260,6 @@ BASELINES: dict[str, Generator] = {"oracle": oracle, "noise": noise, "first_fram
 
 def vae_ceiling(model_dir: str) -> Generator:
     """The truth through a model's VAE: what a perfect generator in its latent space would score."""
-    from pathlib import Path
-
     import torch
 
     from model.vae import VideoVAE, to_model_range, to_uint8
@@ -284,8 +283,6 @@ def load_model(spec: str) -> Generator:
         return BASELINES[spec]
     if spec.startswith("vae:"):
         return vae_ceiling(spec[4:])
-    from pathlib import Path
-
     path = Path(spec)
     if not (path / "model_index.json").is_file():
         raise SystemExit(f"--model {spec!r}: not a baseline ({', '.join(BASELINES)}) and not a model directory "
@@ -384,39 +381,41 @@ def gsb_ratio(counts: dict[str, int]) -> float:
     return float("inf") if den == 0 else (counts["G"] + counts["S"]) / den
 
 
-def report_source(path: str) -> Callable[[str, int], dict[str, float]]:
+class ReportSource:
     """The judge's input read back from an evaluation report (`--model ... --json PATH`): OmniBench is
     deterministic (fixed cases, fixed seeds), so a model's case utilities need computing only once."""
-    try:
-        rep = json.loads(open(path).read())
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"--compare {path!r}: not a readable evaluation report ({e})")
-    fams = rep.get("families", {}) if isinstance(rep, dict) else {}
-    if not fams or any("case_utilities" not in f for f in fams.values()):
-        raise SystemExit(f"--compare {path!r}: this report has no case utilities; write it again with "
-                         "`python -m training.evaluate --model MODEL --json OUT`")
 
-    def utilities(fam: str, k: int) -> dict[str, float]:
-        cases = fams.get(fam, {}).get("case_utilities", [])
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            rep = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--compare {path!r}: not a readable evaluation report ({e})")
+        fams = rep.get("families", {}) if isinstance(rep, dict) else {}
+        if not fams or any("case_utilities" not in f for f in fams.values()):
+            raise SystemExit(f"--compare {path!r}: this report has no case utilities; write it again with "
+                             "`python -m training.evaluate --model MODEL --json OUT`")
+        self.utilities = {fam: f["case_utilities"] for fam, f in fams.items()}
+        self.families = tuple(fams)
+        self.cases = min(len(u) for u in self.utilities.values())
+
+    def __call__(self, fam: str, k: int) -> dict[str, float]:
+        cases = self.utilities.get(fam, [])
         if k >= len(cases):
-            raise SystemExit(f"--compare {path!r}: the report holds {len(cases)} cases of {fam}, case {k + 1} is "
+            raise SystemExit(f"--compare {self.path!r}: the report holds {len(cases)} cases of {fam}, case {k + 1} is "
                              "needed; evaluate with the same --family / --limit as the comparison")
         return cases[k]
 
-    utilities.families = tuple(fams)
-    utilities.cases = min(len(f["case_utilities"]) for f in fams.values())
-    return utilities
 
-
-def _utilities_of(model: Generator | Callable[[str, int], dict[str, float]]):
-    if getattr(model, "families", None) is not None:  # a report_source
+def _utilities_of(model: Generator | ReportSource) -> Callable[[str, int], dict[str, float]]:
+    if isinstance(model, ReportSource):
         return model
     return lambda fam, k: score_case(bench_cases(fam)[k], model(bench_cases(fam)[k])).utilities()
 
 
 def compare(a, b, families=FAMILIES, limit: int | None = None) -> dict:
-    """Judge A against B case by case. A and B are models (Generators) or report sources
-    (`report_source(path)`): the votes are the same either way."""
+    """Judge A against B case by case. A and B are models (Generators) or ReportSources: the votes
+    are the same either way."""
     t0 = time.perf_counter()
     keys = ("overall",) + DIMENSIONS
     counts = {k: {"G": 0, "S": 0, "B": 0} for k in keys}
@@ -446,6 +445,25 @@ def compare(a, b, families=FAMILIES, limit: int | None = None) -> dict:
 
 def _json_ratio(r: float) -> float | str:
     return "inf" if math.isinf(r) else round(r, 4)
+
+
+def report_json(report: dict) -> str:
+    """JSON text of a report, the summary first and each case's utilities on one line (a full
+    report holds 552 of them), so that a reader finds the figures without scrolling through them."""
+    def dump(x, ind: str) -> str:
+        if not isinstance(x, dict) or not x:
+            return json.dumps(x)
+        inner = ind + " "
+        items = []
+        for k, v in sorted(x.items(), key=lambda kv: kv[0] != "overall"):
+            if k == "case_utilities":
+                rows = ",\n".join(inner + " " + json.dumps(u) for u in v)
+                items.append(f"{inner}{json.dumps(k)}: [\n{rows}\n{inner}]")
+            else:
+                items.append(f"{inner}{json.dumps(k)}: {dump(v, inner)}")
+        return "{\n" + ",\n".join(items) + "\n" + ind + "}"
+
+    return dump(report, "") + "\n"
 
 
 def format_table(report: dict) -> str:
@@ -485,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         report["model"] = args.model
         print(format_table(report))
     else:
-        sides = [report_source(x) if x.endswith(".json") else load_model(x) for x in args.compare]
-        reports = [s for s in sides if getattr(s, "families", None) is not None]
+        sides = [ReportSource(x) if x.endswith(".json") else load_model(x) for x in args.compare]
+        reports = [s for s in sides if isinstance(s, ReportSource)]
         if reports and not args.family:  # the families the reports hold
             families = tuple(f for f in families if all(f in r.families for r in reports))
         limit = args.limit or (min(r.cases for r in reports) if reports else None)  # and their cases
@@ -497,8 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             c = report["counts"][k]
             print(f"  {k:22s} {v if isinstance(v, str) else f'{100 * v:7.1f}%':>8s}   G={c['G']} S={c['S']} B={c['B']}")
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(report, f, indent=1)
+        Path(args.json_out).write_text(report_json(report) if args.model else json.dumps(report, indent=1))
     return 0
 
 
