@@ -184,3 +184,29 @@ def test_the_judge_reads_two_evaluation_reports_as_it_reads_the_models(tmp_path)
         E.compare(E.ReportSource(str(rep_a)), E.first_frame, families=("t2v",), limit=3)
     with pytest.raises(SystemExit, match="not a readable evaluation report"):
         E.ReportSource(str(tmp_path / "missing.json"))
+
+
+def test_the_training_split_scores_trained_compositions_and_the_judge_refuses_it(tmp_path):
+    """`--split train` asks the same questions on compositions the model was trained on: no case
+    of it holds a held-out pair, every bench t2v case does, and the oracle passes both."""
+    from training.world import vocab as V
+
+    train, bench = E.bench_cases("t2v", 8, "train"), E.bench_cases("t2v", 8)
+    pairs = lambda c: {(s.color, s.shape) for s in c.truth.subjects}  # noqa: E731
+    assert all(not (pairs(c) & V.HELD_OUT_PAIRS) for c in train)
+    assert all(pairs(c) & V.HELD_OUT_PAIRS for c in bench)
+    assert {c.request.to_json() for c in train}.isdisjoint({c.request.to_json() for c in bench})
+    rep = E.evaluate(E.oracle, families=("t2v", "edit_remove"), limit=3, split="train")
+    assert rep["split"] == "train" and all(f["success"] == 1.0 for f in rep["families"].values())
+    with pytest.raises(ValueError, match="split 'val'"):
+        E.bench_cases("t2v", 2, "val")
+    out = tmp_path / "train.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", "noise", "--split", "train", "--family", "t2v",
+                        "--limit", "2", "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["split"] == "train"
+    with pytest.raises(SystemExit, match="'train' split; the judge compares bench-split reports"):
+        E.ReportSource(str(out))
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--compare", "noise", "oracle", "--split", "train"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "bench split only" in r.stderr

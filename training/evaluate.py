@@ -3,6 +3,7 @@ and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
 
     python -m training.evaluate --model oracle|noise|first_frame|PATH|vae:PATH [--family F] [--limit N] [--jobs 2] --json OUT
     python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
+    python -m training.evaluate --model PATH --split train ...   (the same families on training compositions)
     (A, B: models as for --model, or the JSON reports of earlier --model runs: no generation then)
 
 Every case is a WorldSample of the bench split (a held-out composition). A model is a
@@ -13,6 +14,11 @@ Kling-Omni dimension; a case succeeds when every metric that applies to it passe
 
 `vae:PATH` scores the truth itself after a round trip through that model's VAE (encode, decode):
 the ceiling of any generator working in that latent space.
+
+`--split train` scores the same families on cases of the training split (compositions the model
+was trained on, other seeds): with the bench split it tells a model that has not learned a family
+from one that has learned it and does not generalise to the held-out compositions. The judge
+(`--compare`) works on the bench split only.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from training.world.render import _dilate
 DIMENSIONS = ("prompt_following", "dynamic_quality", "identity_consistency", "video_consistency", "visual_quality")
 CASES_PER_FAMILY = 24
 BENCH_SEED = 20_251_216  # the benchmark is fixed: case k of family f always has the same seed
+TRAIN_SPLIT_OFFSET = 500_000  # training-split cases (`--split train`) use other seeds than the bench's
+SPLITS = ("bench", "train")
 
 PSNR_PASS = 22.0  # dB, a determined clip reproduced
 FIRST_FRAME_PASS = 25.0  # dB, the given first frame kept
@@ -51,14 +59,17 @@ Generator = Callable[["WorldSample"], np.ndarray]
 
 
 # ---------------------------------------------------------------- cases
-def case_seed(family: str, k: int) -> int:
-    return BENCH_SEED + 1000 * FAMILIES.index(family) + k
+def case_seed(family: str, k: int, split: str = "bench") -> int:
+    return BENCH_SEED + 1000 * FAMILIES.index(family) + k + (TRAIN_SPLIT_OFFSET if split == "train" else 0)
 
 
 @lru_cache(maxsize=64)
-def bench_cases(family: str, n: int = CASES_PER_FAMILY) -> tuple[WorldSample, ...]:
-    """The fixed OmniBench cases of a family (held-out compositions)."""
-    return tuple(sample(family, case_seed(family, k), split="bench") for k in range(n))
+def bench_cases(family: str, n: int = CASES_PER_FAMILY, split: str = "bench") -> tuple[WorldSample, ...]:
+    """The fixed OmniBench cases of a family (held-out compositions), or with split="train" as
+    many fixed cases of the training compositions."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: use one of {SPLITS}")
+    return tuple(sample(family, case_seed(family, k, split), split=split) for k in range(n))
 
 
 # ---------------------------------------------------------------- metrics
@@ -301,11 +312,12 @@ def load_model(spec: str) -> Generator:
 
 
 # ---------------------------------------------------------------- reports
-def evaluate(model: Generator, families=FAMILIES, limit: int | None = None, progress: bool = False) -> dict:
+def evaluate(model: Generator, families=FAMILIES, limit: int | None = None, progress: bool = False,
+             split: str = "bench") -> dict:
     t0 = time.perf_counter()
-    report = {"families": {}, "overall": {}}
+    report = {"families": {}, "overall": {}, "split": split}
     for fam in families:
-        cases = bench_cases(fam)[: limit or CASES_PER_FAMILY]
+        cases = bench_cases(fam, CASES_PER_FAMILY, split)[: limit or CASES_PER_FAMILY]
         report["families"][fam] = summarize([score_case(c, model(c)) for c in cases])
         if progress:
             print(f"  {fam:16s} success {report['families'][fam]['success']:.3f}", file=sys.stderr)
@@ -325,14 +337,15 @@ def overall(family_reports: dict) -> dict:
     }
 
 
-def _family_reports(spec: str, families: tuple[str, ...], limit: int | None) -> dict:
+def _family_reports(spec: str, families: tuple[str, ...], limit: int | None, split: str = "bench") -> dict:
     import torch
 
     torch.set_num_threads(1)
-    return evaluate(load_model(spec), families, limit)["families"]
+    return evaluate(load_model(spec), families, limit, split=split)["families"]
 
 
-def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jobs: int = 2) -> dict:
+def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jobs: int = 2,
+                      split: str = "bench") -> dict:
     """The same report as evaluate(load_model(spec)), the families shared among `jobs` processes
     (one thread each): every case is scored exactly as in one process."""
     from concurrent.futures import ProcessPoolExecutor
@@ -342,9 +355,10 @@ def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jo
     families = tuple(families)
     shares = [families[i::jobs] for i in range(jobs) if families[i::jobs]]
     with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as ex:
-        parts = list(ex.map(_family_reports, [spec] * len(shares), shares, [limit] * len(shares)))
+        n = len(shares)
+        parts = list(ex.map(_family_reports, [spec] * n, shares, [limit] * n, [split] * n))
     found = {f: r for part in parts for f, r in part.items()}
-    report = {"families": {f: found[f] for f in families}}
+    report = {"families": {f: found[f] for f in families}, "split": split}
     report["overall"] = overall(report["families"])
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
@@ -392,6 +406,9 @@ class ReportSource:
         except (OSError, ValueError) as e:
             raise SystemExit(f"--compare {path!r}: not a readable evaluation report ({e})")
         fams = rep.get("families", {}) if isinstance(rep, dict) else {}
+        if isinstance(rep, dict) and rep.get("split", "bench") != "bench":
+            raise SystemExit(f"--compare {path!r}: this report is of the {rep['split']!r} split; the judge compares "
+                             "bench-split reports (write one without --split)")
         if not fams or any("case_utilities" not in f for f in fams.values()):
             raise SystemExit(f"--compare {path!r}: this report has no case utilities; write it again with "
                              "`python -m training.evaluate --model MODEL --json OUT`")
@@ -488,18 +505,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="cases per family (default all 24)")
     ap.add_argument("--json", dest="json_out", help="write the report here")
     ap.add_argument("--jobs", type=int, default=1, help="with --model: share the families among this many processes")
+    ap.add_argument("--split", choices=SPLITS, default="bench",
+                    help="with --model: bench (held-out compositions, the benchmark) or train (training compositions)")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES
     if bool(args.model) == bool(args.compare):
         ap.error("give exactly one of --model or --compare")
+    if args.compare and args.split != "bench":
+        ap.error("--split train: the judge (--compare) works on the bench split only")
     if args.model:
         if args.jobs > 1:
             load_model(args.model)  # a wrong --model fails here, once, with its message
-            report = evaluate_parallel(args.model, families, args.limit, args.jobs)
+            report = evaluate_parallel(args.model, families, args.limit, args.jobs, args.split)
         else:
-            report = evaluate(load_model(args.model), families, args.limit, progress=True)
+            report = evaluate(load_model(args.model), families, args.limit, progress=True, split=args.split)
         report["model"] = args.model
         print(format_table(report))
     else:
