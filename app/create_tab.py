@@ -1,5 +1,6 @@
 """The Create tab: an MVL prompt with reference images, library subjects and a context video;
-Enhance shows the prompt enhancer's plan; Generate runs a job with a progress bar."""
+Enhance shows the prompt enhancer's plan; Generate runs a job with a progress bar and shows the plan
+beside the clip."""
 
 from __future__ import annotations
 
@@ -55,9 +56,14 @@ def enhance(ctx: AppContext, user_state, prompt, image_files, subject_names, vid
             seed) -> str:
     user = ctx.user(user_state)
     d = build_request(ctx, user, prompt, image_files, subject_names, video_file, frames, steps, guidance, seed)
-    e = ctx.active_enhancer().enhance(MVLRequest.from_dict(d))
-    return "\n".join([f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {e.prompt}", ""]
-                     + [f"- {line}" for line in e.plan[2:]])
+    return plan_text(ctx, d)
+
+
+def plan_text(ctx: AppContext, request: dict) -> str:
+    """What the active version's prompt enhancer makes of a request: the task, the generator's prompt, the plan."""
+    e = ctx.active_enhancer().enhance(MVLRequest.from_dict(request))
+    return "\n\n".join([f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {e.prompt}",
+                       "\n".join(f"- {line}" for line in e.plan[2:])])
 
 
 def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=None) -> tuple[str, list]:
@@ -118,7 +124,7 @@ def build_create_tab() -> CreateTab:
                 enhance_btn = gr.Button("Enhance")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="create-generate")
         with gr.Column(scale=2):
-            plan = gr.Markdown("The prompt enhancer's plan appears here.")
+            plan = gr.Markdown("The prompt enhancer's plan appears here.", elem_id="create-plan")
             result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="create-result")
     history_df = gr.Dataframe(headers=["job", "status", "%", "prompt", "seed", "model", "time"], label="History",
                               interactive=False)
@@ -140,10 +146,11 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
     @safe
     def on_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
         d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
-        return generate(ctx, us, d, seed, progress)
+        plan = plan_text(ctx, d)  # the clip comes with what the studio understood of the prompt
+        return (*generate(ctx, us, d, seed, progress), plan)
 
     tab.enhance.click(safe(lambda *a: enhance(ctx, *a)), inputs, tab.plan, api_name="enhance")
-    tab.generate.click(on_generate, inputs, [tab.result, tab.history], api_name="generate")
+    tab.generate.click(on_generate, inputs, [tab.result, tab.history, tab.plan], api_name="generate")
     for comp in (tab.images, tab.subjects, tab.video):
         comp.change(safe(lambda us, i, s, v: references_text(ctx, us, i, s, v)),
                     [user_state, tab.images, tab.subjects, tab.video], tab.refs)

@@ -73,7 +73,8 @@ def test_generate_subject_and_vote_through_the_api(studio):
     c = Client(studio["url"], verbose=False)
     plan = c.predict("A crimson ball hops on the grass.", [], [], None, 16, 3, 3.0, 1, api_name="/enhance")
     assert "A red circle jumps up and down on a meadow." in plan and "crimson" in plan
-    video, hist = c.predict("A red circle moves left on a meadow.", [], [], None, 16, 3, 3.0, 1, api_name="/generate")
+    video, hist, plan = c.predict("A red circle moves left on a meadow.", [], [], None, 16, 3, 3.0, 1, api_name="/generate")
+    assert "**Task:** t2v" in plan and "A red circle moves left on a meadow." in plan  # the plan comes with the clip
     path = video["video"] if isinstance(video, dict) else video
     assert Path(path).stat().st_size > 1000
     rows = hist["data"] if isinstance(hist, dict) else hist
@@ -142,6 +143,7 @@ def test_every_tab_in_chromium(studio):
         page.locator("#create-generate").click()
         page.wait_for_function("() => { const v = document.querySelector('#create-result video');"
                                " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
+        page.locator("#create-plan").get_by_text("Generator prompt").wait_for(timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "tab_create.png"), full_page=True)
         # sketch: a world frame, a red stroke, and what the studio understood
         page.get_by_role("tab", name="Sketch").click()
