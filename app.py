@@ -114,11 +114,10 @@ def build_ui(ctx, home: Path):
 
         def refresh_all(us):
             g, sel, choices = refresh_subjects(us)
-            versions, votes = refresh_training(us)
-            return (g, sel, choices, history(ctx, us), *refresh_board(us), versions, votes, job_rows(ctx))
+            return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx))
 
         refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots, board.subjects,
-                        training.versions, training.votes, jobs.table]
+                        training.versions, training.votes, training.panel, training.notice, jobs.table]
 
         if on_space:
             def from_profile(profile: gr.OAuthProfile | None):

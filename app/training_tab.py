@@ -36,6 +36,8 @@ class TrainingTab:
     curve: gr.LinePlot
     export: gr.Button
     export_files: gr.File
+    panel: gr.Column  # the admin's controls, shown to admins only
+    notice: gr.Markdown  # what everyone else sees instead
 
 
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
@@ -170,7 +172,17 @@ def export_preferences(ctx: AppContext, user_state) -> tuple[str, list[str]]:
     return msg, r["files"]
 
 
+ADMIN_ONLY = ("Model versions, evaluation rounds and DPO retraining belong to the admin: sign in with the "
+              "admin role to use them. Annotators rate in the Arena; everyone sees the results on the Leaderboard.")
+
+
 def build_training_tab() -> TrainingTab:
+    notice = gr.Markdown(ADMIN_ONLY, visible=False, elem_id="training-notice")
+    with gr.Column(visible=True, elem_id="training-panel") as panel:
+        return _build_admin_panel(panel, notice)
+
+
+def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
     versions = gr.Dataframe(headers=["id", "name", "status", "parent", "path", "metrics"], interactive=False,
                             label="Model versions")
     with gr.Row():
@@ -199,7 +211,8 @@ def build_training_tab() -> TrainingTab:
         export = gr.Button("Export preferences", elem_id="export-preferences")
         export_files = gr.File(label="Export", file_count="multiple", interactive=False)
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
-                       dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files)
+                       dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files,
+                       panel, notice)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -242,4 +255,8 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
             raise gr.Error(str(e))
 
     tab.export.click(do_export, [user_state], [tab.status, tab.export_files], api_name="export_preferences")
-    return lambda us: (version_rows(ctx, us), votes_summary(ctx))
+    def refresh(us):
+        admin = ctx.user(us).role == "admin"
+        return version_rows(ctx, us), votes_summary(ctx), gr.update(visible=admin), gr.update(visible=not admin)
+
+    return refresh

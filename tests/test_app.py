@@ -212,6 +212,18 @@ def test_every_tab_in_chromium(studio):
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(700)
             page.screenshot(path=str(ARTIFACTS / f"tab_{tab.lower()}.png"), full_page=True)
+            if tab == "Training":  # an annotator sees what the tab is for, not the admin's buttons
+                page.locator("#training-notice").get_by_text("sign in with the admin role").wait_for(timeout=5_000)
+                assert not page.get_by_role("button", name="Run DPO").is_visible()
+        page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill("boss")
+        page.get_by_label("Role").click()
+        page.get_by_role("option", name="admin").click()
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Signed in as boss").wait_for(timeout=10_000)
+        page.get_by_role("tab", name="Training").click()
+        page.get_by_role("button", name="Run DPO").wait_for(timeout=10_000)
+        assert not page.locator("#training-notice").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "tab_training_admin.png"), full_page=True)
         browser.close()
     st = Studio.open(studio["home"])
     edits = [j for j in st.jobs.list(limit=200) if j.request.get("mask")]
