@@ -99,9 +99,9 @@ def build_ui(ctx, home: Path):
         with gr.Tab("Arena"):
             arena = build_arena_tab()
             wire_arena_tab(arena, ctx, user_state)
-        with gr.Tab("Leaderboard"):
+        with gr.Tab("Leaderboard") as lb_page:
             lb = build_leaderboard_tab()
-            wire_leaderboard_tab(lb, ctx, user_state)
+            wire_leaderboard_tab(lb, ctx, user_state, lb_page)
         with gr.Tab("Training"):
             training = build_training_tab()
             refresh_training = wire_training_tab(training, ctx, user_state)

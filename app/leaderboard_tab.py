@@ -40,8 +40,7 @@ def leaderboard(ctx: AppContext, user_state=None):
              for r in rows]
     plot_df = pd.DataFrame([{"dimension": r["dimension"], "GSB %": min(400.0, 100 * r["gsb"]),
                              "pair": f"{names.get(r['a'], r['a'])} vs {names.get(r['b'], r['b'])}"}
-                            for r in rows if r["family"] == "all"]) if rows else pd.DataFrame(
-        {"dimension": [], "GSB %": [], "pair": []})
+                            for r in rows if r["family"] == "all"]) if rows else None  # see app.training_tab.dpo_curve
     matches = [(v["version_a"], v["version_b"], v["overall"]) for v in votes]
     bt = stats.bradley_terry_ties(matches)
     ranking = sorted(([names.get(i, i), round(bt["elo"][i], 1), sum(1 for m in matches if i in m[:2])]
@@ -56,7 +55,8 @@ def leaderboard(ctx: AppContext, user_state=None):
 def build_leaderboard_tab() -> LeaderboardTab:
     refresh = gr.Button("Refresh")
     summary = gr.Markdown()
-    plot = gr.BarPlot(x="dimension", y="GSB %", color="pair", title="GSB by dimension", height=300)
+    plot = gr.BarPlot(x="dimension", y="GSB %", color="pair", title="GSB by dimension", height=300,
+                      elem_id="leaderboard-plot")
     gsb = gr.Dataframe(headers=["A", "B", "dimension", "family", "GSB", "95% interval", "G", "S", "B"],
                        interactive=False, label="GSB")
     ranking = gr.Dataframe(headers=["model", "Bradley-Terry (Elo scale)", "votes"], interactive=False,
@@ -64,6 +64,18 @@ def build_leaderboard_tab() -> LeaderboardTab:
     return LeaderboardTab(refresh, summary, plot, gsb, ranking)
 
 
-def wire_leaderboard_tab(tab: LeaderboardTab, ctx: AppContext, user_state: gr.State) -> None:
-    tab.refresh.click(lambda us: leaderboard(ctx, us), [user_state], [tab.summary, tab.plot, tab.gsb, tab.ranking],
-                      api_name="leaderboard")
+BLIND = "The leaderboard is for creators and admins: annotators rate blind, so it stays hidden from them."
+
+
+def on_open(ctx: AppContext, user_state):
+    """What the tab shows when it is opened: the leaderboard, or for an annotator why there is none."""
+    if ctx.user(user_state).role == "annotator":
+        return BLIND, None, [], []
+    return leaderboard(ctx, user_state)
+
+
+def wire_leaderboard_tab(tab: LeaderboardTab, ctx: AppContext, user_state: gr.State, page: gr.Tab | None = None) -> None:
+    outs = [tab.summary, tab.plot, tab.gsb, tab.ranking]
+    tab.refresh.click(lambda us: leaderboard(ctx, us), [user_state], outs, api_name="leaderboard")
+    if page is not None:  # opening the tab shows the current board without a click
+        page.select(lambda us: on_open(ctx, us), [user_state], outs, api_name=False)

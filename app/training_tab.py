@@ -111,6 +111,8 @@ def dpo_curve(ctx: AppContext, job_id: int):
     from studio_backend.train_jobs import read_log
 
     log = read_log(ctx.studio, job_id)
+    if not log:  # None, not an empty frame: a plot that is first sent no rows draws no bars or lines later (gradio 6)
+        return None
     return pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log for k in ("loss", "margin")],
                         columns=["step", "value", "series"])
 
@@ -173,7 +175,7 @@ def export_preferences(ctx: AppContext, user_state) -> tuple[str, list[str]]:
 
 
 ADMIN_ONLY = ("Model versions, evaluation rounds and DPO retraining belong to the admin: sign in with the "
-              "admin role to use them. Annotators rate in the Arena; everyone sees the results on the Leaderboard.")
+              "admin role to use them. Annotators rate in the Arena; creators and admins see the results on the Leaderboard.")
 
 
 def build_training_tab() -> TrainingTab:

@@ -212,6 +212,8 @@ def test_every_tab_in_chromium(studio):
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(700)
             page.screenshot(path=str(ARTIFACTS / f"tab_{tab.lower()}.png"), full_page=True)
+            if tab == "Leaderboard":  # hidden from annotators, with the reason
+                page.get_by_text("annotators rate blind").first.wait_for(timeout=5_000)
             if tab == "Training":  # an annotator sees what the tab is for, not the admin's buttons
                 page.locator("#training-notice").get_by_text("sign in with the admin role").wait_for(timeout=5_000)
                 assert not page.get_by_role("button", name="Run DPO").is_visible()
@@ -224,6 +226,15 @@ def test_every_tab_in_chromium(studio):
         page.get_by_role("button", name="Run DPO").wait_for(timeout=10_000)
         assert not page.locator("#training-notice").is_visible()
         page.screenshot(path=str(ARTIFACTS / "tab_training_admin.png"), full_page=True)
+        page.get_by_role("tab", name="Leaderboard").click()  # opening it shows the board, no click needed
+        page.get_by_text("votes on version pairs").wait_for(timeout=20_000)
+        # bars drawn and coloured, although an annotator's visit sent the plot nothing before (a gradio plot first
+        # sent an empty frame later draws its bars without fill: the app sends None instead)
+        bars = "#leaderboard-plot svg path[aria-roledescription='bar']"
+        page.wait_for_function(f"() => document.querySelectorAll(\"{bars}\").length > 0", timeout=20_000)
+        fills = page.eval_on_selector_all(bars, "ps => ps.map(p => p.getAttribute('fill'))")
+        assert fills and all(f and f != "null" for f in fills), fills
+        page.screenshot(path=str(ARTIFACTS / "tab_leaderboard_admin.png"), full_page=True)
         browser.close()
     st = Studio.open(studio["home"])
     edits = [j for j in st.jobs.list(limit=200) if j.request.get("mask")]
