@@ -70,6 +70,8 @@ def build_ui(ctx, home: Path):
     from app.world_tab import build_world_tab, wire_world_tab
 
     on_space = bool(os.environ.get("SPACE_ID"))
+    CREATORS_ONLY = ("This tab is for creators and admins. Annotators rate pairs in the Arena tab, blind to "
+                     "which model made which clip; sign in with another role to create.")
     with gr.Blocks(title="Omni Studio") as demo:
         user_state = gr.State(dict(DEFAULT_USER))
         with gr.Row():
@@ -81,19 +83,27 @@ def build_ui(ctx, home: Path):
                 name = gr.Textbox(label="Name", value=DEFAULT_USER["name"], scale=1)
                 role = gr.Dropdown(["creator", "annotator", "admin"], value=DEFAULT_USER["role"], label="Role", scale=1)
                 sign_in = gr.Button("Sign in", scale=0)
-        with gr.Tab("Create"):
+        creator_views = []  # (panel, notice) of the tabs that make things: annotators get a notice there instead
+
+        def creators_only():
+            notice = gr.Markdown(CREATORS_ONLY, visible=False, elem_classes=["creators-only"])
+            panel = gr.Column()
+            creator_views.append((panel, notice))
+            return panel
+
+        with gr.Tab("Create"), creators_only():
             create = build_create_tab()
             wire_create_tab(create, ctx, user_state)
-        with gr.Tab("Subjects"):
+        with gr.Tab("Subjects"), creators_only():
             subjects = build_subjects_tab()
             refresh_subjects = wire_subjects_tab(subjects, ctx, user_state, create.prompt, create.subjects)
-        with gr.Tab("Storyboard"):
+        with gr.Tab("Storyboard"), creators_only():
             board = build_storyboard_tab()
             refresh_board = wire_storyboard_tab(board, ctx, user_state)
-        with gr.Tab("Sketch"):
+        with gr.Tab("Sketch"), creators_only():
             sketch = build_sketch_tab()
             wire_sketch_tab(sketch, ctx, user_state)
-        with gr.Tab("Edit"):
+        with gr.Tab("Edit"), creators_only():
             edit = build_edit_tab()
             wire_edit_tab(edit, ctx, user_state)
         with gr.Tab("Arena"):
@@ -114,10 +124,13 @@ def build_ui(ctx, home: Path):
 
         def refresh_all(us):
             g, sel, choices = refresh_subjects(us)
-            return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx))
+            maker = ctx.user(us).role != "annotator"
+            views = [gr.update(visible=v) for _ in creator_views for v in (maker, not maker)]
+            return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx), *views)
 
         refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots, board.subjects,
                         training.versions, training.votes, training.panel, training.notice, jobs.table]
+        refresh_outs += [c for view in creator_views for c in view]
 
         if on_space:
             def from_profile(profile: gr.OAuthProfile | None):

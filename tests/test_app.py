@@ -212,6 +212,9 @@ def test_every_tab_in_chromium(studio):
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(700)
             page.screenshot(path=str(ARTIFACTS / f"tab_{tab.lower()}.png"), full_page=True)
+            if tab == "Storyboard":  # annotators make nothing: the tab says so and where to go
+                page.locator(".creators-only:visible").get_by_text("Annotators rate pairs in the Arena").wait_for(timeout=5_000)
+                assert not page.get_by_role("button", name="Add shot").is_visible()
             if tab == "Leaderboard":  # hidden from annotators, with the reason
                 page.get_by_text("annotators rate blind").first.wait_for(timeout=5_000)
             if tab == "Training":  # an annotator sees what the tab is for, not the admin's buttons
