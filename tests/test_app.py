@@ -251,7 +251,7 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     import uuid
 
     from app.leaderboard_tab import leaderboard
-    from app.training_tab import cancel_training, follow_dpo, start_dpo, version_rows
+    from app.training_tab import cancel_training, dpo_curve, follow_dpo, start_dpo, version_rows
     from studio_backend.worker import Worker
 
     tiny_pipeline().save_pretrained(tmp_path / "m")
@@ -285,6 +285,10 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     assert ranking[0][0] == "base"
     with pytest.raises(Exception, match="annotators rate blind"):
         leaderboard(ctx, {"name": "ann", "role": "annotator"})
+    from app.leaderboard_tab import on_open
+
+    blind = on_open(ctx, {"name": "ann", "role": "annotator"})
+    assert "annotators rate blind" in blind[0] and blind[1] is None and blind[2] == []
     with pytest.raises(Exception, match="admin"):
         start_dpo(ctx, {"name": "ann", "role": "annotator"}, 3, 500.0, 0)
     with pytest.raises(Exception, match="steps=0 is outside"):
@@ -293,6 +297,7 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
         cancel_training(ctx, admin)
     job = start_dpo(ctx, admin, 3, 500.0, 0)  # queued: the page returns at once
     assert st.jobs.get(job.id).status == "queued" and job.kind == "train"
+    assert dpo_curve(ctx, job.id) is None  # nothing logged yet: no empty frame for the plot (it would stay blank)
     trainer = Worker(st, loader, "trainer", kinds=("train",))
     trainer.start()
     try:
