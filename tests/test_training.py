@@ -214,3 +214,38 @@ def test_family_weights_are_parsed_and_checked():
     for bad in ("t2v:x", "nope", "t2v:0", ""):
         with pytest.raises(SystemExit):
             parse_families(bad)
+
+
+def test_training_curves_are_drawn_end_to_end(tmp_path):
+    """`python -m training.plot_curves` lays stages end to end on cumulative hours, one colour each."""
+    import json as _json
+
+    import numpy as np
+
+    from PIL import Image
+
+    from training import plot_curves as P
+
+    logs = []
+    for i, (n, top) in enumerate([(30, 1.2), (20, 0.5)]):
+        p = tmp_path / f"s{i}" / "log.jsonl"
+        p.parent.mkdir()
+        rows = [{"step": 20 * k, "loss": top / (1 + 0.1 * k), "hours": 0.05 * (k + 1)} for k in range(n)]
+        rows.insert(5, dict(rows[4]))  # a resumed run logs a line twice: skipped
+        p.write_text("\n".join(_json.dumps(r) for r in rows) + "\n")
+        logs.append(str(p))
+    out = tmp_path / "curve.png"
+    assert P.main(["--logs", *logs, "--labels", "pretrain", "sft", "--out", str(out)]) == 0
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape == (P.H, P.W, 3)
+    area = img[P.T:P.H - P.B, P.L:P.W - P.R]
+    for c in P.COLORS[:2]:  # both stages drawn
+        assert (np.abs(area - np.array(c)).sum(-1) < 30).sum() > 50, c
+    h, _ = P.read_stage(logs[0])
+    assert len(h) == 30 and np.all(np.diff(h) > 0)
+    with pytest.raises(SystemExit, match="no lines with 'loss' and 'hours'"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"step": 1}\n')
+        P.read_stage(bad)
+    with pytest.raises(SystemExit):
+        P.main(["--logs", *logs, "--labels", "one", "--out", str(out)])
