@@ -249,3 +249,10 @@ def test_training_curves_are_drawn_end_to_end(tmp_path):
         P.read_stage(bad)
     with pytest.raises(SystemExit):
         P.main(["--logs", *logs, "--labels", "one", "--out", str(out)])
+    # a preference round's loss and margin, side by side
+    rnd = tmp_path / "round.json"
+    rnd.write_text(_json.dumps({"curves": {"loss": [0.69, 0.6, 0.5, 0.4], "margin": [0.0, 0.5, 1.0, 2.0]}}))
+    assert P.main(["--dpo", str(rnd), "--out", str(tmp_path / "dpo.png")]) == 0
+    assert Image.open(tmp_path / "dpo.png").size == (2 * P.W, P.H)
+    with pytest.raises(SystemExit, match="not a preference-round report"):
+        P.main(["--dpo", str(logs[0]), "--out", str(tmp_path / "x.png")])
