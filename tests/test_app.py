@@ -114,6 +114,14 @@ def test_handlers_without_a_browser(studio, tmp_path):
         ctx.project(ctx.user({"name": "ann", "role": "annotator"}))
 
 
+def _sign_in(page, name: str, role: str) -> None:
+    page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill(name)
+    page.get_by_label("Role").click()
+    page.get_by_role("option", name=role).click()
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {name}").wait_for(timeout=10_000)
+
+
 def test_every_tab_in_chromium(studio):
     from playwright.sync_api import sync_playwright
 
@@ -192,11 +200,7 @@ def test_every_tab_in_chromium(studio):
                                " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "tab_edit.png"), full_page=True)
         # the arena: sign in as an annotator, load a pair, vote with the keyboard
-        page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill("rater")
-        page.get_by_label("Role").click()
-        page.get_by_role("option", name="annotator").click()
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_text("Signed in as rater").wait_for(timeout=10_000)
+        _sign_in(page, "rater", "annotator")
         page.get_by_role("tab", name="Arena").click()
         page.locator("#arena-next").click()
         page.wait_for_function("() => document.querySelectorAll('#arena-left video, #arena-right video').length == 2",
@@ -220,11 +224,7 @@ def test_every_tab_in_chromium(studio):
             if tab == "Training":  # an annotator sees what the tab is for, not the admin's buttons
                 page.locator("#training-notice").get_by_text("sign in with the admin role").wait_for(timeout=5_000)
                 assert not page.get_by_role("button", name="Run DPO").is_visible()
-        page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill("boss")
-        page.get_by_label("Role").click()
-        page.get_by_role("option", name="admin").click()
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_text("Signed in as boss").wait_for(timeout=10_000)
+        _sign_in(page, "boss", "admin")
         page.get_by_role("tab", name="Training").click()
         page.get_by_role("button", name="Run DPO").wait_for(timeout=10_000)
         assert not page.locator("#training-notice").is_visible()
