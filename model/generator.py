@@ -39,6 +39,12 @@ class GeneratorConfig:
     annotation_patch: int = 8  # raster pixels per annotation token side
     rope_theta: float = 100.0
     rope_split: tuple[int, int, int] = (16, 24, 24)  # head-dim channels for t, h, w (sum = dim / heads)
+    # A time-gated diagonal path from each noisy input patch to its output patch. A token carries `dim`
+    # numbers, a patch latent_channels * patch**2: when the patch is larger (patch 4 on 16 channels:
+    # 256 > 192), the noise in x_s cannot pass through the transformer, yet v = (x_s - x0) / s carries
+    # it in full. This path carries it (gain per channel from the timestep; zero at start, so a trained
+    # model with the path added computes exactly what it did).
+    input_skip: bool = False
 
 
 @dataclass
@@ -153,6 +159,7 @@ class OmniGenerator(Component):
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_ada = nn.Linear(d, 2 * d)
         self.final = nn.Linear(d, pdim)
+        self.skip_ada = nn.Linear(d, pdim) if c.input_skip else None  # the input path's gain per channel
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -172,6 +179,9 @@ class OmniGenerator(Component):
         nn.init.zeros_(self.final_ada.bias)
         nn.init.zeros_(self.final.weight)
         nn.init.zeros_(self.final.bias)
+        if self.skip_ada is not None:
+            nn.init.zeros_(self.skip_ada.weight)
+            nn.init.zeros_(self.skip_ada.bias)
 
     # ------------------------------------------------------------ patches
     def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,4 +267,6 @@ class OmniGenerator(Component):
             xt = blk.target_forward(xt, x_angles, temb, ck, cv, cond.mask)
         shift, scale = self.final_ada(temb)[:, None].chunk(2, dim=-1)
         out = self.final(self.final_norm(xt) * (1 + scale) + shift)
+        if self.skip_ada is not None:
+            out = out + self.skip_ada(temb)[:, None] * tokens
         return self.unpatchify(out, (C, T, h, w))

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,7 @@ class TrainConfig:
     depth: int = 8
     heads: int = 4
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
+    input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
 
 def lr_at(step: int, cfg) -> float:
     """Linear warm-up then cosine decay to min_lr (any config with lr, min_lr, warmup, steps)."""
@@ -100,8 +101,8 @@ def build_components(cfg: TrainConfig):
             vae = VideoVAE.from_pretrained(cfg.transplant_vae).eval()
             gen, info = transplant(pipe.generator.eval(), pipe.vae.eval(), vae, cfg.patch, mode=cfg.transplant_mode)
             print("transplant:", json.dumps(info), flush=True)
-            return vae, gen.train(), pipe.text_encoder, {**pipe.config.notes, "transplant": info}
-        return pipe.vae, pipe.generator.train(), pipe.text_encoder, pipe.config.notes
+            return vae, with_input_skip(gen, cfg).train(), pipe.text_encoder, {**pipe.config.notes, "transplant": info}
+        return pipe.vae, with_input_skip(pipe.generator, cfg).train(), pipe.text_encoder, pipe.config.notes
     if cfg.vae == "tiny":
         vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
     else:
@@ -110,8 +111,20 @@ def build_components(cfg: TrainConfig):
         else build_text_encoder(TextEncoderConfig())
     text_dim = te.config.dim
     gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-                           text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads))
+                           text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads), input_skip=cfg.input_skip)
     return vae.eval(), OmniGenerator(gcfg), te, {}
+
+
+def with_input_skip(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    """The generator with the input path added when `cfg.input_skip` asks for it and it has none: the
+    same weights and a zero-gain path, so it computes exactly what it did until training opens it."""
+    if not cfg.input_skip or gen.config.input_skip:
+        return gen
+    new = OmniGenerator(replace(gen.config, input_skip=True))
+    missing, unexpected = new.load_state_dict(gen.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("skip_ada.") for k in missing), (missing, unexpected)
+    print(f"input skip added: {sum(p.numel() for p in new.skip_ada.parameters())} parameters, zero gain", flush=True)
+    return new
 
 
 def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
