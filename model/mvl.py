@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
@@ -173,12 +175,16 @@ class MVLRequest:
         _check(len(ann.boxes) <= MAX_BOXES, f"{len(ann.boxes)} boxes drawn; at most {MAX_BOXES}")
         for k, arrow in enumerate(ann.arrows, 1):
             _check(len(arrow.points) >= 2, f"arrow {k} needs at least 2 points (a start and an end)")
-            for x, y in arrow.points:
+            for p in arrow.points:
+                _check(len(p) == 2 and all(_real(v) for v in p),
+                       f"arrow {k} has point {tuple(p)!r}: a point is two numbers (x, y) from 0 to 1")
+                x, y = p
                 _check(_unit(x) and _unit(y),
                        f"arrow {k} has point ({x:.3g}, {y:.3g}) outside the frame: coordinates are 0..1")
             self._check_binding(arrow.ref, f"arrow {k}")
         for k, box in enumerate(ann.boxes, 1):
             _check(len(box.box) == 4, f"box {k} needs 4 numbers (x0, y0, x1, y1)")
+            _check(all(_real(v) for v in box.box), f"box {k} {tuple(box.box)!r}: coordinates must be numbers from 0 to 1")
             x0, y0, x1, y1 = box.box
             _check(all(_unit(v) for v in box.box),
                    f"box {k} ({x0:.3g}, {y0:.3g}, {x1:.3g}, {y1:.3g}) is outside the frame: coordinates are 0..1")
@@ -202,18 +208,16 @@ class MVLRequest:
             _check_int(v, dim, *SIZE_RANGE)
             _check(v % 8 == 0, f"{dim}={v} must be a multiple of 8")
         _check_int(self.steps, "steps", *STEPS_RANGE)
-        _check(isinstance(self.guidance, (int, float)) and GUIDANCE_RANGE[0] <= self.guidance <= GUIDANCE_RANGE[1],
+        _check(_real(self.guidance) and GUIDANCE_RANGE[0] <= self.guidance <= GUIDANCE_RANGE[1],
                f"guidance={self.guidance} is out of range {GUIDANCE_RANGE[0]}..{GUIDANCE_RANGE[1]}")
         if self.strength is not None:
-            _check(isinstance(self.strength, (int, float)) and not isinstance(self.strength, bool)
-                   and 0 < self.strength <= 1,
+            _check(_real(self.strength) and 0 < self.strength <= 1,
                    f"strength={self.strength!r} is out of range: give a number in (0, 1] (1 = redraw @Video "
                    "freely), or leave it empty for the model's choice")
             _check(self.video is not None, "strength says how much of @Video an edit may redraw: give the "
                                            "context video too, or leave strength empty")
         if self.preserve is not None:
-            _check(isinstance(self.preserve, (int, float)) and not isinstance(self.preserve, bool)
-                   and 0 <= self.preserve < 1,
+            _check(_real(self.preserve) and 0 <= self.preserve < 1,
                    f"preserve={self.preserve!r} is out of range: give a number in [0, 1) (0 = off), or leave it "
                    "empty for the model's choice")
             _check(self.video is not None, "preserve says which pixels of @Video an edit keeps: give the "
@@ -233,7 +237,7 @@ class MVLRequest:
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = _plain(asdict(self))  # numpy numbers (a sketch's coordinates, a slider's value) become JSON's
         d["images"] = [_encode_media(m) for m in self.images]
         d["subjects"] = {k: [_encode_media(m) for m in v] for k, v in self.subjects.items()}
         d["video"] = None if self.video is None else _encode_media(self.video)
@@ -296,12 +300,37 @@ def _check(ok: bool, message: str) -> None:
         raise MVLValidationError(message)
 
 
-def _unit(v: float) -> bool:
-    return isinstance(v, (int, float)) and 0.0 <= v <= 1.0
+def _real(v: Any) -> bool:
+    """Any real number whatever its type (Python, numpy, a 0-d array), not a bool and not NaN."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and not math.isnan(float(v))
+
+
+def _whole(v: Any) -> bool:
+    """A whole number whatever its integer type (Python or numpy), not a bool."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _unit(v: Any) -> bool:
+    return _real(v) and 0.0 <= v <= 1.0
+
+
+def _plain(x: Any) -> Any:
+    """numpy scalars (and tuples / lists / dicts of them) as plain Python values, so json.dumps takes them."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_plain(v) for v in x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 def _check_int(v: Any, name: str, lo: int, hi: int) -> None:
-    _check(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi,
+    _check(_whole(v) and lo <= v <= hi,
            f"{name}={v!r} is out of range: use a whole number from {lo} to {hi}")
 
 

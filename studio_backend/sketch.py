@@ -115,14 +115,14 @@ def parse_sketch(frame: np.ndarray, layers: list[np.ndarray]) -> tuple[list[Pars
             if len(path) < 2:
                 continue
             who = _subject_at(frame, *path[0], radius=max(1, W // 32))
-            arrows.append(ParsedArrow([(min(1.0, x / W), min(1.0, y / H)) for x, y in path], who))
+            arrows.append(ParsedArrow([(min(1.0, float(x) / W), min(1.0, float(y) / H)) for x, y in path], who))
         for comp in _components(_ink(layer, BOX_RGB)):
             y0, x0 = comp.min(0)
             y1, x1 = comp.max(0) + 1
             if (x1 - x0) < 3 or (y1 - y0) < 3:
                 continue
             who = _subject_at(frame, (x0 + x1) / 2, (y0 + y1) / 2, radius=max(1, min(x1 - x0, y1 - y0) // 3))
-            boxes.append(ParsedBox((x0 / W, y0 / H, x1 / W, y1 / H), who))
+            boxes.append(ParsedBox((float(x0) / W, float(y0) / H, float(x1) / W, float(y1) / H), who))
     return arrows, boxes
 
 

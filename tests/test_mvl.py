@@ -71,3 +71,26 @@ def test_malformed_json_is_refused_clearly():
         MVLRequest.from_json('{"prompt": "x", "colour": 3}')
     with pytest.raises(MVLValidationError, match="no prompt"):
         MVLRequest.from_json('{"images": []}')
+
+
+@pytest.mark.parametrize("kind", [float, np.float32, np.float64, np.float16, np.int64, int])
+def test_any_real_number_type_passes_validation_and_json(kind):
+    """Coordinates and parameters from numpy (the sketch parser, a slider) validate like Python numbers and
+    serialise to plain JSON numbers."""
+    one = 1 if kind in (int, np.int64) else 0.5
+    r = MVLRequest(prompt="the subject follows the arrow", images=[_img()],
+                   annotations=Annotations(arrows=[Arrow([(kind(0), kind(0)), (kind(one), kind(one))])],
+                                           boxes=[Box((kind(0), kind(0), kind(one), kind(one)))]),
+                   frames=np.int64(16), steps=np.int32(5), guidance=np.float32(3.0), seed=np.int64(3)).validate()
+    back = MVLRequest.from_json(r.to_json()).validate()
+    assert back.annotations.arrows[0].points[1] == (float(one), float(one))
+    assert type(back.frames) is int and back.guidance == 3.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.float32(1.5), "outside the frame"), (float("nan"), "a point is two numbers"), (True, "a point is two numbers"),
+    ("0.5", "a point is two numbers")])
+def test_a_bad_coordinate_is_refused_whatever_its_type(bad, message):
+    r = MVLRequest(prompt="x", annotations=Annotations(arrows=[Arrow([(0.1, 0.1), (bad, 0.2)])]))
+    with pytest.raises(MVLValidationError, match=message):
+        r.validate()
