@@ -1,18 +1,42 @@
-"""The Create tab: an MVL prompt with reference images, library subjects and a context video;
-Enhance shows the prompt enhancer's plan; Generate runs a job with a progress bar and shows the plan
-beside the clip."""
+"""The Create tab: an MVL prompt with reference images (shown as thumbnails), subjects (from the
+project's library or the world's characters: naming one as `@Name` is enough), a context video;
+Enhance shows what the prompt enhancer made of it (words mapped, words it does not know);
+Generate runs a job with a progress bar, Stop cancels it; the clip comes with the plan; past
+clips are a gallery (play, download under a readable name, use their settings again).
+
+Errors show once, in the status line beside the buttons, and leave the rest of the tab as it was."""
 
 from __future__ import annotations
 
+import random
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
 from model.mvl import MVLRequest, MVLValidationError
+from studio_backend.characters import builtin_names, describe, prompt_subjects
 from studio_backend.media import MediaError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
+
+# Prompts that run as they are with the shipped model (tests/test_ui_flows.py runs each one).
+EXAMPLES = [
+    "A red circle moves left on a meadow.",
+    "A crimson ball hops on the grass.",
+    "@Tigo runs left on the beach.",
+    "A striped blue square moves right in the desert.",
+    "@Blip jumps up and down at night.",
+    "A checkered yellow triangle moves in a circle in the sky.",
+]
+PLACEHOLDER = ("Describe the clip: A crimson ball hops on the grass. Name a character (@Tigo runs left on the "
+               "beach) or a reference you uploaded (@Image_1 moves left on a meadow).")
+MAX_SEED = 2**31 - 1
+LOADING = "⏳ Loading the model (the first generation after start-up takes a few seconds longer)…"
 
 
 @dataclass
@@ -31,15 +55,32 @@ class CreateTab:
     plan: gr.Markdown
     result: gr.Video
     history: gr.Dataframe
+    stop: gr.Button = None
+    dice: gr.Button = None
+    status: gr.Markdown = None
+    thumbs: gr.Gallery = None
+    gallery: gr.Gallery = None
+    reuse: gr.Button = None
+    picked: gr.State = None
+    gallery_jobs: gr.State = None
+    api_generate: gr.Button = None  # hidden: the /generate and /enhance API endpoints of before (raise on errors)
+    api_enhance: gr.Button = None
+    picked_md: gr.Markdown = None
 
 
+# ---------------------------------------------------------------- plain handlers
 def build_request(ctx: AppContext, user, prompt: str, image_files, subject_names, video_file, frames, steps,
-                  guidance, seed, task: str | None = None, annotations: dict | None = None) -> dict:
-    """Uploads go to the media store; the request refers to them by asset id. Raises UIError on bad input."""
+                  guidance, seed, task: str | None = None, annotations: dict | None = None,
+                  image_assets: list[str] | None = None) -> dict:
+    """Uploads go to the media store; the request refers to them by asset id. Subjects are the ticked
+    ones plus every `@Name` in the prompt (library first, then the world's characters).
+    `image_assets` (asset ids) come first among the images: @Image_1 is a sketch's frame.
+    Raises UIError on bad input, naming the problem."""
     try:
-        images = [ctx.upload_image(f if isinstance(f, str) else getattr(f, "name", None)) for f in (image_files or [])]
+        images = list(image_assets or [])
+        images += [ctx.upload_image(f if isinstance(f, str) else getattr(f, "name", None)) for f in (image_files or [])]
         pid = ctx.project(user)
-        subjects = ctx.studio.subjects.resolve(user, pid, list(subject_names or []))
+        subjects = prompt_subjects(ctx.studio, user, pid, prompt or "", list(subject_names or []))
         req = MVLRequest(prompt=prompt or "", images=images, subjects=subjects, task=task,
                          video=ctx.upload_video(video_file) if video_file else None,
                          frames=int(frames), steps=int(steps), guidance=float(guidance), seed=int(seed or 0))
@@ -47,7 +88,7 @@ def build_request(ctx: AppContext, user, prompt: str, image_files, subject_names
         if annotations:
             d["annotations"] = annotations
         MVLRequest.from_dict(d).validate()
-        return d
+        return MVLRequest.from_dict(d).to_dict()  # plain JSON numbers throughout (the queue stores it)
     except (MediaError, ServiceError, MVLValidationError) as e:
         raise UIError(str(e)) from e
 
@@ -59,23 +100,130 @@ def enhance(ctx: AppContext, user_state, prompt, image_files, subject_names, vid
     return plan_text(ctx, d)
 
 
+_FUNCTION_WORDS = set("""a an the and or but of in on at by to into onto from with without while then than as is are
+be it its it's this that these those there here over under near next after before around across through along
+away toward towards up down left right very slowly quickly fast slow some one two three same other each both
+while keeps keep stays stay moves move goes go runs run walks walk jumps jump hops hop who which what where when
+let lets make makes made use uses using looks look like seen frame clip video shot scene subject subjects
+again still""".split())
+
+
+def _known_words(enhancer) -> set[str]:
+    """The words the active model's vocabulary gives a meaning to: attribute names, synonyms, and the words of
+    motion and place phrases ('moves', 'diagonally', 'front', 'wall'); not the words inside style or world
+    knowledge phrases ('white' of 'black and white' is no colour)."""
+    v = getattr(enhancer, "vocab", None)
+    words: set[str] = set(getattr(enhancer, "synonyms", {}) or {})
+    if v is not None:
+        words.update(v.colors, v.shapes, v.patterns, v.materials, v.motions, v.backgrounds, v.weather, v.styles,
+                     v.effects)
+        for phrase in list(v.motions.values()) + list(v.backgrounds.values()) + list(v.effects.values()):
+            words.update(re.findall(r"[a-z]+", str(phrase).lower()))
+    return {w.lower() for w in words}
+
+
+def unknown_words(enhancer, prompt: str, resolved: dict) -> list[str]:
+    """Words of the prompt the model has no meaning for (they are ignored), besides function words."""
+    known = _known_words(enhancer)
+    if not known:
+        return []
+    mapped = {w.lower() for w in resolved}
+    text = re.sub(r"@[A-Za-z][A-Za-z0-9_]*", " ", prompt or "")
+    out = []
+    for w in re.findall(r"[A-Za-z]+", text):
+        lw = w.lower()
+        stem = lw[:-1] if lw.endswith("s") else lw
+        if lw in known or stem in known or lw in mapped or lw in _FUNCTION_WORDS or len(lw) < 3 or lw in out:
+            continue
+        out.append(lw)
+    return out
+
+
 def plan_text(ctx: AppContext, request: dict) -> str:
-    """What the active version's prompt enhancer makes of a request: the task, the generator's prompt, the plan."""
-    e = ctx.active_enhancer().enhance(MVLRequest.from_dict(request))
-    return "\n\n".join([f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {e.prompt}",
-                       "\n".join(f"- {line}" for line in e.plan[2:])])
+    """What the active version's prompt enhancer makes of a request: the task, the generator's prompt, the
+    plan, and a note on the words it mapped and the words it does not know."""
+    enhancer = ctx.active_enhancer()
+    e = enhancer.enhance(ctx.studio.media.resolve(MVLRequest.from_dict(request)))  # the plan reads the pixels
+    mapped = [f"'{k}' → '{v}'" for k, v in e.resolved.items() if not k.startswith("@")]
+    ignored = unknown_words(enhancer, request.get("prompt", ""), e.resolved)
+    lines = [f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {e.prompt}"]
+    notes = []
+    if mapped:
+        notes.append("**Mapped:** " + ", ".join(mapped))
+    if ignored:
+        notes.append("**Not in the model's vocabulary (ignored):** " + ", ".join(f"'{w}'" for w in ignored)
+                     + ". See *What the model understands* below.")
+    lines += notes
+    lines.append("\n".join(f"- {line}" for line in e.plan[2:]))
+    return "\n\n".join(lines)
+
+
+def submit(ctx: AppContext, user_state, request: dict, seed: int):
+    user = ctx.user(user_state)
+    try:
+        return ctx.studio.jobs.submit(user, "generate", request, seed=int(seed or 0), project_id=ctx.project(user))
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+
+
+def finished(ctx: AppContext, job) -> str:
+    """The clip of a finished job, or UIError saying how it ended."""
+    if job.status == "canceled":
+        raise UIError(f"Stopped: job {job.id} was canceled.")
+    if job.status != "succeeded":
+        raise UIError(f"job {job.id} {job.status}: {job.message.splitlines()[0] if job.message else ''}")
+    return ctx.video_path(job.result_asset_id)
 
 
 def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=None) -> tuple[str, list]:
-    user = ctx.user(user_state)
-    try:
-        job = ctx.studio.jobs.submit(user, "generate", request, seed=int(seed or 0), project_id=ctx.project(user))
-    except ServiceError as e:
-        raise UIError(str(e)) from e
+    job = submit(ctx, user_state, request, seed)
     done = ctx.wait(job, progress)
-    if done.status != "succeeded":
-        raise UIError(f"job {done.id} {done.status}: {done.message.splitlines()[0] if done.message else ''}")
-    return ctx.video_path(done.result_asset_id), history(ctx, user_state)
+    path = finished(ctx, done)
+    _after_generation(ctx, user_state, done)
+    return readable_copy(path, request.get("prompt", ""), done.seed), history(ctx, user_state)
+
+
+def _after_generation(ctx: AppContext, user_state, job) -> None:
+    """Where the admin turned it on: a second seed renders in the background and the two become an arena pair."""
+    from studio_backend.rounds import pair_creator_generation
+
+    try:
+        pair_creator_generation(ctx.studio, ctx.user(user_state), job)
+    except ServiceError:
+        pass
+
+
+def stop(ctx: AppContext, user_state) -> str:
+    """Cancel this person's queued and running generations."""
+    user = ctx.user(user_state)
+    live = [j for j in ctx.studio.jobs.list(project_id=ctx.project(user), limit=100)
+            if j.kind == "generate" and j.status in ("queued", "running")]
+    if not live:
+        return "Nothing is generating."
+    for j in live:
+        ctx.studio.jobs.cancel(user, j.id)
+    return f"Stopping job{'s' if len(live) > 1 else ''} {', '.join(str(j.id) for j in live)}…"
+
+
+def random_seed() -> int:
+    return random.randint(0, MAX_SEED)
+
+
+def slug(text: str, words: int = 6) -> str:
+    w = re.findall(r"[A-Za-z0-9]+", text or "")[:words]
+    return "-".join(x.lower() for x in w)[:60] or "clip"
+
+
+def readable_copy(path: str | None, prompt: str, seed: int) -> str | None:
+    """The clip under a name a person can read when they download it: prompt words + seed."""
+    if not path:
+        return path
+    src = Path(path)
+    out = Path(tempfile.gettempdir()) / "omni-studio-clips" / src.stem[:16] / f"{slug(prompt)}-seed{seed}{src.suffix}"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+    return str(out)
 
 
 def history(ctx: AppContext, user_state) -> list[list]:
@@ -89,12 +237,64 @@ def history(ctx: AppContext, user_state) -> list[list]:
     return rows
 
 
-def references_text(ctx: AppContext, user_state, image_files, subject_names, video_file) -> str:
+def history_gallery(ctx: AppContext, user_state, limit: int = 24) -> tuple[list, list[int]]:
+    """Past clips of this person's project: (video, caption) with prompt, seed and version, newest first,
+    and the job id of each item (for 'use these settings again')."""
+    user = ctx.user(user_state)
+    if user.role == "annotator":
+        return [], []
+    names = {v.id: v.name for v in ctx.studio.registry.list()}
+    items, ids = [], []
+    for j in ctx.studio.jobs.list(project_id=ctx.project(user), limit=200):
+        if j.kind != "generate" or j.status != "succeeded" or not j.result_asset_id:
+            continue
+        try:
+            path = readable_copy(ctx.video_path(j.result_asset_id), j.request.get("prompt", ""), j.seed)
+        except (MediaError, OSError):
+            continue
+        prompt = j.request.get("prompt", "")
+        items.append((path, f"{prompt[:60]}{'…' if len(prompt) > 60 else ''} · seed {j.seed} · "
+                            f"{names.get(j.model_version_id, 'version ?')}"))
+        ids.append(j.id)
+        if len(items) >= limit:
+            break
+    return items, ids
+
+
+def settings_of(ctx: AppContext, user_state, job_id: int | None) -> dict:
+    """The settings a past clip was made with, to put back into the form."""
+    if job_id is None:
+        raise UIError("pick a clip in the history first")
+    user = ctx.user(user_state)
+    try:
+        j = ctx.studio.jobs.get(int(job_id))
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+    if j.project_id != ctx.project(user):
+        raise UIError(f"job {job_id} is not in your project")
+    r = j.request
+    images = [ctx.image_path(x) for x in r.get("images", []) if isinstance(x, str) and not x.startswith("data:")]
+    return {"prompt": r.get("prompt", ""), "images": images or None, "frames": r.get("frames", 16),
+            "steps": r.get("steps", 10), "guidance": r.get("guidance", 3.0), "seed": j.seed}
+
+
+def references_text(ctx: AppContext, user_state, image_files, subject_names, video_file, prompt: str = "") -> str:
     parts = [f"`@Image_{k}`" for k in range(1, len(image_files or []) + 1)]
     parts += [f"`@{n}`" for n in (subject_names or [])]
     if video_file:
         parts.append("`@Video`")
-    return "**References you can use:** " + (", ".join(parts) if parts else "none yet (upload images, pick subjects)")
+    return ("**References you can use:** " + (", ".join(parts) if parts else "none uploaded yet")
+            + " — and any library subject or world character by name, e.g. `@Tigo`.")
+
+
+def thumbnails(image_files) -> list:
+    """The uploaded reference images as (path, '@Image_k') for a thumbnail strip."""
+    out = []
+    for k, f in enumerate(image_files or [], 1):
+        p = f if isinstance(f, str) else getattr(f, "name", None)
+        if p:
+            out.append((p, f"@Image_{k}"))
+    return out
 
 
 def subject_choices(ctx: AppContext, user_state) -> list[str]:
@@ -104,32 +304,79 @@ def subject_choices(ctx: AppContext, user_state) -> list[str]:
     return [s.name for s in ctx.studio.subjects.list(user, ctx.project(user))]
 
 
+def vocabulary_help() -> str:
+    """What the embedded model understands, in words a person can put in a prompt."""
+    from training.world import vocab as V
+
+    chars = ", ".join(f"`@{n}` ({describe(n)})" for n in builtin_names())
+    motions = ", ".join(f"*{w}*" for w in V.MOTION_WORDS.values())
+    places = ", ".join(f"*{w}*" for w in V.BACKGROUND_WORDS.values() if "green screen" not in w)
+    return "\n\n".join([
+        "The embedded model knows a small world (OmniWorld): one to three subjects on a background. "
+        "Words outside it are ignored (Enhance shows which); near words are mapped (*crimson* → red, *ball* → circle, "
+        "*beach* → ocean).",
+        f"**Colours:** {', '.join(V.COLORS)} (no white or black). **Shapes:** {', '.join(V.SHAPES)}. "
+        f"**Patterns:** {', '.join(V.PATTERNS)}.",
+        f"**Motions:** {motions}.", f"**Places:** {places}.",
+        f"**Camera:** {', '.join(w for w in V.CAMERA_WORDS.values() if w)}.",
+        f"**Characters** (no upload needed, name them): {chars}.",
+        "**References:** `@Image_1` ... the images you upload, `@Name` a subject of your library (Subjects tab), "
+        "`@Video` the context video. **Edits** (Edit tab): weather (" + ", ".join(V.WEATHER) + "), styles ("
+        + ", ".join(V.STYLES) + "), materials (" + ", ".join(V.MATERIALS) + "), effects (" + ", ".join(V.EFFECTS)
+        + "), add / remove / replace a subject, a new background.",
+        "Clips are 16 frames of 32x32 pixels at 8 fps: the model draws coloured shapes, not photographs.",
+    ])
+
+
+# ---------------------------------------------------------------- layout
 def build_create_tab() -> CreateTab:
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="MVL prompt", lines=3, elem_id="create-prompt",
-                                placeholder="@Image_1 moves left on a meadow, @Tigo jumps. Try: A crimson ball hops on the grass.")
-            refs = gr.Markdown()
+            prompt = gr.Textbox(label="MVL prompt", lines=3, elem_id="create-prompt", placeholder=PLACEHOLDER)
+            gr.Examples(EXAMPLES, inputs=[prompt], label="Examples (click one)", examples_per_page=len(EXAMPLES))
+            refs = gr.Markdown(elem_id="create-refs")
             with gr.Row():
-                images = gr.File(label="Reference images (@Image_1, @Image_2, ...)", file_count="multiple",
-                                 file_types=["image"], type="filepath")
+                with gr.Column():
+                    images = gr.File(label="Reference images (@Image_1, @Image_2, ...)", file_count="multiple",
+                                     file_types=["image"], type="filepath", elem_id="create-images")
+                    thumbs = gr.Gallery(label="Your references", columns=6, height=110, allow_preview=False,
+                                        elem_id="create-thumbs", visible=False)
                 video = gr.Video(label="Context video (@Video), optional", sources=["upload"])
-            subjects = gr.CheckboxGroup(label="Subjects from your library", choices=[])
+            subjects = gr.CheckboxGroup(label="Subjects from your library (ticking is optional: a subject named "
+                                              "in the prompt as @Name is used)", choices=[])
             with gr.Row():
                 frames = gr.Slider(1, 16, value=16, step=1, label="Frames")
                 steps = gr.Slider(1, 150, value=10, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 8.0, value=3.0, step=0.5, label="Guidance")
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="create-seed")
+                dice = gr.Button("🎲 Random seed", scale=0, elem_id="create-random-seed")
             with gr.Row():
-                enhance_btn = gr.Button("Enhance")
+                enhance_btn = gr.Button("Enhance", elem_id="create-enhance")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="create-generate")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="create-stop")
+            status = gr.Markdown(elem_id="create-status")
+            with gr.Accordion("What the model understands", open=False, elem_id="create-vocabulary"):
+                gr.Markdown(vocabulary_help())
         with gr.Column(scale=2):
-            plan = gr.Markdown("The prompt enhancer's plan appears here.", elem_id="create-plan")
+            plan = gr.Markdown("The prompt enhancer's plan appears here (press Enhance to see it before generating).",
+                               elem_id="create-plan")
             result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="create-result")
-    history_df = gr.Dataframe(headers=["job", "status", "%", "prompt", "seed", "model", "time"], label="History",
-                              interactive=False)
+    gallery = gr.Gallery(label="History: your clips (click one to play or download it)", columns=6, height="auto",
+                         allow_preview=True, elem_id="create-gallery", buttons=["download", "fullscreen"])
+    with gr.Row():
+        reuse = gr.Button("Use these settings again", elem_id="create-reuse")
+        picked_md = gr.Markdown(elem_id="create-picked")
+    with gr.Accordion("Jobs of this project", open=False):
+        history_df = gr.Dataframe(headers=["job", "status", "%", "prompt", "seed", "model", "time"], label="History",
+                                  interactive=False, elem_id="create-history")
+    api_generate, api_enhance = gr.Button(visible=False), gr.Button(visible=False)
     return CreateTab(prompt, images, subjects, video, frames, steps, guidance, seed, refs, enhance_btn, generate_btn,
-                     plan, result, history_df)
+                     plan, result, history_df, stop_btn, dice, status, thumbs, gallery, reuse, gr.State(None),
+                     gr.State([]), api_generate, api_enhance, picked_md)
+
+
+def _error(message: str) -> str:
+    return f"<span class='omni-error'>⚠ {message}</span>"
 
 
 def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -142,15 +389,83 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
         return run
 
     inputs = [user_state, tab.prompt, tab.images, tab.subjects, tab.video, tab.frames, tab.steps, tab.guidance, tab.seed]
+    loaded: set[str] = set()
+    keep = gr.update()
+
+    def on_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
+        """Yields (result, history, plan, status, gallery, gallery job ids); on an error only the status changes."""
+        try:
+            d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
+            v = ctx.studio.registry.active()
+            if v is not None and v.path not in loaded:
+                yield keep, keep, keep, LOADING, keep, keep
+            plan = plan_text(ctx, d)  # the clip comes with what the studio understood of the prompt
+            if v is not None:
+                loaded.add(v.path)
+            yield keep, keep, plan, "⏳ Generating… (Stop cancels it)", keep, keep
+            clip, rows = generate(ctx, us, d, seed, progress)
+        except UIError as e:
+            yield keep, keep, keep, _error(str(e)), keep, keep
+            return
+        items, ids = history_gallery(ctx, us)
+        yield clip, rows, plan, f"Done: seed {int(seed or 0)}.", items, ids
+
+    def on_enhance(*a):
+        try:
+            return enhance(ctx, *a), ""
+        except UIError as e:
+            return keep, _error(str(e))
+
+    tab.enhance.click(on_enhance, inputs, [tab.plan, tab.status], api_name="create_enhance")
+    tab.api_enhance.click(safe(lambda *a: enhance(ctx, *a)), inputs, tab.plan, api_name="enhance")
+    gen_outs = [tab.result, tab.history, tab.plan, tab.status, tab.gallery, tab.gallery_jobs]
+    tab.generate.click(on_generate, inputs, gen_outs, api_name="create_generate")
 
     @safe
-    def on_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
+    def api_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
         d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
-        plan = plan_text(ctx, d)  # the clip comes with what the studio understood of the prompt
+        plan = plan_text(ctx, d)
         return (*generate(ctx, us, d, seed, progress), plan)
 
-    tab.enhance.click(safe(lambda *a: enhance(ctx, *a)), inputs, tab.plan, api_name="enhance")
-    tab.generate.click(on_generate, inputs, [tab.result, tab.history, tab.plan], api_name="generate")
+    tab.api_generate.click(api_generate, inputs, [tab.result, tab.history, tab.plan], api_name="generate")
+    tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name="create_stop",
+                   concurrency_id="create-stop", concurrency_limit=None)
+    tab.dice.click(random_seed, None, tab.seed, api_name=False)
+
+    def on_refs(us, i, s, v):
+        try:
+            th = thumbnails(i)
+            return references_text(ctx, us, i, s, v), gr.update(value=th, visible=bool(th))
+        except UIError as e:
+            return _error(str(e)), keep
+
     for comp in (tab.images, tab.subjects, tab.video):
-        comp.change(safe(lambda us, i, s, v: references_text(ctx, us, i, s, v)),
-                    [user_state, tab.images, tab.subjects, tab.video], tab.refs)
+        comp.change(on_refs, [user_state, tab.images, tab.subjects, tab.video], [tab.refs, tab.thumbs])
+
+    # the history table is refreshed at sign-in and after each clip; the gallery follows it
+    def on_history(us):
+        try:
+            return history_gallery(ctx, us)
+        except UIError:
+            return [], []
+
+    tab.history.change(on_history, [user_state], [tab.gallery, tab.gallery_jobs])
+
+    def on_select(ids, evt: gr.SelectData):
+        k = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        jid = ids[k] if ids and 0 <= k < len(ids) else None
+        return jid, (f"Picked job {jid}: press *Use these settings again* to put its prompt, images and seed "
+                     "back in the form." if jid else "")
+
+    tab.gallery.select(on_select, [tab.gallery_jobs], [tab.picked, tab.picked_md])
+
+    def on_reuse(us, jid):
+        try:
+            s = settings_of(ctx, us, jid)
+        except UIError as e:
+            return keep, keep, keep, keep, keep, keep, _error(str(e))
+        return s["prompt"], s["images"], s["frames"], s["steps"], s["guidance"], s["seed"], \
+            f"Settings of job {jid} are back in the form."
+
+    tab.reuse.click(on_reuse, [user_state, tab.picked],
+                    [tab.prompt, tab.images, tab.frames, tab.steps, tab.guidance, tab.seed, tab.status])

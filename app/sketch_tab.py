@@ -1,5 +1,6 @@
 """The Sketch tab: draw arrows (red) and boxes (yellow) on a frame; the studio shows what it
-understood (paths with direction, boxes, the subject each is bound to) before generating."""
+understood (paths with direction, boxes, the subject each is bound to) before generating; Generate
+makes a clip from the frame (@Image_1) and the drawing as it is on the canvas."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from PIL import Image, ImageDraw
 from studio_backend.sketch import describe, parse_sketch
 
 from .context import AppContext, UIError
-from .create_tab import build_request, generate
+from .create_tab import _error, build_request, generate
+
+EXAMPLES = ["@Image_1: the subject follows the arrow.", "@Image_1: the subject moves along the arrow on a meadow.",
+            "@Image_1: the subject goes into the box."]
 
 CANVAS = 256
 
@@ -28,6 +32,7 @@ class SketchTab:
     generate: gr.Button
     result: gr.Video
     parsed: gr.State
+    status: gr.Markdown = None
 
 
 def example_frame(seed: int = 0) -> np.ndarray:
@@ -72,10 +77,25 @@ def build_sketch_tab() -> SketchTab:
         with gr.Column():
             understood = gr.Markdown(elem_id="sketch-understood")
             overlay = gr.Image(label="Understood", interactive=False)
-    prompt = gr.Textbox(label="Prompt", value="@Image_1: the subject follows the arrow.")
-    gen = gr.Button("Generate", variant="primary")
-    result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False)
-    return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None))
+    prompt = gr.Textbox(label="Prompt (@Image_1 is the frame you drew on)", value=EXAMPLES[0], elem_id="sketch-prompt")
+    gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
+    gen = gr.Button("Generate", variant="primary", elem_id="sketch-generate")
+    status = gr.Markdown(elem_id="sketch-status")
+    result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="sketch-result")
+    return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None), status)
+
+
+def sketch_generate(ctx: AppContext, user_state, value, prompt: str, progress=None, seed: int = 0) -> tuple[str, str]:
+    """A clip from the frame on the canvas (as @Image_1) and what is drawn on it (arrows, boxes):
+    returns (video path, what was understood)."""
+    understood, _, parsed = understand(value)
+    if not parsed["ann"]["arrows"] and not parsed["ann"]["boxes"]:
+        raise UIError("nothing is drawn yet: draw an arrow in red (its head where the subject goes) or a box in yellow")
+    frame = np.asarray(Image.fromarray(parsed["frame"]).resize((32, 32), Image.BILINEAR))
+    user = ctx.user(user_state)
+    d = build_request(ctx, user, prompt, [], [], None, 16, 10, 3.0, seed, annotations=parsed["ann"],
+                      image_assets=[ctx.image_asset(frame, "sketch-frame.png")])
+    return generate(ctx, user_state, d, seed, progress)[0], understood
 
 
 def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -85,18 +105,14 @@ def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> No
         except UIError as e:
             raise gr.Error(str(e))
 
-    def on_generate(us, parsed, prompt, progress=gr.Progress()):
+    def on_generate(us, value, prompt, progress=gr.Progress()):
         try:
-            if not parsed:
-                raise UIError("press 'Show what the studio understood' first, so you can check the drawing")
-            frame = np.asarray(Image.fromarray(parsed["frame"]).resize((32, 32), Image.BILINEAR))
-            user = ctx.user(us)
-            d = build_request(ctx, user, prompt, [], [], None, 16, 10, 3.0, 0, annotations=parsed["ann"])
-            d["images"] = [ctx.image_asset(frame)]
-            return generate(ctx, us, d, 0, progress)[0]
+            clip, understood = sketch_generate(ctx, us, value, prompt, progress)
         except UIError as e:
-            raise gr.Error(str(e))
+            return gr.update(), gr.update(), _error(str(e))
+        return clip, understood, "Done."
 
     tab.example.click(lambda: {"background": example_frame(), "layers": [], "composite": None}, None, tab.editor)
     tab.understand.click(on_understand, tab.editor, [tab.understood, tab.overlay, tab.parsed], api_name="sketch_understand")
-    tab.generate.click(on_generate, [user_state, tab.parsed, tab.prompt], tab.result)
+    tab.generate.click(on_generate, [user_state, tab.editor, tab.prompt], [tab.result, tab.understood, tab.status],
+                       api_name="sketch_generate")
