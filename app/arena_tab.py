@@ -1,6 +1,11 @@
 """The Arena tab: a blind side-by-side pair with synchronised playback; Good / Same / Bad per
 dimension (left against right) and overall, keyboard shortcuts (1 / 2 / 3 for the overall
-verdict, Enter to submit); nothing on the page names a model, a version or a seed."""
+verdict, Enter to submit); nothing on the page names a model, a version or a seed.
+
+Each pair shown gets an opaque handle (random, on the page) and its clips fresh served links
+(random names, different for every annotator and every showing). A vote names the handle of
+the pair it was cast on and uses it as its idempotency key, so a resubmitted vote is stored
+once, against the pair the annotator saw, never against the pair loaded after it."""
 
 from __future__ import annotations
 
@@ -51,32 +56,48 @@ class ArenaTab:
     submit: gr.Button
     skip: gr.Button
     count: gr.Markdown
-    pair: gr.State  # server-side: the sealed token, the idempotency key, when it was shown
+    pair: gr.State  # server-side: handle -> (sealed token, when it was shown) of the pairs shown lately
+    handle: gr.Textbox  # hidden: the handle of the pair on the page, sent back with the vote
 
 
-def next_pair(ctx: AppContext, user_state) -> tuple[dict | None, str, str | None, str | None, str]:
+KEEP = 16  # pairs a page remembers (a late resubmit of one of them is still recognised)
+
+
+def next_pair(ctx: AppContext, user_state, shown: dict | None = None) -> tuple[dict | None, str, str | None,
+                                                                              str | None, str, str]:
+    """(page state, prompt, left clip, right clip, count, handle) of the next pair for this annotator."""
     user = ctx.user(user_state)
     try:
         p = ctx.studio.arena.next_pair(user)
     except ServiceError as e:
         raise UIError(str(e)) from e
     n = ctx.studio.arena.annotator_count(user)
+    state = {"pairs": dict((shown or {}).get("pairs", {}))}
     if p is None:
-        return None, "**No pairs left for you.** Thank you!", None, None, f"You have rated {n} pairs."
-    state = {"token": p.left_is_a_token, "key": uuid.uuid4().hex, "shown": time.time()}
-    return (state, f"**Request:** {p.prompt}", ctx.video_path(p.left_asset),
-            ctx.video_path(p.right_asset), f"You have rated {n} pairs.")
+        return state, "**No pairs left for you.** Thank you!", None, None, f"You have rated {n} pairs.", ""
+    handle = uuid.uuid4().hex  # opaque, and the vote's idempotency key
+    state["pairs"][handle] = {"token": p.left_is_a_token, "shown": time.time()}
+    while len(state["pairs"]) > KEEP:
+        state["pairs"].pop(next(iter(state["pairs"])))
+    return (state, f"**Request:** {p.prompt}", ctx.video_path(p.left_asset), ctx.video_path(p.right_asset),
+            f"You have rated {n} pairs.", handle)
 
 
-def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | None, *dims) -> str:
-    if not pair:
+def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | None, *dims, handle: str = "") -> str:
+    shown = (pair or {}).get("pairs", {})
+    if not shown:
         raise UIError("load a pair first")
+    if not handle:  # an in-process caller without the page: the pair shown last
+        handle = next(reversed(shown))
+    if handle not in shown:
+        raise UIError("that pair is no longer on this page: load the next pair")
     if overall not in ("G", "S", "B"):
         raise UIError("choose an overall verdict (keys 1, 2, 3)")
     verdicts = {d: v for d, v in zip(DIMENSIONS, dims) if v in ("G", "S", "B")}
+    seen = shown[handle]
     try:
-        rec = ctx.studio.arena.vote(ctx.user(user_state), pair["token"], verdicts, overall, pair["key"],
-                                    seconds=time.time() - pair["shown"])
+        rec = ctx.studio.arena.vote(ctx.user(user_state), seen["token"], verdicts, overall, handle,
+                                    seconds=time.time() - seen["shown"])
     except ServiceError as e:
         raise UIError(str(e)) from e
     return "Vote stored." if rec.created else "Already stored (one vote per pair)."
@@ -93,26 +114,28 @@ def build_arena_tab() -> ArenaTab:
         submit = gr.Button("Submit and next", variant="primary", elem_id="arena-submit")
         skip = gr.Button("Next pair", elem_id="arena-next")
     count = gr.Markdown(elem_id="arena-count")
-    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None))
+    handle = gr.Textbox(visible=False, elem_id="arena-handle")
+    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle)
 
 
 def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None:
-    def load(us):
+    def load(us, shown=None):
         try:
-            state, prompt, l, r, count = next_pair(ctx, us)
+            state, prompt, l, r, count, handle = next_pair(ctx, us, shown)
         except UIError as e:
             raise gr.Error(str(e))
-        return (state, prompt, l, r, count) + tuple(None for _ in tab.dims) + (None,)
+        return (state, handle, prompt, l, r, count) + tuple(None for _ in tab.dims) + (None,)
 
-    outs = [tab.pair, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall]
+    outs = [tab.pair, tab.handle, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall]
 
-    def vote_then_next(us, pair, overall, *dims):
+    def vote_then_next(us, pair, handle, overall, *dims):
         try:
-            msg = submit_vote(ctx, us, pair, overall, *dims)
+            msg = submit_vote(ctx, us, pair, overall, *dims, handle=handle or "")
         except UIError as e:
             raise gr.Error(str(e))
         gr.Info(msg)
-        return load(us)
+        return load(us, pair)
 
-    tab.skip.click(load, [user_state], outs, api_name="arena_next")
-    tab.submit.click(vote_then_next, [user_state, tab.pair, tab.overall] + tab.dims, outs, api_name="arena_vote")
+    tab.skip.click(load, [user_state, tab.pair], outs, api_name="arena_next")
+    tab.submit.click(vote_then_next, [user_state, tab.pair, tab.handle, tab.overall] + tab.dims, outs,
+                     api_name="arena_vote")

@@ -1,5 +1,7 @@
 """The Leaderboard tab: GSB per model pair, dimension and family with 95% intervals, a
-Bradley-Terry-with-ties ranking, vote counts and inter-annotator agreement; plotted."""
+Bradley-Terry-with-ties ranking, vote counts and inter-annotator agreement; plotted. The summary
+says which votes each view counts: the board counts votes on version pairs (evaluation rounds);
+votes on DPO pairs (two seeds of one version) are training data, listed per version."""
 
 from __future__ import annotations
 
@@ -27,12 +29,28 @@ def _pct(x: float) -> str:
     return "inf" if math.isinf(x) else "-" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
+def dpo_vote_rows(all_votes: list[dict], names: dict) -> list[list]:
+    """Votes on DPO pairs (two seeds of one version) per version: votes, one seed preferred, Same, and the
+    pairs rated."""
+    by: dict = {}
+    for v in all_votes:
+        if v["purpose"] != "dpo":
+            continue
+        r = by.setdefault(v["version_a"], {"votes": 0, "pref": 0, "same": 0, "pairs": set()})
+        r["votes"] += 1
+        r["same" if v["overall"] == "S" else "pref"] += 1
+        r["pairs"].add(v["comparison_id"])
+    return [[names.get(vid, vid), r["votes"], len(r["pairs"]), r["pref"], r["same"]] for vid, r in by.items()]
+
+
 def leaderboard(ctx: AppContext, user_state=None):
     if user_state is not None and ctx.user(user_state).role == "annotator":
         raise gr.Error("the leaderboard is for creators and admins: annotators rate blind")
-    votes = [v for v in ctx.studio.arena.votes()  # comparisons of two different versions
+    every = ctx.studio.arena.votes()
+    votes = [v for v in every  # comparisons of two different versions
              if v["version_a"] and v["version_b"] and v["version_a"] != v["version_b"]]
     names = {v.id: v.name for v in ctx.studio.registry.list()}
+    dpo_rows = dpo_vote_rows(every, names)
     weights = {a: r["weight"] for a, r in stats.gold_accuracy(votes).items()}
     rows = stats.gsb_table(votes, weights=weights, reps=400)
     table = [[names.get(r["a"], r["a"]), names.get(r["b"], r["b"]), r["dimension"], r["family"], _pct(r["gsb"]),
@@ -46,9 +64,17 @@ def leaderboard(ctx: AppContext, user_state=None):
     ranking = sorted(([names.get(i, i), round(bt["elo"][i], 1), sum(1 for m in matches if i in m[:2])]
                       for i in bt["strength"]), key=lambda r: -r[1])
     alpha = stats.agreement(votes)
-    summary = (f"**{len(votes)} votes** on version pairs from {len({v['annotator_id'] for v in votes})} annotators; "
-               f"agreement (Krippendorff's alpha, ordinal): {'n/a (no pair has two votes yet)' if math.isnan(alpha) else f'{alpha:.2f}'}. "
-               "GSB = (G+S)/(B+S) of the first model against the second; above 100% the first is preferred.")
+    n_dpo = sum(r[1] for r in dpo_rows)
+    summary = (f"**{len(votes)} votes on version pairs** (evaluation rounds: two model versions on the same request) "
+               f"from {len({v['annotator_id'] for v in votes})} annotators: the GSB table, plot and ranking count these. "
+               f"Agreement (Krippendorff's alpha, ordinal): {'n/a (no pair has two votes yet)' if math.isnan(alpha) else f'{alpha:.2f}'}. "
+               "GSB = (G+S)/(B+S) of the first model against the second; above 100% the first is preferred.\n\n"
+               f"**{n_dpo} votes on DPO pairs** (collection rounds: two seeds of one version; training data for "
+               "DPO, not a comparison of models; the Training tab counts all "
+               f"{len(every)} votes)" + (":" if dpo_rows else "."))
+    if dpo_rows:
+        summary += ("\n\n| version | votes | pairs rated | one seed preferred | Same |\n|---|---|---|---|---|\n"
+                    + "\n".join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in dpo_rows))
     return summary, plot_df, table, ranking
 
 

@@ -1,6 +1,9 @@
-"""The Training tab (admin): model versions with promote / roll back, the votes available for
-DPO, DPO runs as queued train jobs (progress, loss / margin curve, cancel), and evaluation rounds: both versions generate the same world requests, and the pairs
-go to the arena for annotators."""
+"""The Training tab (admin): model versions with promote / roll back (versions picked from a list),
+filling the arena (a collection round of world requests x seeds on the active version; a switch
+that turns creators' generations into pairs), the votes available for DPO with a warning below a
+useful minimum, DPO runs as queued train jobs (progress, loss / margin curve, cancel), and
+evaluation rounds: both versions generate the same world requests, and the pairs go to the arena
+for annotators."""
 
 from __future__ import annotations
 
@@ -18,12 +21,12 @@ from .context import AppContext, UIError
 @dataclass
 class TrainingTab:
     versions: gr.Dataframe
-    version_id: gr.Number
+    version_id: gr.Dropdown
     promote: gr.Button
     roll_back: gr.Button
     votes: gr.Markdown
-    a: gr.Number
-    b: gr.Number
+    a: gr.Dropdown
+    b: gr.Dropdown
     cases: gr.Slider
     schedule: gr.Button
     status: gr.Markdown
@@ -38,6 +41,13 @@ class TrainingTab:
     export_files: gr.File
     panel: gr.Column  # the admin's controls, shown to admins only
     notice: gr.Markdown  # what everyone else sees instead
+    collect_n: gr.Slider = None
+    collect_seeds: gr.Slider = None
+    collect: gr.Button = None
+    pair_creators: gr.Checkbox = None
+    arena_info: gr.Markdown = None
+    dpo_info: gr.Markdown = None
+    refresh: gr.Button = None
 
 
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
@@ -48,16 +58,81 @@ def version_rows(ctx: AppContext, user_state=None) -> list[list]:
             for v in ctx.studio.registry.list()]
 
 
+def version_choices(ctx: AppContext, user_state=None) -> list[tuple[str, int]]:
+    """(label, id) of every registered version, for the pickers; none for non-admins."""
+    if user_state is not None and ctx.user(user_state).role != "admin":
+        return []
+    return [(f"{v.name} (id {v.id}, {v.status})", v.id) for v in ctx.studio.registry.list()]
+
+
 def votes_summary(ctx: AppContext) -> str:
     votes = ctx.studio.arena.votes()
     pairs = preference_pairs(votes)
-    return (f"**{len(votes)} votes** collected; **{len(pairs)} preference pairs** usable for DPO "
-            "(Same verdicts are kept out of DPO and counted in GSB).")
+    dpo = sum(1 for v in votes if v["purpose"] == "dpo")
+    return (f"**{len(votes)} votes** collected: {dpo} on DPO pairs (two seeds of one version), "
+            f"{len(votes) - dpo} on evaluation pairs (two versions, the Leaderboard's); **{len(pairs)} preference "
+            "pairs** usable for DPO (Same verdicts are kept out of DPO and counted in GSB).")
+
+
+def dpo_readiness(ctx: AppContext, consistent: bool = False) -> str:
+    """The pair count a DPO run would train on, with a warning below the useful minimum."""
+    from studio_backend.rounds import MIN_DPO_PAIRS
+    from studio_backend.train_jobs import training_pairs
+
+    n = len(training_pairs(ctx.studio, int(bool(consistent))))
+    which = "consistent preference pairs" if consistent else "preference pairs"
+    if n == 0:
+        return (f"**0 {which}**: nothing to train on. Fill the arena (collection round above) and let "
+                "annotators vote; Run DPO is refused until then.")
+    if n < MIN_DPO_PAIRS:
+        return (f"⚠ **Only {n} {which}** (a useful run needs at least {MIN_DPO_PAIRS}): DPO will fit these few "
+                "pairs in a few steps (loss to ~0) and learn little else. Collect more votes first, or run it as a "
+                "smoke test.")
+    return f"**{n} {which}** for DPO."
+
+
+def arena_info(ctx: AppContext) -> str:
+    from studio_backend.rounds import arena_counts, arena_settings
+
+    c = arena_counts(ctx.studio)
+    on = arena_settings(ctx.studio)["pair_creator_generations"]
+    return (f"The arena holds **{c['all']} pairs** ({c['dpo']} DPO pairs, {c['eval']} evaluation pairs). "
+            f"Creators' generations {'**become pairs**' if on else 'do not become pairs'}.")
+
+
+def collect(ctx: AppContext, user_state, n_requests, seeds, progress=None) -> str:
+    """Admin: a collection round on the active version (world requests x seeds), pairs for annotators."""
+    from studio_backend.rounds import start_collection_round
+
+    user = ctx.user(user_state)
+    if user.role != "admin":
+        raise UIError("collection rounds need the admin role")
+    v = ctx.studio.registry.active()
+    try:
+        ids = start_collection_round(ctx.studio, user, _generate(ctx), int(n_requests), int(seeds), progress)
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+    return (f"Collection round done: **{len(ids)} new DPO pairs** of {v.name} ({int(n_requests)} requests x "
+            f"{int(seeds)} seeds) are in the arena for annotators.")
+
+
+def set_creator_pairs(ctx: AppContext, user_state, on: bool) -> str:
+    from studio_backend.rounds import set_pair_creator_generations
+
+    try:
+        set_pair_creator_generations(ctx.studio, ctx.user(user_state), bool(on))
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+    return ("Creators' generations now become arena pairs: each clip gets a second seed rendered in the "
+            "background. Annotators will see those prompts." if on else
+            "Creators' generations no longer become arena pairs.")
 
 
 def promote(ctx: AppContext, user_state, version_id) -> str:
     try:
-        v = ctx.studio.registry.promote(ctx.user(user_state), int(version_id or 0))
+        if version_id in (None, ""):
+            raise UIError("pick a version to promote")
+        v = ctx.studio.registry.promote(ctx.user(user_state), int(version_id))
     except ServiceError as e:
         raise UIError(str(e)) from e
     return f"{v.name} is now the active model; new jobs use it."
@@ -81,8 +156,10 @@ def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=
 
     if ctx.user(user_state).role != "admin":
         raise UIError("scheduling evaluations needs the admin role")
+    if a in (None, "") or b in (None, ""):
+        raise UIError("pick version A and version B")
     try:
-        va, vb = ctx.studio.registry.get(int(a or 0)), ctx.studio.registry.get(int(b or 0))
+        va, vb = ctx.studio.registry.get(int(a)), ctx.studio.registry.get(int(b))
     except ServiceError as e:
         raise UIError(str(e)) from e
     if va.id == vb.id:
@@ -186,26 +263,39 @@ def build_training_tab() -> TrainingTab:
 
 def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
     versions = gr.Dataframe(headers=["id", "name", "status", "parent", "path", "metrics"], interactive=False,
-                            label="Model versions")
+                            label="Model versions", elem_id="training-versions")
     with gr.Row():
-        version_id = gr.Number(label="Version id", precision=0, minimum=0)
+        version_id = gr.Dropdown([], label="Version", elem_id="training-version")
         promote_btn = gr.Button("Promote to active", variant="primary")
         roll_back_btn = gr.Button("Roll back", variant="stop")
-    votes = gr.Markdown()
+    with gr.Row():
+        votes = gr.Markdown(elem_id="training-votes")
+        refresh_btn = gr.Button("Refresh counts", scale=0, elem_id="training-refresh")
+    gr.Markdown("### Fill the arena\nA collection round renders world requests with several seeds on the active "
+                "version and queues the two most different clips of each as a DPO pair for annotators.")
+    arena_md = gr.Markdown(elem_id="training-arena-info")
+    with gr.Row():
+        collect_n = gr.Slider(1, 100, value=8, step=1, label="Requests", elem_id="training-collect-n")
+        collect_seeds = gr.Slider(2, 4, value=2, step=1, label="Seeds per request")
+        collect_btn = gr.Button("Start a collection round", variant="primary", elem_id="training-collect")
+    pair_creators = gr.Checkbox(False, label="Creators' generations become pairs (a second seed renders in the "
+                                             "background; annotators see those prompts)",
+                                elem_id="training-pair-creators")
     gr.Markdown("### Evaluation round\nBoth versions generate the same held-out world requests; annotators compare them blind.")
     with gr.Row():
-        a = gr.Number(label="Version A id", precision=0, minimum=0)
-        b = gr.Number(label="Version B id", precision=0, minimum=0)
+        a = gr.Dropdown([], label="Version A (candidate)", elem_id="training-a")
+        b = gr.Dropdown([], label="Version B (parent)", elem_id="training-b")
         cases = gr.Slider(1, 46, value=8, step=1, label="Requests")
         schedule = gr.Button("Schedule comparisons")
-    status = gr.Markdown()
+    status = gr.Markdown(elem_id="training-status")
     gr.Markdown("### DPO retraining from the votes")
+    dpo_info = gr.Markdown(elem_id="training-dpo-info")
     with gr.Row():
         dpo_steps = gr.Slider(10, 1000, value=60, step=10, label="Steps")
         dpo_beta = gr.Number(value=100.0, label="beta")
         dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
         dpo_consistent = gr.Checkbox(False, label="Only pairs no vote contradicts on any dimension")
-        dpo_run = gr.Button("Run DPO", variant="primary")
+        dpo_run = gr.Button("Run DPO", variant="primary", elem_id="training-run-dpo")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
     curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
     gr.Markdown("### Preference export\nThe DPO pairs (Same verdicts left out, trust-weighted) as JSONL and parquet.")
@@ -214,7 +304,8 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
         export_files = gr.File(label="Export", file_count="multiple", interactive=False)
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
                        dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files,
-                       panel, notice)
+                       panel, notice, collect_n, collect_seeds, collect_btn, pair_creators, arena_md, dpo_info,
+                       refresh_btn)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -228,6 +319,42 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         return run
 
     outs = [tab.status, tab.versions, tab.votes]
+
+    def collect_round(us, n, seeds, progress=gr.Progress()):
+        msg, rows, votes = act(collect)(us, n, seeds, progress)
+        return msg, rows, votes, arena_info(ctx)
+
+
+    tab.collect.click(collect_round, [user_state, tab.collect_n, tab.collect_seeds], outs + [tab.arena_info],
+                      api_name="collection_round")
+
+    def switch(us, on):
+        try:
+            return set_creator_pairs(ctx, us, on), arena_info(ctx)
+        except UIError as e:
+            raise gr.Error(str(e))
+
+    tab.pair_creators.input(switch, [user_state, tab.pair_creators], [tab.status, tab.arena_info],
+                            api_name="pair_creator_generations")
+
+    # the versions table is refreshed at sign-in and after every action: the pickers and counts follow it
+    def on_versions(us, consistent):
+        from studio_backend.rounds import arena_settings
+
+        if ctx.user(us).role != "admin":
+            return (gr.update(choices=[]),) * 3 + ("", "", gr.update())
+        ch = version_choices(ctx, us)
+        active = ctx.studio.registry.active()
+        kids = [v.id for v in ctx.studio.registry.list() if active and v.parent_id == active.id]
+        return (gr.update(choices=ch), gr.update(choices=ch, value=kids[-1] if kids else None),
+                gr.update(choices=ch, value=active.id if active else None), arena_info(ctx), dpo_readiness(ctx, consistent),
+                arena_settings(ctx.studio)["pair_creator_generations"])
+
+    tab.versions.change(on_versions, [user_state, tab.dpo_consistent],
+                        [tab.version_id, tab.a, tab.b, tab.arena_info, tab.dpo_info, tab.pair_creators])
+    tab.dpo_consistent.change(lambda c: dpo_readiness(ctx, c), [tab.dpo_consistent], tab.dpo_info)
+    tab.refresh.click(lambda us, c: (version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c)),
+                      [user_state, tab.dpo_consistent], [tab.versions, tab.votes, tab.arena_info, tab.dpo_info])
     tab.promote.click(act(promote), [user_state, tab.version_id], outs)
     tab.roll_back.click(act(roll_back), [user_state], outs)
 
@@ -241,8 +368,12 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
             job = start_dpo(ctx, us, steps, beta, rank, consistent)
         except UIError as e:
             raise gr.Error(str(e))
+        ready = dpo_readiness(ctx, consistent)
+        warn = ready if ready.startswith("⚠") else ""
+        if warn:
+            gr.Warning(warn.replace("**", ""))
         for msg, curve in follow_dpo(ctx, job, progress):
-            yield msg, version_rows(ctx, us), votes_summary(ctx), curve
+            yield msg + (f"\n\n{warn}" if warn else ""), version_rows(ctx, us), votes_summary(ctx), curve
 
     tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank, tab.dpo_consistent],
                       outs + [tab.curve], api_name="run_dpo")

@@ -119,3 +119,123 @@ def promotion_decision(studio: Studio, candidate_id: int, parent_id: int) -> dic
     promote = lo > 1.0
     return {"votes": len(votes), "gsb": gsb, "ci_low": lo, "ci_high": hi, "promote": promote,
             "reason": f"lower bound {100 * lo:.0f}% {'>' if promote else '<='} 100%"}
+
+
+# ---------------------------------------------------------------- filling the arena from the studio's page
+MIN_DPO_PAIRS = 32  # below this a DPO run overfits in a few steps (3 pairs: loss 0.69 -> 0.005 in 18 steps)
+
+
+def _settings_path(studio: Studio):
+    return studio.home / "arena_settings.json"
+
+
+def arena_settings(studio: Studio) -> dict:
+    """The admin's arena switches (a small JSON file in the studio home)."""
+    import json
+
+    p = _settings_path(studio)
+    try:
+        d = json.loads(p.read_text()) if p.is_file() else {}
+    except (OSError, ValueError):
+        d = {}
+    return {"pair_creator_generations": bool(d.get("pair_creator_generations", False))}
+
+
+def set_pair_creator_generations(studio: Studio, user, on: bool) -> dict:
+    """Admin: when on, every clip a creator generates gets a second seed rendered in the background, and
+    the two become a DPO pair in the arena (annotators then see that creator's prompt)."""
+    import json
+
+    from .services import require
+
+    require(user, "admin")
+    d = arena_settings(studio)
+    d["pair_creator_generations"] = bool(on)
+    _settings_path(studio).write_text(json.dumps(d))
+    return d
+
+
+def start_collection_round(studio: Studio, user, generate: Generate, n_requests: int, seeds_per_request: int = 2,
+                           progress=None) -> list[int]:
+    """Admin, from the page: `n_requests` world requests x `seeds_per_request` seeds on the active version,
+    the two most different clips of each request queued as a DPO pair. Each round draws new requests."""
+    from .services import ServiceError, require
+
+    require(user, "admin")
+    if not 1 <= int(n_requests) <= 500:
+        raise ServiceError(f"requests={n_requests}: give 1 to 500")
+    if not 2 <= int(seeds_per_request) <= 8:
+        raise ServiceError(f"seeds per request={seeds_per_request}: give 2 to 8")
+    if studio.registry.active() is None:
+        raise ServiceError("no active model version: promote one first")
+    n_before = arena_counts(studio)["dpo"]
+    return collection_round(studio, generate, int(n_requests), seed=1 + n_before,
+                            progress=progress, seeds_per_request=int(seeds_per_request))
+
+
+def arena_counts(studio: Studio) -> dict:
+    """How many comparisons the arena holds, by purpose."""
+    from sqlalchemy import func, select
+
+    from .models import Comparison
+
+    with studio.db.session(write=False) as s:
+        rows = dict(s.execute(select(Comparison.purpose, func.count()).group_by(Comparison.purpose)).all())
+    return {"dpo": int(rows.get("dpo", 0)), "eval": int(rows.get("eval", 0)),
+            "all": int(sum(rows.values()))}
+
+
+def empty_arena_message(studio: Studio, rated: int) -> str:
+    """Why an annotator has nothing to rate, and what would fill the arena."""
+    total = arena_counts(studio)["all"]
+    fill = ("An admin fills it from the **Training** tab: *Start a collection round* (world requests rendered "
+            "with two seeds each), *Schedule comparisons* of two model versions, or the switch that turns "
+            "creators' generations into pairs.")
+    if total == 0:
+        return "**The arena is empty: no pairs have been made yet.** " + fill + " Press **Next pair** afterwards."
+    return (f"**You have rated every pair there is** ({rated} of {total}). Thank you! New pairs arrive when "
+            "the admin starts another round. " + fill)
+
+
+def pair_creator_generation(studio: Studio, user, job, wait: bool = False, timeout: float = 3600.0) -> int | None:
+    """When the admin's switch is on: queue the same request with the next seed on the same version (as the
+    studio, outside the creator's project) and, once it is rendered, add the two clips as a DPO pair.
+    Runs in a background thread unless `wait`; returns the comparison id when waited for."""
+    import threading
+    import time
+
+    from .media import AssetInfo
+
+    if not arena_settings(studio)["pair_creator_generations"]:
+        return None
+    if job.kind != "generate" or job.status != "succeeded" or not job.result_asset_id:
+        return None
+    studio_user = studio.users.ensure("studio", "admin")
+    second_seed = (int(job.seed) + 1) % (2**31 - 1)
+    twin = studio.jobs.submit(studio_user, "generate", dict(job.request), seed=second_seed,
+                              model_version_id=job.model_version_id)
+
+    def info(asset_id: str) -> AssetInfo:
+        r = job.request
+        return AssetInfo(asset_id, "video", int(r.get("width", 32)), int(r.get("height", 32)),
+                         int(r.get("frames", 16)), ext="mp4")
+
+    def finish() -> int | None:
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            j = studio.jobs.get(twin.id)
+            if j.status == "succeeded":
+                d = dict(job.request, _source={"kind": "creator", "jobs": [job.id, j.id]})
+                return studio.arena.add_comparison("dpo", d, info(job.result_asset_id), info(j.result_asset_id),
+                                                   family=str(job.request.get("task") or "creator"),
+                                                   version_a=job.model_version_id, version_b=j.model_version_id,
+                                                   seed_a=int(job.seed), seed_b=second_seed)
+            if j.status in ("failed", "canceled"):
+                return None
+            time.sleep(0.3)
+        return None
+
+    if wait:
+        return finish()
+    threading.Thread(target=finish, name=f"pair-job-{job.id}", daemon=True).start()
+    return None
