@@ -72,6 +72,10 @@ class ModelVersion(Base):
     status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate | active | retired
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     run_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # DESIGN 3.5: which backend serves `path` (a model directory, or a Hub id for wan), and an optional
+    # LoRA adapter directory loaded on top of it
+    backend: Mapped[str] = mapped_column(String(16), default="embedded", server_default="embedded")
+    adapter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -90,6 +94,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     result_asset_id: Mapped[str | None] = mapped_column(ForeignKey("assets.id"), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the worker that took it last
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

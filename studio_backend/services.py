@@ -71,6 +71,8 @@ class VersionRecord:
     parent_id: int | None
     status: str
     metrics: dict
+    backend: str = "embedded"  # DESIGN 3.5: embedded | wan
+    adapter: str | None = None  # a LoRA adapter directory loaded on top of `path`
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class JobRecord:
     result_asset_id: str | None
     project_id: int | None
     created_at: datetime
+    worker: str | None = None  # the worker that took the job (workers may run on other hosts)
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,13 @@ def _subject(s: Subject) -> SubjectRecord:
 
 
 def _version(v: ModelVersion) -> VersionRecord:
-    return VersionRecord(v.id, v.name, v.path, v.parent_id, v.status, dict(v.metrics or {}))
+    return VersionRecord(v.id, v.name, v.path, v.parent_id, v.status, dict(v.metrics or {}), v.backend or "embedded",
+                         v.adapter)
 
 
 def _job(j: Job) -> JobRecord:
     return JobRecord(j.id, j.kind, j.status, j.progress, j.message, dict(j.request), j.seed, j.model_version_id,
-                     j.result_asset_id, j.project_id, j.created_at)
+                     j.result_asset_id, j.project_id, j.created_at, j.worker)
 
 
 def require(user: UserRecord, *roles: str) -> None:
@@ -279,14 +283,20 @@ class ModelRegistry:
         self.db = db
 
     def register(self, name: str, path: str, parent_id: int | None = None, metrics: dict | None = None,
-                 run_job_id: int | None = None, status: str = "candidate") -> VersionRecord:
+                 run_job_id: int | None = None, status: str = "candidate", backend: str = "embedded",
+                 adapter: str | None = None) -> VersionRecord:
+        """A version is (backend, model directory or id, optional LoRA adapter), DESIGN 3.5."""
+        from model.backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ServiceError(f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}")
         with self.db.session() as s:
             if s.scalar(select(ModelVersion).where(ModelVersion.name == name)):
                 raise ServiceError(f"model version {name!r} exists already")
             if status == "active":
                 s.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
             v = ModelVersion(name=name, path=path, parent_id=parent_id, metrics=metrics or {}, run_job_id=run_job_id,
-                             status=status)
+                             status=status, backend=backend, adapter=adapter)
             s.add(v)
             s.flush()
             return _version(v)
@@ -343,12 +353,36 @@ class JobService:
         require(user, "admin" if kind == "train" else "creator")
         if kind not in ("generate", "train"):
             raise ServiceError(f"unknown job kind {kind!r}")
+        if kind == "generate":
+            self.check_backend(request, model_version_id)
         with self.db.session() as s:
             j = Job(kind=kind, request=request, seed=seed, project_id=project_id, user_id=user.id,
                     model_version_id=model_version_id)
             s.add(j)
             s.flush()
             return _job(j)
+
+    def check_backend(self, request: dict, model_version_id: int | None = None) -> None:
+        """Refuse, before anything is queued, a request the version's backend cannot serve (a task family
+        it has no mapping for, sizes it does not make); the message names the family and the backend.
+        A malformed request is left to the worker, which fails the job with the reason."""
+        from model.backends import UnsupportedRequest, check_request
+        from model.mvl import MVLRequest, MVLValidationError
+
+        with self.db.session(write=False) as s:
+            v = (s.get(ModelVersion, model_version_id) if model_version_id is not None else
+                 s.scalar(select(ModelVersion).where(ModelVersion.status == "active")))
+            backend = (v.backend or "embedded") if v is not None else None
+        if backend is None:
+            return
+        try:
+            req = MVLRequest.from_dict({k: x for k, x in request.items() if not k.startswith("_")})
+        except MVLValidationError:
+            return
+        try:
+            check_request(backend, req)
+        except UnsupportedRequest as e:
+            raise ServiceError(str(e)) from e
 
     def get(self, job_id: int) -> JobRecord:
         with self.db.session(write=False) as s:
@@ -393,7 +427,7 @@ class JobService:
                     return None
                 n = s.execute(update(Job).where(Job.id == j.id, Job.status == "queued")
                               .values(status="running", started_at=datetime.now(timezone.utc), message=worker,
-                                      attempts=Job.attempts + 1)).rowcount
+                                      worker=worker, attempts=Job.attempts + 1)).rowcount
                 if n == 1:
                     s.flush()
                     s.refresh(j)

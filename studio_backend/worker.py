@@ -25,12 +25,15 @@ class Canceled(Exception):
 
 class Worker:
     def __init__(self, studio: Studio, load_pipeline: Callable[[str], object], name: str = "worker-1",
-                 kinds: tuple[str, ...] = ("generate", "train")):
+                 kinds: tuple[str, ...] = ("generate", "train"),
+                 load_backend: Callable[[str, str, str | None], object] | None = None):
         self.studio = studio
         self.kinds = kinds  # the app runs one worker for generations and one for training runs
         self.load_pipeline = load_pipeline  # model directory -> pipeline (cached by the caller if it wants)
+        # (backend, model, adapter) -> backend, for versions that are not a plain embedded directory
+        self.load_backend = load_backend
         self.name = name
-        self._pipes: dict[str, object] = {}
+        self._pipes: dict[tuple, object] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.studio.jobs.requeue_interrupted()
@@ -40,9 +43,21 @@ class Worker:
         version = reg.get(job.model_version_id) if job.model_version_id else reg.active()
         if version is None:
             raise RuntimeError("no active model version: register one with the model registry first")
-        if version.path not in self._pipes:
-            self._pipes[version.path] = self.load_pipeline(version.path)
-        return version, self._pipes[version.path]
+        key = (version.backend, version.path, version.adapter)
+        if key not in self._pipes:
+            self._pipes[key] = self.load_version(version)
+        return version, self._pipes[key]
+
+    def load_version(self, version):
+        """The embedded model's directory through the app's loader; any other backend (Wan VACE through
+        diffusers, a LoRA on top) through model.backends: the worker does not know which it drives."""
+        if version.backend == "embedded" and not version.adapter:
+            return self.load_pipeline(version.path)
+        if self.load_backend is not None:
+            return self.load_backend(version.backend, version.path, version.adapter)
+        from model.backends import load_backend
+
+        return load_backend(version.backend, version.path, version.adapter)
 
     def resolve_media(self, request: dict) -> MVLRequest:
         """Asset ids in the stored request become arrays for the model."""
