@@ -74,7 +74,9 @@ def next_pair(ctx: AppContext, user_state, shown: dict | None = None) -> tuple[d
     n = ctx.studio.arena.annotator_count(user)
     state = {"pairs": dict((shown or {}).get("pairs", {}))}
     if p is None:
-        return state, "**No pairs left for you.** Thank you!", None, None, f"You have rated {n} pairs.", ""
+        from studio_backend.rounds import empty_arena_message  # why there is nothing, and what would fill it
+
+        return state, empty_arena_message(ctx.studio, n), None, None, f"You have rated {n} pairs.", ""
     handle = uuid.uuid4().hex  # opaque, and the vote's idempotency key
     state["pairs"][handle] = {"token": p.left_is_a_token, "shown": time.time()}
     while len(state["pairs"]) > KEEP:

@@ -8,6 +8,7 @@ Errors show once, in the status line beside the buttons, and leave the rest of t
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -167,7 +168,7 @@ def submit(ctx: AppContext, user_state, request: dict, seed: int):
 
 
 def finished(ctx: AppContext, job) -> str:
-    """The clip of a finished job, or UIError saying how it ended."""
+    """A served link to the clip of a finished job, or UIError saying how it ended."""
     if job.status == "canceled":
         raise UIError(f"Stopped: job {job.id} was canceled.")
     if job.status != "succeeded":
@@ -178,9 +179,9 @@ def finished(ctx: AppContext, job) -> str:
 def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=None) -> tuple[str, list]:
     job = submit(ctx, user_state, request, seed)
     done = ctx.wait(job, progress)
-    path = finished(ctx, done)
+    finished(ctx, done)
     _after_generation(ctx, user_state, done)
-    return readable_copy(path, request.get("prompt", ""), done.seed), history(ctx, user_state)
+    return readable_clip(ctx, done.result_asset_id, request.get("prompt", ""), done.seed), history(ctx, user_state)
 
 
 def _after_generation(ctx: AppContext, user_state, job) -> None:
@@ -214,15 +215,19 @@ def slug(text: str, words: int = 6) -> str:
     return "-".join(x.lower() for x in w)[:60] or "clip"
 
 
-def readable_copy(path: str | None, prompt: str, seed: int) -> str | None:
-    """The clip under a name a person can read when they download it: prompt words + seed."""
-    if not path:
-        return path
-    src = Path(path)
-    out = Path(tempfile.gettempdir()) / "omni-studio-clips" / src.stem[:16] / f"{slug(prompt)}-seed{seed}{src.suffix}"
+def readable_clip(ctx: AppContext, asset_id: str | None, prompt: str, seed: int) -> str | None:
+    """A creator's own clip under a name a person can read when they download it (prompt words + seed),
+    handed to gradio's file cache from the system temp folder (the media store keeps its own names)."""
+    if not asset_id:
+        return None
+    src = ctx.studio.media.path_of(asset_id, "mp4")
+    out = Path(tempfile.gettempdir()) / "omni-studio-clips" / asset_id[:24] / f"{slug(prompt)}-seed{seed}.mp4"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out)
+        try:
+            os.link(src, out)
+        except OSError:
+            shutil.copyfile(src, out)
     return str(out)
 
 
@@ -249,7 +254,7 @@ def history_gallery(ctx: AppContext, user_state, limit: int = 24) -> tuple[list,
         if j.kind != "generate" or j.status != "succeeded" or not j.result_asset_id:
             continue
         try:
-            path = readable_copy(ctx.video_path(j.result_asset_id), j.request.get("prompt", ""), j.seed)
+            path = readable_clip(ctx, j.result_asset_id, j.request.get("prompt", ""), j.seed)
         except (MediaError, OSError):
             continue
         prompt = j.request.get("prompt", "")
@@ -349,7 +354,7 @@ def build_create_tab() -> CreateTab:
                 steps = gr.Slider(1, 150, value=10, step=1, label="Steps")
                 guidance = gr.Slider(1.0, 8.0, value=3.0, step=0.5, label="Guidance")
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="create-seed")
-                dice = gr.Button("🎲 Random seed", scale=0, elem_id="create-random-seed")
+                dice = gr.Button("Random seed", scale=0, elem_id="create-random-seed")
             with gr.Row():
                 enhance_btn = gr.Button("Enhance", elem_id="create-enhance")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="create-generate")

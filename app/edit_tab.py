@@ -16,6 +16,13 @@ from .create_tab import build_request, generate
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
          "material", "effects", "combined"]
+KIND_WORDS = {"(let the enhancer decide)": "let the studio decide from the instruction", "edit_add": "add a subject",
+              "edit_remove": "remove a subject", "edit_replace": "replace a subject", "background": "new background",
+              "stylize": "change the style", "weather": "change the weather", "material": "change a material",
+              "effects": "add an effect", "combined": "several edits at once"}
+KIND_CHOICES = [(KIND_WORDS[k], k) for k in KINDS]  # words on the page, task ids in the request
+EXAMPLES = ["Make it snow in @Video.", "Make it rain.", "Turn it into a sunset.", "Make it look like pixel art.",
+            "Remove the subject.", "The subject catches fire."]
 
 
 @dataclass
@@ -31,6 +38,7 @@ class EditTab:
     result: gr.Video
     strength: gr.Slider
     preserve: gr.Dropdown
+    status: gr.Markdown = None
 
 
 def example_video(ctx: AppContext) -> str:
@@ -105,8 +113,9 @@ def build_edit_tab() -> EditTab:
         with gr.Column():
             video = gr.Video(label="Video to edit (@Video)", sources=["upload"], elem_id="edit-video")
             example = gr.Button("Use a world clip", elem_id="edit-example")
-            instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.")
-            kind = gr.Dropdown(KINDS, value=KINDS[0], label="Edit kind")
+            instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.", elem_id="edit-instruction")
+            gr.Examples(EXAMPLES, inputs=[instruction], label="Examples")
+            kind = gr.Dropdown(KIND_CHOICES, value=KINDS[0], label="Edit kind", elem_id="edit-kind")
             reference = gr.Image(label="Reference image (optional, @Image_1)", type="numpy")
             mask = gr.ImageEditor(label="Edit region (optional): paint where the edit may change; "
                                         "everything unpainted stays exactly as in the video",
@@ -120,18 +129,20 @@ def build_edit_tab() -> EditTab:
                                    label="Keep the original where the edit changed little (without a painted "
                                          "region): those pixels are the video's own, exactly")
             run = gr.Button("Edit", variant="primary", elem_id="edit-run")
+            status = gr.Markdown(elem_id="edit-status")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
-    return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve)
+    return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve,
+                   status)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
     def on_edit(us, v, ins, k, ref, m, st, pr, progress=gr.Progress()):
         try:
-            return edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st, preserve=pr)
-        except UIError as e:
-            raise gr.Error(str(e))
+            return (*edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st, preserve=pr), "Done.")
+        except UIError as e:  # beside the button; the clips stay as they were
+            return gr.update(), gr.update(), f"⚠ {e}"
 
     def on_video(v):
         try:
@@ -143,4 +154,4 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
     tab.video.change(on_video, tab.video, tab.mask)
     tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
                                  tab.preserve],
-                  [tab.original, tab.result], api_name="edit")
+                  [tab.original, tab.result, tab.status], api_name="edit")

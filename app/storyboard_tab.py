@@ -1,18 +1,24 @@
 """The Storyboard tab: a shot list (add with its own reference images and library subjects,
-reorder, delete), takes per shot with one chosen, the next / previous shot from a neighbour,
-a comic grid to one shot, assemble and download."""
+reorder, delete) shown as thumbnails, picked by clicking; takes per shot as playable previews, the
+one clicked is chosen; the next / previous shot from a neighbour, a comic grid to one shot,
+assemble and download (the film at its natural size)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
 
 from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
 from .create_tab import build_request, subject_choices
+
+
+SHOT_EXAMPLES = ["@Tigo moves right on a meadow.", "@Tigo jumps up and down on a meadow.",
+                 "A red circle moves left by the ocean."]
 
 
 @dataclass
@@ -42,6 +48,11 @@ class StoryboardTab:
     delete: gr.Button
     assemble: gr.Button
     film: gr.Video
+    gallery: gr.Gallery = None  # the shots as thumbnails: click one to select it
+    takes: gr.Gallery = None  # the selected shot's takes: click one to choose it
+    take_ids: gr.State = None
+    shot_ids: gr.State = None
+    selected: gr.Markdown = None
 
 
 def _board(ctx: AppContext, user):
@@ -58,6 +69,58 @@ def shot_rows(ctx: AppContext, user_state) -> list[list]:
     return [[sh.position + 1, sh.id, sh.request.get("prompt", "")[:70], _refs(sh.request), sh.duration,
              ", ".join(f"{t[0]}{'*' if t[0] == sh.chosen_take_id else ''}{'' if t[2] else ' (running)'}" for t in sh.takes)]
             for sh in sorted(sb.shots, key=lambda x: x.position)]
+
+
+def _thumb(ctx: AppContext, sh) -> str | None:
+    """A still for a shot: the first frame of its chosen (or latest finished) take, else its first reference."""
+    done = [t for t in sh.takes if t[2]]
+    chosen = next((t for t in done if t[0] == sh.chosen_take_id), done[-1] if done else None)
+    try:
+        if chosen:
+            frame = ctx.studio.media.load_video(chosen[2])[0]
+            return ctx.image_path(ctx.studio.media.put_image_array(
+                np.ascontiguousarray(frame.repeat(4, 0).repeat(4, 1)), "shot.png").id)
+        imgs = [x for x in (sh.request.get("images") or []) if isinstance(x, str) and not x.startswith("data:")]
+        if imgs:
+            return ctx.image_path(imgs[0])
+    except Exception:  # a missing asset: the shot still shows, without a picture
+        pass
+    return None
+
+
+def shot_gallery(ctx: AppContext, user_state) -> tuple[list, list[int]]:
+    """(thumbnail, 'Shot k: prompt') per shot in order, and the shot ids in the same order."""
+    user = ctx.user(user_state)
+    if user.role == "annotator":
+        return [], []
+    items, ids = [], []
+    blank = None
+    for sh in sorted(_board(ctx, user).shots, key=lambda x: x.position):
+        img = _thumb(ctx, sh)
+        if img is None:
+            if blank is None:
+                blank = ctx.image_path(ctx.studio.media.put_image_array(np.full((128, 128, 3), 60, np.uint8),
+                                                                        "no-take.png").id)
+            img = blank
+        n = len([t for t in sh.takes if t[2]])
+        items.append((img, f"Shot {sh.position + 1}: {sh.request.get('prompt', '')[:50]} · "
+                           f"{n} take{'s' if n != 1 else ''}"))
+        ids.append(sh.id)
+    return items, ids
+
+
+def take_gallery(ctx: AppContext, user_state, shot_id) -> tuple[list, list[int]]:
+    """The shot's finished takes as playable clips, the chosen one marked."""
+    user = ctx.user(user_state)
+    sh = next((x for x in _board(ctx, user).shots if x.id == int(shot_id or 0)), None)
+    if sh is None:
+        return [], []
+    items, ids = [], []
+    for k, (tid, jid, asset) in enumerate(sh.takes, 1):
+        if asset:
+            items.append((ctx.video_path(asset), f"Take {k}{' ✓ chosen' if tid == sh.chosen_take_id else ''}"))
+            ids.append(tid)
+    return items, ids
 
 
 def _refs(request: dict) -> str:
@@ -88,6 +151,8 @@ def add_shot(ctx: AppContext, user_state, prompt: str, duration: float, image_fi
 def generate_take(ctx: AppContext, user_state, shot_id, progress=None) -> str:
     user = ctx.user(user_state)
     sb = _board(ctx, user)
+    if not shot_id:
+        raise UIError("select a shot first: click its thumbnail")
     sh = next((x for x in sb.shots if x.id == int(shot_id or 0)), None)
     if sh is None:
         raise UIError(f"no shot {shot_id} in this storyboard")
@@ -166,24 +231,32 @@ def assemble(ctx: AppContext, user_state) -> tuple[str, str]:
 
 
 def build_storyboard_tab() -> StoryboardTab:
-    status = gr.Markdown("Shots play in order; `*` marks the chosen take.")
-    shots = gr.Dataframe(headers=["#", "shot id", "prompt", "references", "seconds", "takes"], interactive=False)
+    status = gr.Markdown("Add shots, click one to select it, generate takes, click the take you want; then assemble.",
+                         elem_id="storyboard-status")
+    gallery = gr.Gallery(label="Shots (click one to select it)", columns=6, height=200, allow_preview=False,
+                         elem_id="storyboard-shots")
+    with gr.Accordion("Shot list as a table", open=False):
+        shots = gr.Dataframe(headers=["#", "shot id", "prompt", "references", "seconds", "takes"], interactive=False)
     with gr.Row():
         prompt = gr.Textbox(label="New shot prompt", scale=3, elem_id="shot-prompt",
-                            placeholder="@Blip moves right on a meadow while @Image_1 stays still.")
+                            placeholder="@Tigo moves right on a meadow. (@Image_1 for an uploaded image, @Name for a subject)")
         duration = gr.Slider(0.5, 8, value=2, step=0.5, label="Seconds")
+    gr.Examples(SHOT_EXAMPLES, inputs=[prompt], label="Examples")
     with gr.Row():
         images = gr.File(file_count="multiple", file_types=["image"], label="Shot reference images (@Image_1, @Image_2, …)",
                          elem_id="shot-images")
         subjects = gr.Dropdown([], multiselect=True, label="Shot subjects from the library (@Name)", elem_id="shot-subjects")
         add = gr.Button("Add shot")
+    selected = gr.Markdown("No shot selected: click one above.", elem_id="storyboard-selected")
     with gr.Row():
-        shot_id = gr.Number(label="Shot id", precision=0, minimum=0)
-        take = gr.Button("Generate a take", variant="primary")
+        shot_id = gr.Number(label="Selected shot id", precision=0, minimum=0, visible=False)
+        take = gr.Button("Generate a take of the selected shot", variant="primary", elem_id="storyboard-take")
         take_all = gr.Button("Generate all shots without a take", elem_id="storyboard-take-all")
-        take_id = gr.Number(label="Take id", precision=0, minimum=0)
-        choose = gr.Button("Choose take")
-        delete = gr.Button("Delete shot", variant="stop")
+        take_id = gr.Number(label="Take id", precision=0, minimum=0, visible=False)
+        choose = gr.Button("Choose take", visible=False)
+        delete = gr.Button("Delete the selected shot", variant="stop")
+    takes = gr.Gallery(label="Takes of the selected shot (click one to use it in the film)", columns=6, height=220,
+                       allow_preview=True, elem_id="storyboard-takes")
     with gr.Row():
         neighbour_prompt = gr.Textbox(label="Neighbour shot: what happens", placeholder="the subject turns around", scale=3)
         next_shot = gr.Button("Next shot from this one")
@@ -198,19 +271,20 @@ def build_storyboard_tab() -> StoryboardTab:
         order = gr.Textbox(label="Order (shot ids, comma-separated)")
         reorder_btn = gr.Button("Reorder")
         assemble_btn = gr.Button("Assemble film", variant="primary")
-    film = gr.Video(label="Film", interactive=False)
+    film = gr.Video(label="Film", interactive=False, width=256, height=256, elem_id="storyboard-film")
     return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take,
                          take_all, take_id, choose, neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
-                         assemble_btn, film)
+                         assemble_btn, film, gallery, takes, gr.State([]), gr.State([]), selected)
 
 
 def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.State):
     def act(fn):
+        """An error goes to the status line; the shots stay as they were."""
         def run(us, *a, **k):
             try:
                 msg = fn(ctx, us, *a, **k)
-            except UIError as e:
-                raise gr.Error(str(e))
+            except (UIError, ServiceError) as e:
+                return f"⚠ {e}", gr.update()
             return msg, shot_rows(ctx, us)
         return run
 
@@ -258,8 +332,41 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
         try:
             msg, path = assemble(ctx, us)
         except UIError as e:
-            raise gr.Error(str(e))
+            return f"⚠ {e}", gr.update()
         return msg, path
 
     tab.assemble.click(on_assemble, [user_state], [tab.status, tab.film], api_name="storyboard_assemble")
+
+    # the table is refreshed after every action and at sign-in: the thumbnails and takes follow it
+    def on_rows(us, sid):
+        try:
+            items, ids = shot_gallery(ctx, us)
+            t_items, t_ids = take_gallery(ctx, us, sid) if sid else ([], [])
+        except UIError:
+            return [], [], [], []
+        return items, ids, t_items, t_ids
+
+    tab.shots.change(on_rows, [user_state, tab.shot_id], [tab.gallery, tab.shot_ids, tab.takes, tab.take_ids])
+
+    def on_pick_shot(us, ids, evt: gr.SelectData):
+        k = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        if not ids or not 0 <= k < len(ids):
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        items, t_ids = take_gallery(ctx, us, ids[k])
+        return ids[k], f"**Shot {k + 1}** selected (id {ids[k]}): generate a take, pick one, or make its neighbour.", \
+            items, t_ids
+
+    tab.gallery.select(on_pick_shot, [user_state, tab.shot_ids], [tab.shot_id, tab.selected, tab.takes, tab.take_ids])
+
+    def on_pick_take(us, sid, t_ids, evt: gr.SelectData):
+        k = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        if not t_ids or not 0 <= k < len(t_ids) or not sid:
+            return gr.update(), gr.update()
+        try:
+            ctx.studio.storyboards.choose_take(ctx.user(us), int(sid), int(t_ids[k]))
+        except ServiceError as e:
+            return f"⚠ {e}", gr.update()
+        return f"Shot {int(sid)} uses take {k + 1} in the film.", shot_rows(ctx, us)
+
+    tab.takes.select(on_pick_take, [user_state, tab.shot_id, tab.take_ids], [tab.status, tab.shots])
     return lambda us: (shot_rows(ctx, us), gr.update(choices=subject_choices(ctx, us)))

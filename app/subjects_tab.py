@@ -13,6 +13,17 @@ from studio_backend.services import ServiceError
 from .context import AppContext, UIError
 
 
+def _characters_note() -> str:
+    from studio_backend.characters import builtin_names, describe
+
+    return ("**Built in:** the world's characters need no upload — name them in a prompt: "
+            + ", ".join(f"`@{n}` ({describe(n)})" for n in builtin_names()[:12])
+            + ". A subject of yours with the same name takes its place.")
+
+
+CHARACTERS_NOTE = _characters_note()
+
+
 @dataclass
 class SubjectsTab:
     name: gr.Textbox
@@ -86,7 +97,8 @@ def build_subjects_tab() -> SubjectsTab:
                 rename = gr.Button("Rename")
                 delete = gr.Button("Delete", variant="stop")
                 insert = gr.Button("Insert into prompt")
-    gallery = gr.Gallery(label="Library", columns=6, height=260, allow_preview=False)
+    gallery = gr.Gallery(label="Library", columns=6, height=260, allow_preview=False, elem_id="subject-library")
+    gr.Markdown(CHARACTERS_NOTE)
     return SubjectsTab(name, views, create, gallery, pick, new_name, rename, delete, insert, status)
 
 

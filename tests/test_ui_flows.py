@@ -159,16 +159,16 @@ def test_the_arena_fills_from_the_page(studio_ctx):
     from app.training_tab import arena_info, collect, dpo_readiness, set_creator_pairs, version_choices
 
     ctx = studio_ctx
-    state, msg, left, right, count = next_pair(ctx, ANNOTATOR)
-    assert state is None and "The arena is empty" in msg and "collection round" in msg
+    state, msg, left, right, count, handle = next_pair(ctx, ANNOTATOR)
+    assert not handle and "The arena is empty" in msg and "collection round" in msg
     with pytest.raises(UIError, match="admin"):
         collect(ctx, CREATOR, 2, 2)
     out = collect(ctx, ADMIN, 2, 2)
     assert "2 new DPO pairs" in out and "2 pairs" in arena_info(ctx)
-    state, msg, left, right, count = next_pair(ctx, ANNOTATOR)
-    assert state and Path(left).is_file() and Path(right).is_file()
+    state, msg, left, right, count, handle = next_pair(ctx, ANNOTATOR)
+    assert handle and Path(left).is_file() and Path(right).is_file()
     assert "0 preference pairs" in dpo_readiness(ctx)
-    ctx.studio.arena.vote(ctx.user(ANNOTATOR), state["token"], {}, "G", uuid.uuid4().hex)
+    ctx.studio.arena.vote(ctx.user(ANNOTATOR), state["pairs"][handle]["token"], {}, "G", uuid.uuid4().hex)
     assert "Only 1 preference pairs" in dpo_readiness(ctx) and "at least 32" in dpo_readiness(ctx)
     # the admin's switch: a creator's clip gets a second seed and becomes a pair
     with pytest.raises(UIError, match="admin"):
