@@ -1,6 +1,7 @@
 """Omni Studio entry point: settings -> services -> Gradio UI -> launch.
 
     python app.py [--home DIR] [--port P] [--backend embedded] [--model DIR]
+    python app.py --backend wan --model PATH_OR_HUB_ID [--adapter LORA_DIR] [--enhancer CHAT_MODEL_DIR]
 
 Opens the studio home (SQLite + media store), registers the embedded model
 (assets/models/omni-world) as the active version when none is, starts the job worker
@@ -154,10 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", default=os.environ.get("OMNI_HOME", "studio_data"), help="studio data folder")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
-    ap.add_argument("--backend", choices=("embedded",), default="embedded",
-                    help="model backend (the diffusers / Wan backend arrives with its issue)")
-    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory of the embedded backend")
+    ap.add_argument("--backend", choices=("embedded", "wan"), default=os.environ.get("OMNI_BACKEND", "embedded"),
+                    help="model backend: the embedded Omni model, or Wan VACE through diffusers (OMNI_BACKEND)")
+    ap.add_argument("--model", default=os.environ.get("OMNI_MODEL"),
+                    help="model directory (embedded: default assets/models/omni-world), or for wan a diffusers "
+                         "WanVACEPipeline directory or Hub id (OMNI_MODEL)")
+    ap.add_argument("--adapter", default=os.environ.get("OMNI_ADAPTER"), help="wan: a LoRA adapter directory")
+    ap.add_argument("--enhancer", default=os.environ.get("OMNI_ENHANCER"),
+                    help="wan: a local chat model directory for the LLM prompt enhancer (OMNI_ENHANCER)")
     args = ap.parse_args(argv)
+    if args.backend != "embedded" and not args.model:
+        ap.error(f"--backend {args.backend} needs --model: a diffusers model directory or a Hub id")
+    args.model = args.model or str(DEFAULT_MODEL)
     from app.arena_tab import ARENA_JS
     from app.context import AppContext
     from studio_backend.studio import Studio
@@ -165,12 +174,19 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(args.home).resolve()
     studio = Studio.open(home)
-    register_model(studio, Path(args.model))
-    worker = Worker(studio, load_pipeline, "generator-1", kinds=("generate",))
-    trainer = Worker(studio, load_pipeline, "trainer-1", kinds=("train",))  # a DPO run never blocks generations
+    from studio_backend.backend_versions import VersionLoader, register_version
+
+    if args.backend == "embedded":
+        register_model(studio, Path(args.model))
+    else:  # DESIGN 3.5: the version records its backend; the worker and the UI load it through `loader`
+        register_version(studio, args.backend, args.model, args.adapter)
+    loader = VersionLoader(studio, load_pipeline, enhancer=args.enhancer)
+    worker = Worker(studio, loader, "generator-1", kinds=("generate",), load_backend=loader.load_backend)
+    trainer = Worker(studio, loader, "trainer-1", kinds=("train",),  # a DPO run never blocks generations
+                     load_backend=loader.load_backend)
     worker.start()
     trainer.start()
-    ctx = AppContext(studio, load_pipeline, worker)
+    ctx = AppContext(studio, loader, worker)
     demo = build_ui(ctx, home)
     demo.queue(default_concurrency_limit=1)  # one generation at a time per device
     demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(home)], show_error=True,

@@ -126,6 +126,10 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
             canceled.append(step)
         return bool(canceled)
 
+    if parent.backend != "embedded" or parent.adapter:  # a LoRA on the backend's own model (training/dpo_wan.py)
+        from .backend_versions import run_backend_dpo
+
+        return run_backend_dpo(studio, job, parent, pairs, cfg, out, on_step, canceled, t0, resumed, save_every)
     new, log = train(load_pipeline(parent.path), pairs, cfg, on_step, checkpoint=str(out / "checkpoint.pt"),
                      save_every=save_every)
     if canceled:

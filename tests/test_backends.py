@@ -4,6 +4,8 @@ Every generation goes through the studio's real job worker."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -279,3 +281,57 @@ def test_embedded_backend_is_the_omni_pipeline_behind_the_same_interface(tmp_pat
     with pytest.raises(ServiceError, match="upscale is not served by the embedded backend"):
         studio.jobs.submit(user, "generate", MVLRequest("a cat", upscale=True).to_dict())
     assert studio.jobs.list() == []
+
+
+def test_lora_dpo_on_votes_makes_a_wan_candidate_that_differs_and_survives_reload(wan_studio, monkeypatch):
+    import uuid
+
+    from studio_backend.train_jobs import run_dpo_here
+
+    monkeypatch.setenv("OMNI_WAN_MAX_SEQUENCE_LENGTH", "16")  # the trainer's private copy reads as generation does
+    studio, v, user, project, worker = wan_studio
+    parent = load_tiny("wan", v.path, None)
+    for k, r in enumerate([SERVED["t2v"], SERVED["i2v"], SERVED["edit_remove"]]):
+        d = stored(studio, r)
+        a, b = (studio.media.put_video_array(parent(r, seed=s).frames) for s in (10 + k, 20 + k))
+        studio.arena.add_comparison("dpo", d, a, b, family=r.task or "", version_a=v.id, version_b=v.id,
+                                    seed_a=10 + k, seed_b=20 + k)
+    ann = studio.users.ensure("ann", "annotator")
+    while (pair := studio.arena.next_pair(ann)) is not None:  # this annotator always prefers the left clip
+        studio.arena.vote(ann, pair.left_is_a_token, {"visual_quality": "G"}, "G", uuid.uuid4().hex)
+    before = run(wan_studio, SERVED["t2v"], seed=5)
+    admin = studio.users.ensure("boss", "admin")
+    job = run_dpo_here(studio, admin, steps=3, lora_rank=4, lr=5e-3, batch=2, beta=1000.0)
+    assert job.status == "succeeded", job.message
+    cand = studio.registry.get(job.model_version_id)
+    assert (cand.backend, cand.path, cand.parent_id, cand.status) == ("wan", v.path, v.id, "candidate")
+    assert cand.adapter and (Path(cand.adapter) / "pytorch_lora_weights.safetensors").is_file()
+    log = [r for r in (studio.home / "runs" / f"job-{job.id}" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3
+    after = run(wan_studio, SERVED["t2v"], seed=5)  # the parent serves as before: training used its own copy
+    assert np.array_equal(studio.media.load_video(before.result_asset_id), studio.media.load_video(after.result_asset_id))
+    d = stored(studio, SERVED["t2v"])
+    cj = studio.jobs.submit(user, "generate", d, seed=5, project_id=project, model_version_id=cand.id)
+    done = worker.run_one()
+    assert done.id == cj.id and done.status == "succeeded" and done.model_version_id == cand.id
+    lora_clip = studio.media.load_video(done.result_asset_id)
+    assert not np.array_equal(lora_clip, studio.media.load_video(before.result_asset_id))  # the adapter changed it
+    fresh = load_backend("wan", cand.path, cand.adapter, settings=WanSettings(max_sequence_length=16))
+    assert np.array_equal(fresh(SERVED["t2v"], seed=5).frames, lora_clip)  # saved, loaded, the same clip
+
+
+def test_app_start_up_registers_a_wan_version_and_loads_it_by_path(tmp_path, tiny_wan_dir):
+    from studio_backend.backend_versions import VersionLoader, register_version
+
+    studio = Studio.open(tmp_path / "home")
+    studio.registry.register("omni-world:dev", "/models/omni-world", status="active")
+    v = register_version(studio, "wan", tiny_wan_dir)  # app.py --backend wan --model DIR
+    assert studio.registry.active().id == v.id and v.name == "wan:tiny-wan-vace" and v.backend == "wan"
+    assert register_version(studio, "wan", tiny_wan_dir).id == v.id and len(studio.registry.list()) == 2
+    hub = register_version(studio, "wan", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", activate=False)
+    assert hub.path == "Wan-AI/Wan2.1-VACE-1.3B-diffusers" and studio.registry.active().id == v.id
+    loader = VersionLoader(studio, lambda p: ("embedded", p), settings=WanSettings(max_sequence_length=16))
+    b = loader(v.path)
+    assert isinstance(b, WanBackend) and loader(v.path) is b  # loaded once
+    assert loader("/models/omni-world") == ("embedded", "/models/omni-world")
+    assert b.enhancer.enhance(MVLRequest("@Image_1: a cat runs", images=[IMG])).task == "i2v"
