@@ -36,8 +36,8 @@ MAX_VIEWS = 8  # images per subject
 MAX_ARROWS = 8
 MAX_BOXES = 8
 MAX_PANELS = 16
-FRAMES_RANGE = (1, 64)  # 1 frame = an image
-SIZE_RANGE = (16, 512)  # height / width, multiples of 8
+FRAMES_RANGE = (1, 129)  # 1 frame = an image; Wan's presets make 81 (each backend checks its own limits)
+SIZE_RANGE = (16, 1280)  # height / width, multiples of 8; Wan's 720p is 1280 wide
 STEPS_RANGE = (1, 200)
 GUIDANCE_RANGE = (0.0, 20.0)
 MAX_PROMPT_CHARS = 2000
