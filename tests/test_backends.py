@@ -335,3 +335,19 @@ def test_app_start_up_registers_a_wan_version_and_loads_it_by_path(tmp_path, tin
     assert isinstance(b, WanBackend) and loader(v.path) is b  # loaded once
     assert loader("/models/omni-world") == ("embedded", "/models/omni-world")
     assert b.enhancer.enhance(MVLRequest("@Image_1: a cat runs", images=[IMG])).task == "i2v"
+
+
+def test_on_a_zero_gpu_space_the_denoising_runs_under_spaces_gpu(monkeypatch, tiny_wan_dir):
+    import sys
+    import types
+
+    asked = []
+    fake = types.ModuleType("spaces")  # the Space's package (not installed here): records the slice asked for
+    fake.GPU = lambda duration: (lambda fn: asked.append(duration) or fn)
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACE_ID", "someone/omni-studio")
+    out = load_tiny("wan", tiny_wan_dir, None)(SERVED["t2v"], seed=0)
+    assert asked == [120] and out.frames.shape == (5, 16, 16, 3)
+    monkeypatch.delenv("SPACE_ID")
+    load_tiny("wan", tiny_wan_dir, None)(SERVED["t2v"], seed=0)
+    assert asked == [120]  # not on a Space: called as it is

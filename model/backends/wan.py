@@ -58,6 +58,7 @@ class WanSettings:
     vae_tiling: bool = False  # decode in tiles: less memory at 720p
     vae_slicing: bool = False
     vae_fp32: bool = True  # the VAE in float32 beside a bf16 transformer (as Wan's examples load it)
+    gpu_seconds: int = 120  # on a ZeroGPU Space: the GPU slice asked for per generation (spaces.GPU duration)
 
     @classmethod
     def from_env(cls, **overrides) -> "WanSettings":
@@ -79,6 +80,18 @@ class WanSettings:
                 kw[f.name] = raw
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
+
+
+def zero_gpu(fn, seconds: int):
+    """On a Hugging Face Space with the `spaces` package (ZeroGPU hardware), the function wrapped in
+    spaces.GPU so a GPU is attached for the call; anywhere else the function itself."""
+    if not os.environ.get("SPACE_ID"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=seconds)(fn)
 
 
 def resolve_device_dtype(settings: WanSettings):
@@ -250,6 +263,9 @@ class WanBackend:
         enhanced = self.enhancer.enhance(request)
         family = request.task or enhanced.task
         check_family(request, family)
+        # an enhancer keeps the @references (an LLM is asked to); UMT5 reads them as plain words
+        words, _ = WanPromptEnhancer.plain_prompt(replace(request, prompt=enhanced.prompt))
+        enhanced = replace(enhanced, prompt=words)
         # 3. map the request onto VACE's inputs
         inputs = vace_inputs(request, family, self.settings.extension_frames)
         s = self.settings
@@ -264,15 +280,19 @@ class WanBackend:
             upd = callback_on_step_end(self, i, float(t), tensors)
             return tensors if upd is None else upd
 
-        # 4. denoise and decode (diffusers' own loop)
+        # 4. denoise and decode (diffusers' own loop), on a ZeroGPU slice where the Space has one
         t0 = time.perf_counter()
         g = torch.Generator("cpu").manual_seed(int(seed))  # the same noise on every device
-        out = self.pipe(prompt=enhanced.prompt, negative_prompt=s.negative_prompt, video=inputs.video,
-                        mask=inputs.mask, reference_images=inputs.reference_images,
-                        conditioning_scale=s.conditioning_scale, height=request.height, width=request.width,
-                        num_frames=request.frames, num_inference_steps=request.steps,
-                        guidance_scale=request.guidance, generator=g, output_type="np",
-                        callback_on_step_end=on_step, max_sequence_length=s.max_sequence_length)
+
+        def denoise():
+            return self.pipe(prompt=enhanced.prompt, negative_prompt=s.negative_prompt, video=inputs.video,
+                             mask=inputs.mask, reference_images=inputs.reference_images,
+                             conditioning_scale=s.conditioning_scale, height=request.height, width=request.width,
+                             num_frames=request.frames, num_inference_steps=request.steps,
+                             guidance_scale=request.guidance, generator=g, output_type="np",
+                             callback_on_step_end=on_step, max_sequence_length=s.max_sequence_length)
+
+        out = zero_gpu(denoise, s.gpu_seconds)()
         frames = np.clip(np.asarray(out.frames[0], np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         if len(frames) != request.frames:
             raise RuntimeError(f"the pipeline returned {len(frames)} frames for frames={request.frames}")
