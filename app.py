@@ -51,15 +51,30 @@ def register_model(studio, model_dir: Path) -> None:
     # Also when the active version is this directory under an older name: the directory was
     # upgraded in place (a new shipped model), so that entry's weights are gone; the new one serves.
     if active is None or (active.name != name and Path(active.path) == model_dir.resolve()):
-        admin = studio.users.ensure("studio", "admin")
+        admin = studio.users.sync("studio", "admin")  # the host's own start-up, not a sign-in
         studio.registry.promote(admin, {v.name: v for v in studio.registry.list()}[name].id)
+
+
+GENERATING = ("generate", "edit", "storyboard_take", "collection_round", "schedule_evaluation")
+
+
+def limit_generations(demo) -> list[str]:
+    """Put every event that waits on a generation job into one concurrency group of size 1."""
+    names = []
+    for fn in demo.fns.values():
+        label = f"{fn.api_name or ''} {getattr(fn.fn, '__name__', '')}"
+        if any(g in label for g in GENERATING):
+            fn.concurrency_limit, fn.concurrency_id = 1, "generation"
+            names.append(fn.api_name or fn.fn.__name__)
+    return names
 
 
 def build_ui(ctx, home: Path):
     import gradio as gr
 
     from app.arena_tab import build_arena_tab, wire_arena_tab
-    from app.context import DEFAULT_USER, space_user
+    from app.context import DEFAULT_USER, UIError, space_user
+    from studio_backend.services import ServiceError
     from app.create_tab import build_create_tab, history, subject_choices, wire_create_tab
     from app.edit_tab import build_edit_tab, wire_edit_tab
     from app.jobs_tab import build_jobs_tab, job_rows, wire_jobs_tab
@@ -70,20 +85,42 @@ def build_ui(ctx, home: Path):
     from app.training_tab import build_training_tab, wire_training_tab
     from app.world_tab import build_world_tab, wire_world_tab
 
-    on_space = bool(os.environ.get("SPACE_ID"))
+    from app.accounts_tab import build_accounts_tab, wire_accounts_tab
+
+    mode = ctx.mode
     CREATORS_ONLY = ("This tab is for creators and admins. Annotators rate pairs in the Arena tab, blind to "
-                     "which model made which clip; sign in with another role to create.")
+                     "which model made which clip; an admin can give your account another role.")
+    first = dict(DEFAULT_USER) if mode in ("open", "trusted") else None
+
+    def who_text(us) -> str:
+        try:
+            u = ctx.maybe_user(us)
+        except UIError:
+            u = None
+        if u is None:
+            hint = "" if mode != "accounts" or ctx.studio.accounts.any_admin() else (
+                " No accounts yet: the host makes the first admin with "
+                "`python -m studio_backend.accounts --home HOME create-admin NAME`.")
+            return "Not signed in." + hint
+        return f"Signed in as **{u.name}** ({u.role})"
+
     with gr.Blocks(title="Omni Studio") as demo:
-        user_state = gr.State(dict(DEFAULT_USER))
+        user_state = gr.State(first)
         with gr.Row():
             gr.Markdown("# Omni Studio\nCreate with MVL prompts, rate in the arena, retrain from the votes.")
-            who = gr.Markdown(f"Signed in as **{DEFAULT_USER['name']}** ({DEFAULT_USER['role']})")
-            if on_space:  # the Hub login gives the name; OMNI_ADMINS / OMNI_ANNOTATORS give the role
+            who = gr.Markdown(who_text(first), elem_id="who")
+            if mode == "space":  # the Hub login gives the name; OMNI_ADMINS / OMNI_ANNOTATORS give the role
                 gr.LoginButton()
-            else:
+            elif mode == "open":  # the host's own machine, asked for with --open-studio: pick a name and role
                 name = gr.Textbox(label="Name", value=DEFAULT_USER["name"], scale=1)
                 role = gr.Dropdown(["creator", "annotator", "admin"], value=DEFAULT_USER["role"], label="Role", scale=1)
                 sign_in = gr.Button("Sign in", scale=0)
+            else:  # accounts: a name and a password; the role is the account's, granted by an admin
+                name = gr.Textbox(label="Name", scale=1, elem_id="sign-in-name")
+                password = gr.Textbox(label="Password", type="password", scale=1, elem_id="sign-in-password")
+                sign_in = gr.Button("Sign in", scale=0, elem_id="sign-in")
+                sign_out = gr.Button("Sign out", scale=0, elem_id="sign-out")
+                session = gr.BrowserState(None, storage_key="omni-studio-session")
         creator_views = []  # (panel, notice) of the tabs that make things: annotators get a notice there instead
 
         def creators_only():
@@ -121,32 +158,68 @@ def build_ui(ctx, home: Path):
             wire_jobs_tab(jobs, ctx, user_state)
         with gr.Tab("World"):
             world = build_world_tab()
-            wire_world_tab(world, home / "previews")
+            wire_world_tab(world, ctx.studio.media.root / "previews")  # world renders: public, served
+        if mode == "accounts":
+            with gr.Tab("Accounts"):
+                accounts = build_accounts_tab()
+                wire_accounts_tab(accounts, ctx, user_state)
 
         def refresh_all(us):
+            try:
+                u = ctx.maybe_user(us)
+            except UIError:
+                u = None
+            if u is None:  # not signed in: nothing of anyone's to show
+                return tuple(gr.update() for _ in refresh_outs)
             g, sel, choices = refresh_subjects(us)
-            maker = ctx.user(us).role != "annotator"
+            maker = u.role != "annotator"
             views = [gr.update(visible=v) for _ in creator_views for v in (maker, not maker)]
-            return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx), *views)
+            return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx, us),
+                    *views)
 
         refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots, board.subjects,
                         training.versions, training.votes, training.panel, training.notice, jobs.table]
         refresh_outs += [c for view in creator_views for c in view]
 
-        if on_space:
-            def from_profile(profile: gr.OAuthProfile | None):
+        if mode == "space":
+            def from_profile(profile: gr.OAuthProfile | None):  # every page load is a sign-in: the lists are read
                 us = space_user(profile)
-                return (us, f"Signed in as **{us['name']}** ({us['role']})") + refresh_all(us)
+                return (us, who_text(us)) + refresh_all(us)
 
             demo.load(from_profile, None, [user_state, who] + refresh_outs)
-        else:
+        elif mode == "open":
             def do_sign_in(n, r):
-                us = {"name": (n or "you").strip(), "role": r}
-                ctx.user(us)  # validates the name
-                return (us, f"Signed in as **{us['name']}** ({us['role']})") + refresh_all(us)
+                try:
+                    u = ctx.studio.users.sync((n or "you").strip(), r)  # open studio: the page's pick is the role
+                except ServiceError as e:
+                    raise gr.Error(str(e))
+                us = {"name": u.name, "role": u.role}
+                return (us, who_text(us)) + refresh_all(us)
 
             sign_in.click(do_sign_in, [name, role], [user_state, who] + refresh_outs, api_name="sign_in")
             demo.load(refresh_all, [user_state], refresh_outs)
+        else:
+            def do_sign_in(n, pw):
+                try:
+                    _, token = ctx.studio.accounts.sign_in(n, pw)
+                except ServiceError as e:
+                    raise gr.Error(str(e))
+                us = {"token": token}
+                return (us, token, who_text(us), "") + refresh_all(us)
+
+            def do_sign_out(us):
+                ctx.studio.accounts.sign_out((us or {}).get("token"))
+                return None, None, who_text(None)
+
+            def resume(token):  # a reload (or a restart): the browser's session token, if still valid
+                us = {"token": token} if ctx.studio.accounts.user_for(token) else None
+                return (us, who_text(us)) + refresh_all(us)
+
+            sign_in.click(do_sign_in, [name, password], [user_state, session, who, password] + refresh_outs,
+                          api_name="sign_in")
+            sign_out.click(do_sign_out, [user_state], [user_state, session, who], api_name="sign_out").then(
+                None, None, None, js="() => { window.location.reload(); }")
+            demo.load(resume, [session], [user_state, who] + refresh_outs, api_name=False)
     return demo
 
 
@@ -163,17 +236,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", default=os.environ.get("OMNI_ADAPTER"), help="wan: a LoRA adapter directory")
     ap.add_argument("--enhancer", default=os.environ.get("OMNI_ENHANCER"),
                     help="wan: a local chat model directory for the LLM prompt enhancer (OMNI_ENHANCER)")
+    ap.add_argument("--open-studio", action="store_true",
+                    help="no accounts: everyone who reaches the page picks a name and a role (only with a "
+                         "loopback --host, for one person on their own machine)")
     args = ap.parse_args(argv)
     if args.backend != "embedded" and not args.model:
         ap.error(f"--backend {args.backend} needs --model: a diffusers model directory or a Hub id")
     args.model = args.model or str(DEFAULT_MODEL)
+    on_space = bool(os.environ.get("SPACE_ID"))
+    if args.open_studio and (on_space or args.host not in ("127.0.0.1", "localhost", "::1")):
+        ap.error("--open-studio lets anyone choose any role: it is only allowed on a loopback --host, not on a Space")
+    mode = "space" if on_space else "open" if args.open_studio else "accounts"
     from app.arena_tab import ARENA_JS
     from app.context import AppContext
+    from studio_backend.db import guard_database_files
     from studio_backend.studio import Studio
     from studio_backend.worker import Worker
 
     home = Path(args.home).resolve()
     studio = Studio.open(home)
+    guard_database_files(studio.db)  # nothing in this process but SQLite may open the database file
     from studio_backend.backend_versions import VersionLoader, register_version
 
     if args.backend == "embedded":
@@ -186,10 +268,25 @@ def main(argv: list[str] | None = None) -> int:
                      load_backend=loader.load_backend)
     worker.start()
     trainer.start()
-    ctx = AppContext(studio, loader, worker)
+    ctx = AppContext(studio, loader, worker, mode=mode)
+    if mode == "accounts" and not studio.accounts.any_admin():
+        print(f"No admin account yet: make one with\n  {sys.executable} -m studio_backend.accounts --home {home} "
+              "create-admin NAME", flush=True)
     demo = build_ui(ctx, home)
-    demo.queue(default_concurrency_limit=1)  # one generation at a time per device
-    demo.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(home)], show_error=True,
+    limit_generations(demo)
+    # Events run side by side (votes, pairs, refreshes never wait behind a generation); the events that
+    # run a generation share one slot (one generation at a time per device; the worker runs jobs in turn).
+    demo.queue(default_concurrency_limit=64)
+    import gradio as gr
+
+    # Served: media/served (a fresh random-named link per clip or image handed to one person) and
+    # the public world previews; nothing else of the home (DESIGN 3.6). Uploads and outputs that are
+    # not media links go through gradio's own cache as usual.
+    media = studio.media
+    media.served_root.mkdir(parents=True, exist_ok=True)
+    media.prune_served()
+    gr.set_static_paths([str(media.served_root), str(media.root / "previews")])
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True,
                 head=ARENA_JS, run_history=False, footer_links=["api", "settings"])
     return 0
 

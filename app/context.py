@@ -1,7 +1,16 @@
 """What every tab gets: the studio's services, the job worker, and small shared helpers.
 
-Handlers receive the signed-in user as a plain dict from a gr.State and turn it into a
-UserRecord through the user service, so roles are always checked by the services.
+Handlers receive the signed-in user as a plain dict from a gr.State (server-side: the page
+cannot write it; only the sign-in handlers do) and turn it into a UserRecord through the
+services at every request, so roles are checked by the services and a grant or revoke counts
+from the next request. How the dict is read depends on the studio's sign-in mode:
+
+- "accounts" (self-hosted, the default): {"token": session token}; the user and the role they
+  have now come from the session (studio_backend.accounts). No token: not signed in.
+- "space" (a Hugging Face Space): {"name": Hub user}; the role is read from OMNI_ADMINS /
+  OMNI_ANNOTATORS at every request. No name: not signed in.
+- "open" (`app.py --open-studio`, localhost only): {"name", "role"} picked on the page.
+- "trusted" (in-process callers: tests, scripts): {"name", "role"} as given.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from studio_backend.services import JobRecord, ServiceError, UserRecord
 from studio_backend.studio import Studio
 
 DEFAULT_USER = {"name": "you", "role": "creator"}
+MODES = ("trusted", "open", "accounts", "space")
+SIGN_IN_FIRST = "sign in first: this needs a signed-in account"
 
 
 class UIError(Exception):
@@ -30,14 +41,38 @@ class AppContext:
     load_pipeline: Callable[[str], Any]
     worker: Any = None
     job_timeout: float = 600.0
+    mode: str = "trusted"
 
     # ------------------------------------------------------------ users and projects
     def user(self, state: dict | None) -> UserRecord:
-        st = state or DEFAULT_USER
+        """The signed-in person with the role they hold now; UIError when nobody is signed in."""
+        u = self.maybe_user(state)
+        if u is None:
+            raise UIError(SIGN_IN_FIRST)
+        return u
+
+    def maybe_user(self, state: dict | None) -> UserRecord | None:
+        st = state if isinstance(state, dict) else None
         try:
+            if self.mode == "accounts":
+                return self.studio.accounts.user_for((st or {}).get("token"))
+            if self.mode == "space":
+                name = (st or {}).get("name")
+                return self.studio.users.sync(name, space_role(name)) if name else None
+            st = st or DEFAULT_USER
+            if self.mode == "open":
+                return self.studio.users.get(st.get("name") or "") or self.studio.users.ensure(
+                    st.get("name") or "you", st.get("role") or "creator")
             return self.studio.users.ensure(st.get("name") or "you", st.get("role") or "creator")
         except ServiceError as e:
             raise UIError(str(e)) from e
+
+    def creator(self, state: dict | None) -> UserRecord:
+        """A signed-in creator (or admin): the one who may write to the media store or generate."""
+        u = self.user(state)
+        if u.role not in ("creator", "admin"):
+            raise UIError(f"{u.name} is an {u.role}: making and uploading media needs the creator role")
+        return u
 
     def project(self, user: UserRecord) -> int:
         """The person's current project (one is made on first use)."""
@@ -68,10 +103,12 @@ class AppContext:
         return self.studio.media.put_video_file(path, Path(path).name).id
 
     def video_path(self, asset_id: str | None) -> str | None:
-        return None if not asset_id else str(self.studio.media.path_of(asset_id, "mp4"))
+        """A fresh served link to a stored clip (media/served/<random>.mp4), for the person asking only."""
+        return None if not asset_id else str(self.studio.media.serve(asset_id, "mp4"))
 
     def image_path(self, asset_id: str | None) -> str | None:
-        return None if not asset_id else str(self.studio.media.path_of(asset_id, "png"))
+        """A fresh served link to a stored image (media/served/<random>.png), for the person asking only."""
+        return None if not asset_id else str(self.studio.media.serve(asset_id, "png"))
 
     # ------------------------------------------------------------ jobs
     def wait(self, job: JobRecord, progress=None) -> JobRecord:
@@ -94,10 +131,15 @@ class AppContext:
         return self.load_pipeline(v.path).enhancer
 
 
-def space_user(profile) -> dict:
-    """On a Hugging Face Space: the Hub user, with a role from OMNI_ADMINS / OMNI_ANNOTATORS (comma lists)."""
-    name = getattr(profile, "username", None) or "guest"
+def space_role(name: str) -> str:
+    """A Hub user's role from OMNI_ADMINS / OMNI_ANNOTATORS (comma lists), read now: a name taken
+    off a list loses the role at its next request."""
     admins = {x.strip() for x in os.environ.get("OMNI_ADMINS", "").split(",") if x.strip()}
     annotators = {x.strip() for x in os.environ.get("OMNI_ANNOTATORS", "").split(",") if x.strip()}
-    role = "admin" if name in admins else "annotator" if name in annotators else "creator"
-    return {"name": name, "role": role}
+    return "admin" if name in admins else "annotator" if name in annotators else "creator"
+
+
+def space_user(profile) -> dict | None:
+    """On a Hugging Face Space: the Hub user with the role the lists give now; None when not logged in."""
+    name = getattr(profile, "username", None)
+    return {"name": name, "role": space_role(name)} if name else None

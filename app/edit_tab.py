@@ -144,14 +144,23 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
         except UIError as e:  # beside the button; the clips stay as they were
             return gr.update(), gr.update(), f"⚠ {e}"
 
-    def on_video(v):
+    def on_video(us, v):
         try:
+            if v:
+                ctx.creator(us)  # the preview writes to the media store: a signed-in creator only
             return first_frame(ctx, v)
         except UIError as e:
             raise gr.Error(str(e))
 
-    tab.example.click(lambda: example_video(ctx), None, tab.video)
-    tab.video.change(on_video, tab.video, tab.mask)
+    def on_example(us):
+        try:
+            ctx.creator(us)  # a world clip goes into the media store: a signed-in creator only
+        except UIError as e:
+            raise gr.Error(str(e))
+        return example_video(ctx)
+
+    tab.example.click(on_example, [user_state], tab.video)
+    tab.video.change(on_video, [user_state, tab.video], tab.mask)
     tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
                                  tab.preserve],
                   [tab.original, tab.result, tab.status], api_name="edit")

@@ -70,6 +70,52 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+_guarded: set[str] = set()  # real paths no Python code of this process may open
+_guarded_names: set[str] = set()  # their base names (a cheap first test for every open)
+_guard_lock = threading.Lock()
+
+
+def _refuse_database_opens(event: str, args: tuple) -> None:
+    if event != "open" or not _guarded:
+        return
+    path = args[0] if args else None
+    if isinstance(path, int) or path is None:  # an already open descriptor
+        return
+    try:
+        name = os.fsdecode(path)
+    except TypeError:
+        return
+    base = os.path.basename(name)
+    if base not in _guarded_names:  # most opens are not ours
+        return
+    if os.path.realpath(name) in _guarded:
+        raise PermissionError(f"{base} is the studio database: only its engine may open it (closing any other "
+                              "descriptor on it drops SQLite's locks; DESIGN 3.6)")
+
+
+def guard_database_files(db: "Database") -> list[str]:
+    """Refuse, for the rest of this process, every open of the SQLite database file (and its WAL,
+    shared-memory and journal files) that does not come from SQLite itself. SQLite's POSIX locks
+    belong to the process: closing *any* descriptor of the file releases them, after which another
+    process's read-write open deletes the WAL under the studio (lost writes). SQLite opens its
+    files in C, outside Python's audit events, so the engine is unaffected. Returns the paths."""
+    if not db.url.startswith("sqlite"):
+        return []
+    file = make_url(db.url).database
+    if not file or file == ":memory:":
+        return []
+    real = os.path.realpath(file)
+    paths = [real + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    with _guard_lock:
+        if not _guarded:
+            import sys
+
+            sys.addaudithook(_refuse_database_opens)
+        _guarded.update(paths)
+        _guarded_names.update(os.path.basename(p) for p in paths)
+    return paths
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url

@@ -6,6 +6,13 @@ single pixel is allocated), video size and duration probed before decoding. Acce
 media are re-encoded (PNG for images, browser-playable H.264 for videos), hashed, and
 stored as `media/ab/<sha256>.<ext>`; the original file name is kept only as a label.
 Nothing outside the media folder is ever returned.
+
+What the web app serves is `media/served/` alone (DESIGN 3.6): `serve()` gives each request
+for a clip or image its own link there under a random name (a hard link, or a copy across
+file systems), handed only to the person whose request it answers. So no name is stable
+across people or requests (an annotator cannot match an arena clip to a creator's
+regeneration), and nothing else of the home (database, WAL, secret, runs, models, exports)
+can be reached through the file route.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ import hashlib
 import io
 import os
 import re
+import secrets
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +34,12 @@ MAX_IMAGE_BYTES = 20 * 2**20
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_VIDEO_BYTES = 200 * 2**20
 MAX_VIDEO_FRAMES = 600
+# frames x pixels decoded from one upload at most (about 100 MB of RGB): checked on the probe's
+# declared size and duration before a frame is decoded, and again while decoding (a file that
+# declares less than it holds is cut at the cap)
+MAX_VIDEO_VOXELS = 2**25
+SERVED_DIR = "served"  # the one folder of the home the web app serves
+SERVED_MAX_AGE = 3 * 24 * 3600.0  # seconds a served link lives (a page open longer reloads its clips)
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -65,10 +81,72 @@ def safe_label(name: str) -> str:
     return base or "upload"
 
 
+def _decode_capped(path: Path, width: int, height: int, cap: int, label: str) -> np.ndarray:
+    """Decode at most `cap` frames (RGB) straight into one array; ffmpeg is stopped at the cap."""
+    import imageio_ffmpeg
+
+    out = np.empty((cap, height, width, 3), np.uint8)
+    n = 0
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        next(gen)  # the metadata
+        for buf in gen:
+            if len(buf) != width * height * 3:
+                raise MediaError(f"{label}: a frame of the wrong size (the stream changes size)")
+            out[n] = np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+            n += 1
+            if n >= cap:
+                break
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(f"{label}: decoding failed after {n} frames ({str(e).strip().splitlines()[-1][:160]})") from e
+    finally:
+        gen.close()
+    if n == 0:
+        raise MediaError(f"{label}: the video has no frames")
+    return out[:n].copy() if n < cap else out
+
+
 class MediaStore:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.served_root = self.root / SERVED_DIR
+        self._served_count = 0
+
+    # ------------------------------------------------------------ serving
+    def serve(self, asset_id: str, ext: str) -> Path:
+        """A fresh link to one stored clip (mp4) or image (png) under a random name in
+        `media/served/`: the only files the web app serves. Every call gives a new name."""
+        if ext not in ("png", "mp4"):
+            raise MediaError(f"only clips and images are served, not .{ext} files")
+        src = self.path_of(asset_id, ext)
+        self.served_root.mkdir(parents=True, exist_ok=True)
+        dst = self.served_root / f"{secrets.token_hex(16)}.{ext}"
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system (or no hard links): a copy
+            shutil.copyfile(src, dst)
+        self._served_count += 1
+        if self._served_count % 500 == 1:
+            self.prune_served()
+        return dst
+
+    def prune_served(self, max_age: float = SERVED_MAX_AGE) -> int:
+        """Remove served links older than max_age seconds (by inode change time: making a hard link
+        changes it, the stored file's age does not count); returns how many went."""
+        if not self.served_root.is_dir():
+            return 0
+        now, n = time.time(), 0
+        for p in self.served_root.iterdir():
+            try:
+                if p.is_file() and now - p.lstat().st_ctime > max_age:
+                    p.unlink()
+                    n += 1
+            except OSError:
+                continue
+        return n
 
     # ------------------------------------------------------------ writing
     def _store(self, data: bytes, kind: str, ext: str, width: int, height: int, frames: int, label: str) -> AssetInfo:
@@ -121,20 +199,40 @@ class MediaStore:
         return self._store(buf.getvalue(), "image", "png", arr.shape[1], arr.shape[0], 1, name)
 
     def put_video_file(self, path: str | Path, name: str = "") -> AssetInfo:
-        from training.video_io import VideoError, probe, read_video
+        """Check, decode (streaming, capped) and store an uploaded video; refuses before decoding
+        anything a file that is not mp4 / webm / avi by its bytes, or whose probed frames x pixels
+        are over MAX_VIDEO_VOXELS (a decompression bomb: a few KB declaring 1024x1024 x 600 frames)."""
+        from training.video_io import VideoError, probe, sniff_container
 
         path = Path(path)
         label = safe_label(name or path.name)
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise MediaError(f"{label}: the upload could not be read") from e
         if size > MAX_VIDEO_BYTES:
             raise MediaError(f"{label}: {size / 2**20:.0f} MB is over the {MAX_VIDEO_BYTES // 2**20} MB video limit")
+        kind = sniff_container(head)
+        if kind not in ("mp4", "webm", "avi"):
+            raise MediaError(f"{label}: not a video (its bytes are not mp4, webm or avi)"
+                             + ("; a GIF goes in an image slot" if kind == "gif" else ""))
         try:
             meta = probe(path)
-            if meta.width * meta.height > MAX_IMAGE_PIXELS:
-                raise MediaError(f"{label}: {meta.width}x{meta.height} video frames are too large")
-            frames, meta = read_video(path, max_frames=MAX_VIDEO_FRAMES)
         except VideoError as e:
             raise MediaError(f"{label}: {str(e).split(': ', 1)[-1]}") from e
+        pixels = meta.width * meta.height
+        if pixels > MAX_IMAGE_PIXELS:
+            raise MediaError(f"{label}: {meta.width}x{meta.height} video frames are too large")
+        declared = int(round(meta.duration * meta.fps)) if meta.duration > 0 and meta.fps > 0 else 1
+        wanted = min(max(declared, 1), MAX_VIDEO_FRAMES)  # longer videos are cut at MAX_VIDEO_FRAMES
+        if wanted * pixels > MAX_VIDEO_VOXELS:
+            raise MediaError(f"{label}: {meta.width}x{meta.height} x {declared} frames is {wanted * pixels / 1e6:.0f} "
+                             f"million pixels to decode; the limit is {MAX_VIDEO_VOXELS / 1e6:.0f} million: "
+                             "send a shorter or smaller video")
+        cap = max(1, min(MAX_VIDEO_FRAMES, MAX_VIDEO_VOXELS // pixels))
+        frames = _decode_capped(path, meta.width, meta.height, cap, label)
         return self.put_video_array(frames, fps=int(round(meta.fps or 8)), name=label)
 
     def put_video_bytes(self, data: bytes, name: str = "") -> AssetInfo:

@@ -89,6 +89,7 @@ class JobRecord:
     project_id: int | None
     created_at: datetime
     worker: str | None = None  # the worker that took the job (workers may run on other hosts)
+    user_id: int | None = None  # who submitted it
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _version(v: ModelVersion) -> VersionRecord:
 
 def _job(j: Job) -> JobRecord:
     return JobRecord(j.id, j.kind, j.status, j.progress, j.message, dict(j.request), j.seed, j.model_version_id,
-                     j.result_asset_id, j.project_id, j.created_at, j.worker)
+                     j.result_asset_id, j.project_id, j.created_at, j.worker, j.user_id)
 
 
 def require(user: UserRecord, *roles: str) -> None:
@@ -152,6 +153,23 @@ class UserService:
                 s.add(u)
                 s.flush()
             return _user(u)
+
+    def get(self, name: str) -> UserRecord | None:
+        """The user of that name with the role stored now (None if unknown)."""
+        with self.db.session(write=False) as s:
+            u = s.scalar(select(User).where(User.name == name))
+            return _user(u) if u else None
+
+    def sync(self, name: str, role: str) -> UserRecord:
+        """The user of that name, made or updated to hold exactly this role (a Space sign-in: the role
+        lists are the truth at every sign-in; open-studio mode: the role picked on the host's own machine)."""
+        u = self.ensure(name, role)
+        if u.role == role:
+            return u
+        with self.db.session() as s:
+            row = s.get(User, u.id)
+            row.role = role
+            return _user(row)
 
     def set_role(self, actor: UserRecord, user_id: int, role: str) -> UserRecord:
         require(actor, "admin")
@@ -391,11 +409,15 @@ class JobService:
                 raise ServiceError(f"no job {job_id}")
             return _job(j)
 
-    def list(self, project_id: int | None = None, limit: int = 50) -> list[JobRecord]:
-        with self.db.session() as s:
+    def list(self, project_id: int | None = None, limit: int = 50, user: UserRecord | None = None) -> list[JobRecord]:
+        """The newest jobs (of a project); with a user, only what that person may see: their own
+        jobs, or every job for an admin."""
+        with self.db.session(write=False) as s:
             q = select(Job).order_by(Job.id.desc()).limit(limit)
             if project_id is not None:
                 q = q.where(Job.project_id == project_id)
+            if user is not None and user.role != "admin":
+                q = q.where(Job.user_id == user.id)
             return [_job(j) for j in s.scalars(q)]
 
     def cancel(self, user: UserRecord, job_id: int) -> JobRecord:
@@ -644,7 +666,7 @@ class ArenaService:
         sealed = self._unseal(token)
         if sealed is None:
             existing = self._existing(idempotency_key)
-            if existing is not None:
+            if existing is not None and existing.annotator_id == annotator.id:
                 return existing
             raise ServiceError("the pair token is not valid (a stale or edited page): load the next pair")
         comparison_id, left_is_a = sealed
@@ -662,8 +684,11 @@ class ArenaService:
         vote_id = self._writer.write(row)  # returns once the vote is committed
         if vote_id is None:  # the idempotency key, or this annotator on this pair, is taken
             existing = self._existing(idempotency_key)
-            if existing is not None:  # a retried submit: the vote is already stored once
-                return existing
+            if existing is not None and (existing.comparison_id, existing.annotator_id) == (comparison_id,
+                                                                                           annotator.id):
+                return existing  # a retried submit: the vote is already stored once, on its own pair
+            if existing is not None:  # the key is bound to the pair (and the person) it was first cast on
+                raise ServiceError("this vote's key was used for another pair: load the next pair")
             raise ServiceError(f"{annotator.name} already voted on this pair")
         return VoteRecord(vote_id, comparison_id, annotator.id, verdicts, to_a(overall), True)
 

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from .accounts import AccountService
 from .db import Database, sqlite_url
 from .media import MediaStore
 from .services import ArenaService, JobService, ModelRegistry, ProjectService, SubjectService, UserService
@@ -29,6 +30,7 @@ class Studio:
     jobs: JobService
     arena: ArenaService
     storyboards: StoryboardService
+    accounts: AccountService
 
     @classmethod
     def open(cls, home: str | Path, database_url: str | None = None, gold_rate: float = 0.1) -> "Studio":
@@ -44,4 +46,4 @@ class Studio:
         projects = ProjectService(db)
         return cls(home, db, media, UserService(db), projects, SubjectService(db, media, projects),
                    ModelRegistry(db), JobService(db), ArenaService(db, key.read_bytes(), gold_rate),
-                   StoryboardService(db, media))
+                   StoryboardService(db, media), AccountService(db))

@@ -1,0 +1,318 @@
+"""A hosted studio attacked over raw HTTP (issue 19): a real `python app.py` on a real SQLite home,
+driven through /gradio_api with plain httpx (benchmarks/http_client.py) the way a hostile visitor
+or a crowd of annotators would reach it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.http_client import GradioError, Session, file_url
+from studio_backend.studio import Studio
+from tests.launched import ROOT, accounts_cli, running_app, start_app, stop_app
+from tests.test_model import tiny_pipeline
+
+PASSWORDS = {"boss": "boss-password-1", "cleo": "cleo-password-1", "dora": "dora-password-1",
+             "ann": "ann-password-1", "ann2": "ann2-password-1"}
+ROLES = {"cleo": "creator", "dora": "creator", "ann": "annotator", "ann2": "annotator"}
+GENERATE = ("A red circle moves left on a meadow.", [], [], None, 16, 3, 3.0, 7)
+
+
+def make_accounts(home: Path) -> None:
+    accounts_cli(home, "create-admin", "boss", password=PASSWORDS["boss"])
+    for name, role in ROLES.items():
+        accounts_cli(home, "add", name, "--role", role, password=PASSWORDS[name])
+
+
+def add_pairs(home: Path, n: int = 4, tag: str = "") -> list[str]:
+    """Evaluation pairs between two registered versions, written into the app's database."""
+    st = Studio.open(home)
+    vs = st.registry.list()
+    b = st.registry.register(f"secret-model-b{tag}-{time.time_ns()}", "/elsewhere")
+    ids = []
+    for k in range(n):
+        a = st.media.put_video_array(np.full((16, 32, 32, 3), (10 + 23 * k) % 256, np.uint8))
+        c = st.media.put_video_array(np.full((16, 32, 32, 3), (250 - 23 * k) % 256, np.uint8))
+        st.arena.add_comparison("eval", {"prompt": f"a blue square, case {k}{tag}"}, a, c, family="t2v",
+                                version_a=vs[0].id, version_b=b.id, seed_a=424242, seed_b=535353)
+        ids += [a.id, c.id]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hosted")
+    tiny_pipeline().save_pretrained(base / "secret-model-a")
+    home = base / "home"
+    make_accounts(home)
+    # what a home holds besides the media store
+    for rel, data in {"runs/job-1/checkpoint.pt": b"weights", "models/job-1/model_index.json": b"{}",
+                      "exports/preferences.jsonl": b'{"winner": 1}\n'}.items():
+        (home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (home / rel).write_bytes(data)
+    app = start_app(home, base / "secret-model-a")
+    try:
+        yield {"app": app, "url": app.url, "home": home, "base": base}
+    finally:
+        stop_app(app)
+
+
+def signed_in(url: str, name: str) -> Session:
+    s = Session(url)
+    s.call("sign_in", name, PASSWORDS[name])
+    return s
+
+
+def _db_descriptors(pid: int, home: Path) -> dict[str, str]:
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(home / "studio.db")) and not target.endswith(".writers.lock"):
+            out[fd] = target
+    return out
+
+
+def test_nothing_of_the_home_but_served_media_links_is_served(hosted):
+    home, url = hosted["home"], hosted["url"]
+    creator = signed_in(url, "cleo")
+    video = creator.call("generate", *GENERATE)[0]
+    link = creator.get(file_url(video))
+    assert link.status_code == 200 and link.content[4:8] == b"ftyp"  # the creator's own clip plays
+    st = Studio.open(home)
+    stored = next(p for p in (home / "media").rglob("*.mp4") if "served" not in p.parts)
+    served = next((home / "media" / "served").iterdir())
+    assert served.is_file()
+    wal = home / "studio.db-wal"
+    assert wal.exists() and (home / "secret.key").exists()
+    pid = hosted["app"].proc.pid
+    before = _db_descriptors(pid, home)
+    assert before, "the app holds the database open"
+    targets = [home / "studio.db", wal, home / "studio.db-shm", home / "secret.key", home / "studio.db.writers.lock",
+               home / "runs/job-1/checkpoint.pt", home / "models/job-1/model_index.json",
+               home / "exports/preferences.jsonl", stored, stored.with_suffix(".npy")]
+    tricks = [f"{served.parent}/../../studio.db", f"{served.parent}/../../secret.key", f"/{home}/studio.db",
+              f"//{home}/studio.db", f"{home}/./studio.db", f"{home}/media/../studio.db", f"{home}/media/./../secret.key",
+              f"{served.parent}/%2e%2e/%2e%2e/studio.db", f"{served.parent}/..%2f..%2fstudio.db",
+              "media/../studio.db", "./studio.db", str(home), str(home / "media"), str(served.parent)]
+    anonymous = Session(url)
+    for who in (anonymous, creator):
+        for path in [str(p) for p in targets] + tricks:
+            r = who.get(f"gradio_api/file={path}")
+            assert r.status_code in (403, 404), (path, r.status_code)
+            assert b"SQLite format" not in r.content and st.arena.secret not in r.content
+    # the descriptors on the database file are still the engine's own: none opened, none closed
+    assert _db_descriptors(pid, home) == before
+
+
+def test_the_database_file_is_opened_by_sqlite_alone(tmp_path):
+    """The app's guard: any Python-level open of studio.db (or its WAL) in the app's process is
+    refused, so no descriptor can be closed under SQLite's locks; SQLite itself works on."""
+    script = f"""
+import shutil, sqlite3
+from pathlib import Path
+from studio_backend.db import guard_database_files
+from studio_backend.studio import Studio
+st = Studio.open({str(tmp_path / 'h')!r})
+st.users.ensure("before", "creator")
+paths = guard_database_files(st.db)
+refused = 0
+for attempt in (lambda: open(paths[0], "rb"), lambda: Path(paths[1]).read_bytes(),
+                lambda: shutil.copy(paths[0], {str(tmp_path / 'copy.db')!r}), lambda: sqlite3.connect("file:" + paths[0] + "?mode=ro", uri=True).execute("select 1") and open(paths[0]),
+                lambda: open(paths[0].replace("studio.db", "./studio.db"), "rb")):
+    try:
+        attempt()
+    except PermissionError as e:
+        assert "only its engine may open it" in str(e)
+        refused += 1
+st.users.ensure("after", "creator")  # the engine still reads and writes
+print(refused, sorted(u.name for u in [st.users.get("before"), st.users.get("after")]))
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, OMNI_DATABASE_URL=""))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[0] == "5" and "['after', 'before']" in r.stdout, r.stdout
+
+
+def test_votes_survive_hostile_downloads_and_another_process_opening_the_database(tmp_path):
+    """The lost-writes attack of issue 19: file= requests for studio.db, then a read-write open by
+    another process (as a CLI DPO run or sqlite3 does), then votes, then a restart: every vote is there."""
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    home = tmp_path / "home"
+    make_accounts(home)
+    with running_app(home, tmp_path / "m") as app:
+        add_pairs(home, 10)
+        ann = signed_in(app.url, "ann")
+        for path in ("studio.db", "studio.db-wal", "studio.db-shm"):
+            assert ann.get(f"gradio_api/file={home / path}").status_code in (403, 404)
+        other = sqlite3.connect(home / "studio.db")  # another process: read-write open, a write, a close
+        other.execute("pragma journal_mode=wal")
+        other.execute("create table if not exists scratch (x)")
+        other.commit()
+        other.close()
+        out = ann.call("arena_next")
+        for _ in range(10):
+            out = ann.call("arena_vote", out[1], "G", "S", "G", "S", "S", "G")
+        assert Studio.open(home).arena.annotator_count(Studio.open(home).users.get("ann")) == 10
+    with running_app(home, tmp_path / "m"):  # a restart
+        st = Studio.open(home)
+        assert len([v for v in st.arena.votes() if v["annotator_id"] == st.users.get("ann").id]) == 10
+
+
+def test_visitors_who_are_not_signed_in_cannot_write_media_generate_or_vote(hosted):
+    from training.video_io import write_mp4
+
+    url, media = hosted["url"], hosted["home"] / "media"
+    add_pairs(hosted["home"], 1, tag="-anon")
+    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    before = stored()
+    s = Session(url)
+    mp4 = write_mp4(np.full((8, 32, 32, 3), 99, np.uint8), hosted["base"] / "visitor.mp4")
+    clip = s.http.post(url + "gradio_api/upload", files={"files": ("c.mp4", mp4.read_bytes(), "video/mp4")}).json()[0]
+    video = {"path": clip, "meta": {"_type": "gradio.FileData"}}
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 77, np.uint8)).save(hosted["base"] / "visitor.png")
+    png = s.http.post(url + "gradio_api/upload", files={"files": ("v.png", (hosted["base"] / "visitor.png").read_bytes(),
+                                                                  "image/png")}).json()[0]
+    image = {"path": png, "meta": {"_type": "gradio.FileData"}}
+    for api, args in [("generate", GENERATE), ("on_example", ()), ("on_video", (video,)),
+                      ("edit", (video, "Make it snow", "weather", None, None, 0.0, "the model's choice")),
+                      ("arena_next", ()), ("arena_vote", ("", "G", "S", "S", "S", "S", "S")),
+                      ("create_subject", ("Tigo", [image])), ("jobs", ())]:
+        try:
+            out = s.call(api, *args)
+        except GradioError as e:
+            assert "sign in" in str(e) or "load a pair first" in str(e), (api, e)
+        else:  # a tab may answer with its message instead of an error
+            assert (api == "jobs" and out[0]["data"] == []) or "sign in first" in repr(out), (api, out)
+    assert stored() == before  # nothing written to the media store
+    st = Studio.open(hosted["home"])
+    assert not [j for j in st.jobs.list(limit=500) if j.request.get("prompt") == GENERATE[0] and j.user_id is None]
+
+
+def test_passwords_roles_and_grants(hosted):
+    url = hosted["url"]
+    with pytest.raises(GradioError, match="wrong name or password"):
+        Session(url).call("sign_in", "ann", "not-the-password")
+    with pytest.raises(GradioError, match="wrong name or password"):
+        Session(url).call("sign_in", "nobody", "whatever-password")
+    info = Session(url).get("gradio_api/info").json()["named_endpoints"]["/sign_in"]
+    assert [p["label"] for p in info["parameters"]] == ["Name", "Password"]  # no role to choose
+    try:  # a third value is not taken for one
+        out = Session(url).call("sign_in", "ann", PASSWORDS["ann"], "admin")
+        assert "(annotator)" in repr(out) and "(admin)" not in repr(out)
+    except GradioError:
+        pass
+    st = Studio.open(hosted["home"])
+    stored = {u.name: u for u in []}
+    from studio_backend.models import User
+
+    with st.db.session(write=False) as s:
+        stored = {u.name: u.password_hash for u in s.query(User)}
+    assert all(h.startswith("scrypt$16384$8$1$") and PASSWORDS[n] not in h for n, h in stored.items() if n in PASSWORDS)
+    assert len({h.split("$")[4] for n, h in stored.items() if n in PASSWORDS}) == len(PASSWORDS)  # salted
+    add_pairs(hosted["home"], 2, tag="-grant")
+    ann2 = signed_in(url, "ann2")
+    ann2.call("arena_next")
+    boss, cleo = signed_in(url, "boss"), signed_in(url, "cleo")
+    with pytest.raises(GradioError, match="admin"):
+        cleo.call("account_grant", "cleo", "admin")  # a creator cannot grant
+    assert "is now creator" in boss.call("account_grant", "ann2", "creator")[0]
+    with pytest.raises(GradioError, match="needs the annotator role"):
+        ann2.call("arena_next")  # the next request of the same session
+    assert "is now annotator" in boss.call("account_grant", "ann2", "annotator")[0]
+    ann2.call("arena_next")
+    assert "made with the annotator role" in boss.call("account_create", "erin", "erin-password-1", "annotator")[0]
+    erin = signed_in_with(url, "erin", "erin-password-1")
+    erin.call("arena_next")
+    with pytest.raises(GradioError, match="needs the creator role|creator"):
+        erin.call("generate", *GENERATE)
+
+
+def signed_in_with(url, name, password) -> Session:
+    s = Session(url)
+    s.call("sign_in", name, password)
+    return s
+
+
+def test_a_session_survives_a_new_page_and_a_restart_until_sign_out(tmp_path):
+    from studio_backend.accounts import AccountService
+
+    st = Studio.open(tmp_path / "h")
+    acc: AccountService = st.accounts
+    acc.create_admin("root", "root-password-1")
+    with pytest.raises(Exception, match="at least 8"):
+        acc.create(acc.sign_in("root", "root-password-1")[0], "short", "abc")
+    user, token = acc.sign_in("root", "root-password-1")
+    assert Studio.open(tmp_path / "h").accounts.user_for(token).name == "root"  # another process, a restart
+    acc.grant(user, "root", "creator")
+    assert acc.user_for(token).role == "creator"  # the role now, not at sign-in
+    acc.sign_out(token)
+    assert acc.user_for(token) is None and acc.user_for("forged") is None
+
+
+def test_an_annotators_responses_name_no_version_seed_job_prompt_or_stable_file(hosted):
+    home, url = hosted["home"], hosted["url"]
+    dora = signed_in(url, "dora")  # another creator's prompt, job and clip
+    dora.call("generate", "Dora's private prompt: a green triangle spins in the snow.", [], [], None, 16, 3, 3.0, 5)
+    ids = add_pairs(home, 3, tag="-blind")
+    st = Studio.open(home)
+    versions = [v.name for v in st.registry.list()]
+    jobs = [j.id for j in st.jobs.list(limit=500)]
+    sessions, seen = {}, {}
+    for name in ("ann", "ann2"):
+        s = signed_in(url, name)
+        out = s.call("arena_next")
+        names = []
+        for _ in range(3):
+            names += [Path(file_url(out[3])).name, Path(file_url(out[4])).name]
+            assert s.get(file_url(out[3])).status_code == 200
+            out = s.call("arena_vote", out[1], "G", "S", "G", "S", "S", "B")
+        s.call("jobs")
+        sessions[name], seen[name] = s, names
+    for name, s in sessions.items():
+        text = "\n".join(s.responses)
+        for v in versions:
+            assert v not in text, (name, v)
+        assert "secret-model" not in text and "424242" not in text and "535353" not in text
+        leak = re.search(r".{0,60}(seed[ =:-]?\d|\bjob[ #-]?\d|version \d).{0,60}", text, re.I)
+        assert leak is None, leak.group(0)  # (column headers and help texts may say the words, with no values)
+        assert "Dora's private prompt" not in text and "green triangle" not in text
+        for asset in ids:
+            assert asset not in text and asset[:16] not in text  # no content hash: nothing stable
+        assert not any(f'"job", {j},' in text for j in jobs)
+    assert not set(seen["ann"]) & set(seen["ann2"])  # the same clips, under different names per annotator
+    # a creator who regenerates the evaluation prompt gets yet another name
+    again = signed_in(url, "cleo").call("generate", "a blue square, case 0-blind", [], [], None, 16, 3, 3.0, 0)[0]
+    assert Path(file_url(again)).name not in seen["ann"] + seen["ann2"]
+
+
+def test_a_resubmitted_vote_is_stored_once_on_the_pair_it_was_cast_on(hosted):
+    add_pairs(hosted["home"], 3, tag="-resubmit")
+    ann = signed_in(hosted["url"], "ann")
+    first = ann.call("arena_next")
+    handle, prompt = first[1], first[2]
+    second = ann.call("arena_vote", handle, "G", "S", "G", "S", "S", "G")
+    assert second[1] != handle
+    again = ann.call("arena_vote", handle, "B", "B", "B", "B", "B", "B")  # the same submit, replayed
+    st = Studio.open(hosted["home"])
+    mine = [v for v in st.arena.votes() if v["annotator_id"] == st.users.get("ann").id]
+    on_first = [v for v in mine if v["request"]["prompt"] == prompt.removeprefix("**Request:** ")]
+    assert len(on_first) == 1  # stored once, with the first submit's verdict
+    assert on_first[0]["overall"] in ("G", "B") and len(mine) == len({v["comparison_id"] for v in mine})
+    pair_after = [v for v in mine if v["request"]["prompt"] == second[2].removeprefix("**Request:** ")]
+    assert pair_after == []  # the pair loaded after it got no vote the annotator never cast
+    assert again[1] not in (handle,)
+    with pytest.raises(GradioError, match="no longer on this page"):
+        ann.call("arena_vote", "0" * 32, "G", "S", "G", "S", "S", "G")
