@@ -28,31 +28,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PASSWORD = "studio-test-password"
+
+
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
+    """app.py as a host runs it: accounts made on the command line (an admin, a creator, two annotators)."""
+    from tests.launched import accounts_cli, start_app, stop_app
+
     base = tmp_path_factory.mktemp("studio")
     tiny_pipeline().save_pretrained(base / "secret-model-a")
     home = base / "home"
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    t0 = time.time()
-    proc = subprocess.Popen([sys.executable, "app.py", "--home", str(home), "--port", str(port), "--model",
-                             str(base / "secret-model-a")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    while time.time() - t0 < 60:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail("app.py exited: " + proc.stdout.read())
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("app.py did not start serving within 60 s")
-    yield {"url": f"http://127.0.0.1:{port}/", "home": home, "base": base}
-    proc.terminate()
-    proc.wait(10)
+    accounts_cli(home, "create-admin", "boss", password=PASSWORD)
+    for name, role in (("you", "creator"), ("ann", "annotator"), ("rater", "annotator")):
+        accounts_cli(home, "add", name, "--role", role, password=PASSWORD)
+    try:
+        app = start_app(home, base / "secret-model-a")
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield {"url": app.url, "home": home, "base": base}
+    stop_app(app)
 
 
 def _add_pairs(home: Path, n: int = 3) -> None:
@@ -71,6 +66,7 @@ def test_generate_subject_and_vote_through_the_api(studio):
     from gradio_client import Client, handle_file
 
     c = Client(studio["url"], verbose=False)
+    c.predict("you", PASSWORD, api_name="/sign_in")
     plan = c.predict("A crimson ball hops on the grass.", [], [], None, 16, 3, 3.0, 1, api_name="/enhance")
     assert "A red circle jumps up and down on a meadow." in plan and "crimson" in plan
     video, hist, plan = c.predict("A red circle moves left on a meadow.", [], [], None, 16, 3, 3.0, 1, api_name="/generate")
@@ -89,10 +85,10 @@ def test_generate_subject_and_vote_through_the_api(studio):
         c.predict("@Image_3 jumps", [], [], None, 16, 3, 3.0, 1, api_name="/generate")
     # the arena: an annotator rates a blind pair; nothing in the response names a model
     _add_pairs(studio["home"], 2)
-    c.predict("ann", "annotator", api_name="/sign_in")
+    c.predict("ann", PASSWORD, api_name="/sign_in")
     out = c.predict(api_name="/arena_next")
     assert "secret-model" not in repr(out)
-    out = c.predict("G", "S", "G", "S", "S", "G", api_name="/arena_vote")
+    out = c.predict(out[0], "G", "S", "G", "S", "S", "G", api_name="/arena_vote")  # out[0]: the pair's handle
     st = Studio.open(studio["home"])
     assert len(st.arena.votes()) == 1
 
@@ -114,11 +110,11 @@ def test_handlers_without_a_browser(studio, tmp_path):
         ctx.project(ctx.user({"name": "ann", "role": "annotator"}))
 
 
-def _sign_in(page, name: str, role: str) -> None:
-    page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill(name)
-    page.get_by_label("Role").click()
-    page.get_by_role("option", name=role).click()
-    page.get_by_role("button", name="Sign in").click()
+def _sign_in(page, name: str) -> None:
+    """Name and password; the role is the account's (made on the command line in the fixture)."""
+    page.locator("#sign-in-name input, #sign-in-name textarea").first.fill(name)
+    page.locator("#sign-in-password input").first.fill(PASSWORD)
+    page.locator("#sign-in").click()
     page.get_by_text(f"Signed in as {name}").wait_for(timeout=10_000)
 
 
@@ -135,6 +131,10 @@ def test_every_tab_in_chromium(studio):
         page = browser.new_page(viewport={"width": 1300, "height": 1200})
         page.goto(studio["url"])
         page.get_by_role("tab", name="Create").wait_for()
+        page.get_by_text("Not signed in").wait_for(timeout=10_000)
+        _sign_in(page, "you")
+        page.reload()  # the session survives a reload
+        page.get_by_text("Signed in as you (creator)").wait_for(timeout=10_000)
         # create a subject
         page.get_by_role("tab", name="Subjects").click()
         img = studio["base"] / "blip.png"
@@ -200,7 +200,7 @@ def test_every_tab_in_chromium(studio):
                                " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "tab_edit.png"), full_page=True)
         # the arena: sign in as an annotator, load a pair, vote with the keyboard
-        _sign_in(page, "rater", "annotator")
+        _sign_in(page, "rater")
         page.get_by_role("tab", name="Arena").click()
         page.locator("#arena-next").click()
         page.wait_for_function("() => document.querySelectorAll('#arena-left video, #arena-right video').length == 2",
@@ -224,7 +224,7 @@ def test_every_tab_in_chromium(studio):
             if tab == "Training":  # an annotator sees what the tab is for, not the admin's buttons
                 page.locator("#training-notice").get_by_text("sign in with the admin role").wait_for(timeout=5_000)
                 assert not page.get_by_role("button", name="Run DPO").is_visible()
-        _sign_in(page, "boss", "admin")
+        _sign_in(page, "boss")
         page.get_by_role("tab", name="Training").click()
         page.get_by_role("button", name="Run DPO").wait_for(timeout=10_000)
         assert not page.locator("#training-notice").is_visible()

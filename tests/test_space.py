@@ -147,7 +147,16 @@ def test_space_login_through_the_hub_gives_the_configured_role(tmp_path):
         try:
             assert space_user(profile) == {"name": "alice", "role": "admin"}
             assert space_user(OAuthProfile({**info["userinfo"], "preferred_username": "bob"}))["role"] == "annotator"
-            assert space_user(None) == {"name": "guest", "role": "creator"}
+            assert space_user(None) is None  # no Hub login: nobody (not a creator), so nothing can be made
+            # the lists are read at every sign-in (and request): taken off OMNI_ADMINS, alice is admin no more
+            from app.context import AppContext
+            from studio_backend.studio import Studio
+
+            ctx = AppContext(Studio.open(tmp_path / "inproc"), lambda p: None, mode="space")
+            assert ctx.user(space_user(profile)).role == "admin"
+            os.environ["OMNI_ADMINS"] = "carol"
+            assert space_user(profile)["role"] == "creator" and ctx.user({"name": "alice"}).role == "creator"
+            assert ctx.maybe_user(None) is None
         finally:
             os.environ.pop("OMNI_ADMINS")
             os.environ.pop("OMNI_ANNOTATORS")
