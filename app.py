@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", default=os.environ.get("OMNI_ADAPTER"), help="wan: a LoRA adapter directory")
     ap.add_argument("--enhancer", default=os.environ.get("OMNI_ENHANCER"),
                     help="wan: a local chat model directory for the LLM prompt enhancer (OMNI_ENHANCER)")
+    ap.add_argument("--external-workers", action="store_true", default=bool(os.environ.get("OMNI_EXTERNAL_WORKERS")),
+                    help="run no job worker here: worker processes (python -m studio_backend.worker) on the "
+                         "same database take the jobs (OMNI_EXTERNAL_WORKERS=1)")
     ap.add_argument("--open-studio", action="store_true",
                     help="no accounts: everyone who reaches the page picks a name and a role (only with a "
                          "loopback --host, for one person on their own machine)")
@@ -266,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(studio, loader, "generator-1", kinds=("generate",), load_backend=loader.load_backend)
     trainer = Worker(studio, loader, "trainer-1", kinds=("train",),  # a DPO run never blocks generations
                      load_backend=loader.load_backend)
-    worker.start()
-    trainer.start()
+    if not args.external_workers:
+        worker.start()
+        trainer.start()
     ctx = AppContext(studio, loader, worker, mode=mode)
     if mode == "accounts" and not studio.accounts.any_admin():
         print(f"No admin account yet: make one with\n  {sys.executable} -m studio_backend.accounts --home {home} "

@@ -39,9 +39,20 @@ def register_version(studio: Studio, backend: str, model: str, adapter: str | No
     model = model_reference(model)
     adapter = model_reference(adapter) if adapter else None
     reg = studio.registry
-    mine = [v for v in reg.list() if (v.backend, v.path, v.adapter) == (backend, model, adapter)]
-    v = mine[0] if mine else reg.register(version_name(backend, model, adapter), model, backend=backend,
-                                          adapter=adapter, metrics={"registered_by": "start-up"})
+    from .services import ServiceError
+
+    def existing():
+        return next((v for v in reg.list() if (v.backend, v.path, v.adapter) == (backend, model, adapter)), None)
+
+    v = existing()
+    if v is None:
+        try:
+            v = reg.register(version_name(backend, model, adapter), model, backend=backend, adapter=adapter,
+                             metrics={"registered_by": "start-up"})
+        except ServiceError:  # another process (a second worker) registered it a moment ago
+            v = existing()
+            if v is None:
+                raise
     active = reg.active()
     if activate and (active is None or active.backend != backend):
         admin = studio.users.ensure("studio", "admin")

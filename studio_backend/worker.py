@@ -106,3 +106,9 @@ class Worker:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
+
+
+if __name__ == "__main__":  # python -m studio_backend.worker --backend wan --model ... (studio_backend/worker_cli.py)
+    from studio_backend.worker_cli import main
+
+    raise SystemExit(main())
