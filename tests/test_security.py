@@ -316,3 +316,45 @@ def test_a_resubmitted_vote_is_stored_once_on_the_pair_it_was_cast_on(hosted):
     assert again[1] not in (handle,)
     with pytest.raises(GradioError, match="no longer on this page"):
         ann.call("arena_vote", "0" * 32, "G", "S", "G", "S", "S", "G")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_video_bomb_and_a_gif_in_a_video_slot_are_refused_at_once(hosted):
+    """20 KB of H.264 declaring 1024x1024 x 600 frames (1.9 GB decoded) and a GIF sent to the Edit
+    tab's video preview: refused in under a second, with the app's memory flat and nothing stored."""
+    import imageio_ffmpeg
+    from PIL import Image
+
+    base, url, pid = hosted["base"], hosted["url"], hosted["app"].proc.pid
+    bomb = base / "bomb.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "color=black:s=1024x1024:r=30", "-frames:v", "600", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-crf", "51", "-pix_fmt", "yuv420p", str(bomb)], check=True, timeout=120)
+    assert bomb.stat().st_size < 100_000
+    gif = base / "clip.gif"
+    frames = [Image.fromarray(np.full((256, 256, 3), 40 * k, np.uint8)) for k in range(6)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    media = hosted["home"] / "media"
+    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    cleo = signed_in(url, "cleo")
+    for f, words in ((bomb, "million pixels to decode"), (gif, "a GIF goes in an image slot")):
+        up = cleo.http.post(url + "gradio_api/upload", files={"files": (f.name, f.read_bytes())}).json()[0]
+        before, rss = stored(), _rss_mb(pid)
+        t0 = time.perf_counter()
+        try:
+            out = cleo.call("on_video", {"path": up, "meta": {"_type": "gradio.FileData"}})
+            message = repr(out)
+        except GradioError as e:
+            message = str(e)
+        took = time.perf_counter() - t0
+        assert words in message, message
+        print(f"{f.name}: refused in {took * 1000:.0f} ms")
+        assert took < 1.0, f"{f.name} refused after {took:.2f} s"
+        assert _rss_mb(pid) - rss < 50, "memory grew"
+        assert stored() == before
