@@ -24,13 +24,16 @@ class Component(torch.nn.Module):
         super().__init__()
         self.config = config
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """`dtype` (e.g. torch.float16) stores floating weights smaller; loading casts them back."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         cfg = dataclasses.asdict(self.config)
         cfg["_class"] = type(self).__name__
         (d / "config.json").write_text(json.dumps(cfg, indent=1))
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, str(d / "model.safetensors"))
         return d
 

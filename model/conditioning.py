@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .generator import ANNOTATION, IMAGE, STORYBOARD, SUBJECT, TEXT, VIDEO, CondPiece
+from .generator import ANNOTATION, IMAGE, LAYOUT, STORYBOARD, SUBJECT, TEXT, VIDEO, CondPiece
+from .layout import LayoutPlan, rasterize_layout
 from .mvl import Annotations, MVLRequest
 from .vae import to_model_range
 
@@ -69,8 +70,11 @@ def rasterize_annotations(ann: Annotations, side: int = SIDE) -> np.ndarray:
 @torch.no_grad()
 def build_conditions(requests: list[MVLRequest], prompts: list[str], vae, text_encoder,
                      drop_text: list[bool] | None = None, drop_visual: list[bool] | None = None,
-                     latent_frames: int = 8) -> list[list[CondPiece]]:
-    """Condition pieces per request; media are encoded in two batched VAE calls (images, videos)."""
+                     latent_frames: int = 8, layouts: list[LayoutPlan | None] | None = None,
+                     frames: int = 16) -> list[list[CondPiece]]:
+    """Condition pieces per request; media are encoded in two batched VAE calls (images, videos).
+    `layouts`: the layout plan of each request (None: no plan), rasterised as a LAYOUT piece; it is kept
+    when the visual references are dropped (it is the enhancer's plan, not a reference)."""
     B = len(requests)
     drop_text = drop_text or [False] * B
     drop_visual = drop_visual or [False] * B
@@ -102,17 +106,21 @@ def build_conditions(requests: list[MVLRequest], prompts: list[str], vae, text_e
         states, mask = text_encoder.encode([prompts[i] for i in keep])
         for j, i in enumerate(keep):
             pieces[i].append(CondPiece(TEXT, states[j], mask=mask[j]))
+    dev = next(vae.parameters()).device
     if images:
-        z = vae.encode(to_model_range(torch.from_numpy(np.stack([_fit(x) for x in images])[:, None])))
+        z = vae.encode(to_model_range(torch.from_numpy(np.stack([_fit(x) for x in images])[:, None])).to(dev))
         for (i, kind, slot, t0), zi in zip(image_owner, z):
             pieces[i].append(CondPiece(kind, zi, slot=slot, t0=t0))
     if videos:
-        z = vae.encode(to_model_range(torch.from_numpy(np.stack(videos))))
+        z = vae.encode(to_model_range(torch.from_numpy(np.stack(videos))).to(dev))
         for i, zi in zip(video_owner, z):
             pieces[i].append(CondPiece(VIDEO, zi))
     for i, r in enumerate(requests):
         if not drop_visual[i] and not r.annotations.is_empty():
             pieces[i].append(CondPiece(ANNOTATION, torch.from_numpy(rasterize_annotations(r.annotations))))
+    for i, plan in enumerate(layouts or []):
+        if plan is not None and not plan.is_empty():
+            pieces[i].append(CondPiece(LAYOUT, torch.from_numpy(rasterize_layout(plan, frames, SIDE))))
     return pieces
 
 

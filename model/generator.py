@@ -23,6 +23,9 @@ from .component import Component
 # token types
 TEXT, IMAGE, SUBJECT, VIDEO, ANNOTATION, STORYBOARD, NULL = range(7)
 N_TYPES = 7
+# not a token type: the layout plan's raster (model/layout.py), aligned with the target and added to
+# each target token through its own zero-initialised path
+LAYOUT = 7
 
 
 @dataclass
@@ -45,6 +48,12 @@ class GeneratorConfig:
     # it in full. This path carries it (gain per channel from the timestep; zero at start, so a trained
     # model with the path added computes exactly what it did).
     input_skip: bool = False
+    # The layout plan as a pixel-aligned input (model/layout.py): 0 = none; else the raster's channels.
+    # Each target token gets the raster over its pixels and frames, average-pooled to
+    # layout_patch x layout_patch, through a zero-initialised linear path: a trained generator with the
+    # path added computes exactly what it did until training opens it.
+    layout_channels: int = 0
+    layout_patch: int = 4
 
 
 @dataclass
@@ -52,7 +61,8 @@ class CondPiece:
     """One condition of one request before embedding."""
 
     kind: int  # TEXT, IMAGE, SUBJECT, VIDEO, ANNOTATION or STORYBOARD
-    data: torch.Tensor  # text: (L, text_dim); visual: latents (C, T, h, w); annotation: raster (A, H, W)
+    data: torch.Tensor  # text: (L, text_dim); visual: latents (C, T, h, w); annotation: raster (A, H, W);
+    # layout: raster (LAYOUT_CHANNELS, frames, H, W)
     slot: int = 0
     t0: int = 0  # time position of the first latent frame
     mask: torch.Tensor | None = None  # text: (L,) valid tokens
@@ -63,6 +73,7 @@ class Conditions:
     tokens: torch.Tensor  # (B, L, dim)
     pos: torch.Tensor  # (B, L, 3) long
     mask: torch.Tensor  # (B, L) bool, True = real token
+    layout: torch.Tensor | None = None  # (B, channels, frames, H, W) layout rasters (zeros: no plan)
 
 
 # ---------------------------------------------------------------- rotary positions
@@ -160,6 +171,7 @@ class OmniGenerator(Component):
         self.final_ada = nn.Linear(d, 2 * d)
         self.final = nn.Linear(d, pdim)
         self.skip_ada = nn.Linear(d, pdim) if c.input_skip else None  # the input path's gain per channel
+        self.layout_embed = nn.Linear(c.layout_channels * c.layout_patch ** 2, d) if c.layout_channels else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -182,6 +194,9 @@ class OmniGenerator(Component):
         if self.skip_ada is not None:
             nn.init.zeros_(self.skip_ada.weight)
             nn.init.zeros_(self.skip_ada.bias)
+        if self.layout_embed is not None:
+            nn.init.zeros_(self.layout_embed.weight)
+            nn.init.zeros_(self.layout_embed.bias)
 
     # ------------------------------------------------------------ patches
     def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,11 +221,14 @@ class OmniGenerator(Component):
         """Embed and pad each request's condition pieces (plus the null token) into one batch."""
         c = self.config
         dev = self.null_token.device
-        seqs, poss = [], []
+        seqs, poss, layouts = [], [], []
         for pieces in batch:
             toks = [self.null_token[0] + self.type_embed.weight[NULL]]
             pos = [torch.zeros(1, 3, dtype=torch.long, device=dev)]
+            layouts.append(next((pc.data for pc in pieces if pc.kind == LAYOUT), None))
             for pc in pieces:
+                if pc.kind == LAYOUT:
+                    continue
                 if pc.kind == TEXT:
                     states = pc.data if pc.mask is None else pc.data[pc.mask]
                     t = self.text_embed(states.to(dev))
@@ -240,7 +258,11 @@ class OmniGenerator(Component):
             tokens[i, : len(s)] = s
             pos[i, : len(s)] = p
             mask[i, : len(s)] = True
-        return Conditions(tokens, pos, mask)
+        layout = None
+        if self.layout_embed is not None and any(r is not None for r in layouts):
+            shape = next(r.shape for r in layouts if r is not None)
+            layout = torch.stack([torch.zeros(shape) if r is None else r for r in layouts]).to(dev)
+        return Conditions(tokens, pos, mask, layout)
 
     def condition_cache(self, cond: Conditions) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-layer condition (keys, values): the same at every step, so computed once."""
@@ -252,6 +274,16 @@ class OmniGenerator(Component):
             cache.append(kv)
         return cache
 
+    def layout_tokens(self, raster: torch.Tensor, latent_thw: tuple[int, int, int]) -> torch.Tensor:
+        """(B, A, F, H, W) layout rasters -> (B, N, A * q * q): per target token, the raster over its frames
+        and pixels average-pooled to q x q (q = layout_patch), in the order patchify gives the tokens."""
+        T, h, w = latent_thw
+        p, q = self.config.patch, self.config.layout_patch
+        B, A = raster.shape[:2]
+        r = F.adaptive_avg_pool3d(raster.float(), (T, h // p * q, w // p * q))  # (B, A, T, h'q, w'q)
+        r = r.view(B, A, T, h // p, q, w // p, q).permute(0, 2, 3, 5, 1, 4, 6)  # (B, T, h', w', A, q, q)
+        return r.reshape(B, T * (h // p) * (w // p), A * q * q)
+
     # ------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, cond: Conditions,
                 cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
@@ -259,6 +291,8 @@ class OmniGenerator(Component):
         B, C, T, h, w = x.shape
         tokens, pos = self.patchify(x)
         xt = self.x_embed(tokens)
+        if self.layout_embed is not None and cond.layout is not None:
+            xt = xt + self.layout_embed(self.layout_tokens(cond.layout, (T, h, w)).to(xt.dtype))
         temb = self.t_embed(timestep_embedding(timestep, 256))
         x_angles = rope_angles(pos[None].expand(B, -1, -1), self.config.rope_split, self.config.rope_theta)
         if cache is None:

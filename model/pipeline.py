@@ -25,6 +25,7 @@ import torch
 from . import flow_matching as fm
 from .conditioning import SIDE, build_conditions
 from .generator import IMAGE, TEXT, VIDEO, OmniGenerator
+from .layout import LayoutPlan
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
@@ -217,7 +218,7 @@ class OmniPipeline:
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
                  seed: int | None = None, enhance: bool = True, strength: float | None = None,
-                 preserve: float | None = None,
+                 preserve: float | None = None, layout: LayoutPlan | None = None,
                  callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
                  return_latents: bool = False) -> OmniOutput:
         # 1. check inputs
@@ -228,8 +229,13 @@ class OmniPipeline:
         self.interrupt = False
         # 2. enhance
         enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
-        # 3. encode conditions: with text, and without it (the classifier-free guidance branch)
-        pieces = build_conditions([request], [enhanced.prompt], self.vae, self.text_encoder)[0]
+        if layout is not None:  # a layout given by the caller (a user's own, or a diagnostic) replaces the plan
+            enhanced.layout = layout
+        # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
+        # plan is kept in both (guidance strengthens the words, the plan says where)
+        use_layout = self.generator.config.layout_channels > 0
+        pieces = build_conditions([request], [enhanced.prompt], self.vae, self.text_encoder,
+                                  layouts=[enhanced.layout if use_layout else None], frames=self.config.frames)[0]
         use_cfg = guidance != 1.0
         batch = [pieces, [p for p in pieces if p.kind != TEXT]] if use_cfg else [pieces]
         cond = self.generator.embed_conditions(batch)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .layout import LayoutPlan, LayoutPlanner
 from .mvl import IMAGE_REF_RE, REFERENCE_RE, TASKS, MVLRequest
 
 
@@ -32,6 +33,7 @@ class Enhanced:
     task: str
     plan: list[str]
     resolved: dict[str, str] = field(default_factory=dict)  # original words -> canonical
+    layout: LayoutPlan | None = None  # a box per frame for every subject (model/layout.py); None = not planned
 
 
 class PromptEnhancer(Protocol):
@@ -55,6 +57,11 @@ class Vocabulary:
     knowledge_shapes: dict[str, str] = field(default_factory=dict)
     knowledge_motions: dict[str, str] = field(default_factory=dict)
     synonyms: dict[str, str] = field(default_factory=dict)  # word -> canonical word or phrase
+    # what the layout planner knows of the world (model/layout.py): colours as RGB 0..1, subject sizes
+    # in frame px, and the motion / camera parameters the world's tracks follow
+    palette: dict[str, list[float]] = field(default_factory=dict)
+    sizes: dict[str, float] = field(default_factory=dict)
+    motion_params: dict[str, float] = field(default_factory=dict)
 
     def save(self, directory: str | Path) -> None:
         d = Path(directory)
@@ -122,6 +129,7 @@ class RuleEnhancer:
         self.synonyms = {**DEFAULT_SYNONYMS, **vocab.synonyms}
         self.known = set(vocab.colors) | set(vocab.shapes) | set(vocab.patterns)
         self._canon_vecs = None
+        self.planner = LayoutPlanner(vocab) if vocab.palette else None  # older vocabularies carry no palette
 
     # ------------------------------------------------------------ steps
     def _subjects(self, text: str, request: MVLRequest, resolved: dict) -> str:
@@ -263,7 +271,9 @@ class RuleEnhancer:
                 text = canon
         if reasoned and task == "t2v":
             task = "reasoning"
-        return Enhanced(prompt=text, task=task, plan=self.plan(request, text, task, resolved), resolved=resolved)
+        layout = self.planner.plan(request, text, task, seed=request.seed) if self.planner else None
+        lines = self.plan(request, text, task, resolved) + (layout.describe() if layout is not None else [])
+        return Enhanced(prompt=text, task=task, plan=lines, resolved=resolved, layout=layout)
 
     def plan(self, request: MVLRequest, text: str, task: str, resolved: dict) -> list[str]:
         lines = [f"Task: {task.replace('_', ' ')}", f"Prompt for the generator: {text}"]

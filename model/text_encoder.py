@@ -68,15 +68,20 @@ class MiniLMTextEncoder:
             p.requires_grad_(False)
         self.cache = _Cache()
 
+    def to(self, device) -> "MiniLMTextEncoder":
+        """Run the encoder on `device` (a GPU host's training); the states it returns are on the CPU."""
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         todo = [p for p in dict.fromkeys(prompts) if self.cache.get(p) is None]
         if todo:
             tok = self.tokenizer(todo, padding=True, truncation=True, max_length=self.config.max_tokens,
-                                 return_tensors="pt")
-            out = self.model(**tok).last_hidden_state.float()
+                                 return_tensors="pt").to(self.model.device)
+            out = self.model(**tok).last_hidden_state.float().cpu()
             for i, p in enumerate(todo):
-                n = int(tok["attention_mask"][i].sum())
+                n = int(tok["attention_mask"][i].sum().item())
                 self.cache.put(p, (out[i, :n].clone(), torch.ones(n, dtype=torch.bool)))
         return _pad([self.cache.get(p) for p in prompts])
 

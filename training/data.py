@@ -18,8 +18,29 @@ SFT_FAMILIES: tuple[str, ...] = FAMILIES
 
 
 def sample_stream(families: tuple[str, ...], seed: int, rank: int = 0, world_size: int = 1,
-                  weights: dict[str, float] | None = None) -> Iterator[WorldSample]:
-    """Endless samples; each rank draws its own disjoint seed sequence."""
+                  weights: dict[str, float] | None = None, workers: int = 0) -> Iterator[WorldSample]:
+    """Endless samples; each rank draws its own disjoint seed sequence. With `workers`, that many
+    processes render them (torch's DataLoader; each worker its own seed sequence): a GPU step
+    is faster than one CPU core renders a batch."""
+    if workers > 0:
+        import torch.utils.data as tud
+
+        class _Stream(tud.IterableDataset):
+            def __iter__(self):
+                info = tud.get_worker_info()
+                return _local_stream(families, seed, rank * 1000 + info.id, world_size * 1000, weights)
+
+        loader = tud.DataLoader(_Stream(), batch_size=None, num_workers=workers, prefetch_factor=64,
+                                persistent_workers=True, collate_fn=_as_is)
+        return iter(loader)
+    return _local_stream(families, seed, rank, world_size, weights)
+
+
+def _as_is(x):
+    return x
+
+
+def _local_stream(families, seed, rank, world_size, weights) -> Iterator[WorldSample]:
     rng = np.random.default_rng([seed, rank, world_size])
     p = np.array([(weights or {}).get(f, 1.0) for f in families], np.float64)
     p /= p.sum()
@@ -43,3 +64,24 @@ def clip_batch(stream: Iterator[WorldSample], batch: int, image_fraction: float 
             imgs = [im for im in s.request.images if isinstance(im, np.ndarray) and im.shape == (32, 32, 3)]
             images.append(imgs[0] if imgs else s.target[int(rng.integers(16))])
     return np.stack(clips), np.stack(images)[:, None] if images else np.zeros((0, 1, 32, 32, 3), np.uint8)
+
+
+def truth_layout(smp: WorldSample):
+    """The layout plan a perfect planner would make for a world sample: each subject's on-screen box per
+    frame and its palette colour, for the families the planner plans (model/layout.PLANNED_TASKS);
+    None for the others. The generator learns to render into these boxes; at inference the
+    planner's boxes (made from the request alone) take their place. OmniBench uses this only for the
+    labelled 'truth layout' diagnostic, never for the model's own figures."""
+    from model.layout import PLANNED_TASKS, LayoutPlan, PlannedSubject
+    from training.world import vocab as V
+    from training.world.render import BASE
+
+    if smp.family not in PLANNED_TASKS:
+        return None
+    subs = []
+    for s in smp.truth.subjects:
+        half = s.sizes[:, None] / 2
+        boxes = (np.concatenate([s.centers - half, s.centers + half], 1) / BASE).astype(np.float32)
+        subs.append(PlannedSubject(f"the {s.color} {s.shape}", s.color, tuple(V.COLORS[s.color]), boxes,
+                                   "truth", s.motion))
+    return LayoutPlan(subs, frames=len(smp.target))

@@ -1,7 +1,7 @@
 """OmniBench: exact, per-family evaluation of any video model on held-out OmniWorld cases,
 and the judge that turns two models' scores into Good / Same / Bad votes (GSB).
 
-    python -m training.evaluate --model oracle|noise|first_frame|PATH|vae:PATH [--family F] [--limit N] [--jobs 2] --json OUT
+    python -m training.evaluate --model oracle|noise|first_frame|PATH|vae:PATH|layout:PATH [--family F] [--limit N] [--jobs 2] --json OUT
     python -m training.evaluate --compare A B [--family F] [--limit N] --json OUT
     python -m training.evaluate --model PATH --split train ...   (the same families on training compositions)
     (A, B: models as for --model, or the JSON reports of earlier --model runs: no generation then)
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,9 @@ def _add(score: CaseScore, name: str, value: float, passed: bool, dim: str, util
     score.metrics[name] = Metric(float(value), bool(passed), dim, float(passed) if utility is None else utility)
 
 
+SIZE_WORD_RE = re.compile(r"\b(small|medium|large|tiny|big|huge|little|largest|smallest|biggest|tiniest)\b", re.I)
+
+
 def score_case(case: WorldSample, clip: np.ndarray) -> CaseScore:
     """Score one model answer against the case's truth."""
     truth = case.truth
@@ -146,6 +150,9 @@ def score_case(case: WorldSample, clip: np.ndarray) -> CaseScore:
     subs = truth.subjects
     colors = [s.color for s in subs]
     sizes = [s.size for s in subs]
+    if "attributes" in checks and not SIZE_WORD_RE.search(case.request.prompt):
+        # the request names no size: every size the world could have drawn is right
+        sizes = [(min(V.SIZES.values()), max(V.SIZES.values()))] * len(subs)
 
     if checks & {"attributes", "identity", "view", "motion", "stability"}:
         search_bg = "attributes" in checks
@@ -294,7 +301,8 @@ def load_model(spec: str) -> Generator:
         return BASELINES[spec]
     if spec.startswith("vae:"):
         return vae_ceiling(spec[4:])
-    path = Path(spec)
+    given_layout = spec.startswith("layout:")  # a diagnostic: the truth's layout instead of the planner's
+    path = Path(spec[7:] if given_layout else spec)
     if not (path / "model_index.json").is_file():
         raise SystemExit(f"--model {spec!r}: not a baseline ({', '.join(BASELINES)}) and not a model directory "
                          "with a model_index.json")
@@ -306,6 +314,10 @@ def load_model(spec: str) -> Generator:
     pipe.set_progress_bar_config(disable=True)
 
     def run(case: WorldSample) -> np.ndarray:
+        if given_layout:
+            from training.data import truth_layout
+
+            return pipe(case.request, layout=truth_layout(case)).frames
         return pipe(case.request).frames
 
     return run
@@ -498,7 +510,8 @@ def format_table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="oracle | noise | first_frame | path to a model directory | vae:PATH (the truth through that "
-                         "model's VAE: the ceiling of its latent space)")
+                         "model's VAE: the ceiling of its latent space) | layout:PATH (the model given the truth's layout "
+                         "instead of its planner's: what a perfect planner would reach; a diagnostic, not its score)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
                     help="judge A against B; GSB per dimension. A and B: models, or reports (.json) written by --model")
     ap.add_argument("--family", action="append", choices=FAMILIES, help="only this family (repeatable)")

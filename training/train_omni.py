@@ -4,7 +4,8 @@
     python -m training.sft --out runs/sft --init runs/pretrain/model [--steps N] ...
     torchrun --nproc_per_node 2 -m training.pretrain ...   (data parallel: gloo on CPU, nccl on GPU)
 
-Resumable from `OUT/checkpoint.pt`; bf16 autocast; EMA of the weights; one log line per
+Resumable from `OUT/checkpoint.pt`; bf16 autocast where this machine runs bf16 natively
+(model/precision.py decides and logs it); EMA of the weights; one log line per
 interval in `OUT/log.jsonl`; the EMA model is exported as a model directory `OUT/model`
 at every checkpoint, ready for `python -m training.evaluate --model OUT/model`.
 """
@@ -29,10 +30,11 @@ from model import flow_matching as fm
 from model.conditioning import build_conditions
 from model.generator import GeneratorConfig, OmniGenerator
 from model.pipeline import OmniPipeline, PipelineConfig
+from model.precision import autocast, resolve_dtype
 from model.prompt_enhancer import RuleEnhancer
 from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from model.vae import VAEConfig, VideoVAE, to_model_range
-from training.data import sample_stream
+from training.data import sample_stream, truth_layout
 from training.transplant import MOVED, transplant
 from training.world.vocab import enhancer_vocabulary
 
@@ -66,12 +68,19 @@ class TrainConfig:
     save_every: int = 200
     seed: int = 0
     threads: int = 1
-    bf16: bool = True
+    dtype: str = "auto"  # compute dtype: auto (probe this machine, model/precision.py) | fp32 | bf16
     dim: int = 256
     depth: int = 8
     heads: int = 4
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
     input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
+    layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
+    p_drop_layout: float = 0.15  # share of samples trained without their layout (the model still draws without a plan)
+    ema_warmup: int = 100  # EMA decay ramps up as min(ema, (1 + step) / (ema_warmup + step)): early EMA follows the model
+    state_dir: str = ""  # a folder kept in the repository: EMA weights (fp16) + step + schedule, resumed when OUT is lost
+    device: str = "cpu"  # cpu | cuda (one process per GPU under torchrun)
+    workers: int = 0  # world-rendering worker processes feeding the batches (0 = render in the training process)
+    max_minutes: float = 0.0  # stop (checkpoint, export) after this much wall-clock time; 0 = run all the steps
 
 def lr_at(step: int, cfg) -> float:
     """Linear warm-up then cosine decay to min_lr (any config with lr, min_lr, warmup, steps)."""
@@ -88,21 +97,26 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
     return (t, h, rest - h)
 
 
-def build_components(cfg: TrainConfig):
+def build_components(cfg: TrainConfig, resume_state: Path | None = None):
     if cfg.transplant_vae and not cfg.init:
         raise SystemExit("--transplant-vae moves a trained generator: give the model to move with --init DIR "
                          "(to train from scratch in that VAE's space, use --vae DIR --patch P)")
     if cfg.transplant_vae and not (Path(cfg.transplant_vae) / "config.json").is_file():
         raise SystemExit(f"--transplant-vae {cfg.transplant_vae}: no VAE there (expected config.json and "
                          "model.safetensors, as python -m training.train_vae writes to OUT/final)")
+    if resume_state is not None:  # the committed state: a model directory of the EMA weights
+        pipe = OmniPipeline.from_pretrained(resume_state)
+        return pipe.vae, pipe.generator.train(), pipe.text_encoder, json.loads((resume_state / "state.json").read_text())["earlier"]
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
         if cfg.transplant_vae:
             vae = VideoVAE.from_pretrained(cfg.transplant_vae).eval()
             gen, info = transplant(pipe.generator.eval(), pipe.vae.eval(), vae, cfg.patch, mode=cfg.transplant_mode)
             print("transplant:", json.dumps(info), flush=True)
-            return vae, with_input_skip(gen, cfg).train(), pipe.text_encoder, {**pipe.config.notes, "transplant": info}
-        return pipe.vae, with_input_skip(pipe.generator, cfg).train(), pipe.text_encoder, pipe.config.notes
+            return vae, with_layout(with_input_skip(gen, cfg), cfg).train(), pipe.text_encoder, \
+                {**pipe.config.notes, "transplant": info}
+        return pipe.vae, with_layout(with_input_skip(pipe.generator, cfg), cfg).train(), pipe.text_encoder, \
+            pipe.config.notes
     if cfg.vae == "tiny":
         vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
     else:
@@ -110,8 +124,11 @@ def build_components(cfg: TrainConfig):
     te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32)) if cfg.text_encoder == "tiny" \
         else build_text_encoder(TextEncoderConfig())
     text_dim = te.config.dim
+    from model.layout import LAYOUT_CHANNELS
+
     gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
-                           text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads), input_skip=cfg.input_skip)
+                           text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads), input_skip=cfg.input_skip,
+                           layout_channels=LAYOUT_CHANNELS if cfg.layout else 0)
     return vae.eval(), OmniGenerator(gcfg), te, {}
 
 
@@ -127,6 +144,20 @@ def with_input_skip(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
     return new
 
 
+def with_layout(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    """The generator with the layout path added when `cfg.layout` asks for it and it has none: the same
+    weights and a zero path, so it computes exactly what it did until training opens it."""
+    from model.layout import LAYOUT_CHANNELS
+
+    if not cfg.layout or gen.config.layout_channels:
+        return gen
+    new = OmniGenerator(replace(gen.config, layout_channels=LAYOUT_CHANNELS))
+    missing, unexpected = new.load_state_dict(gen.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("layout_embed.") for k in missing), (missing, unexpected)
+    print(f"layout path added: {sum(p.numel() for p in new.layout_embed.parameters())} parameters, zero", flush=True)
+    return new
+
+
 def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
                   gen_fwd=None) -> torch.Tensor:
     """Flow-matching loss of one batch of world samples (shared by the tests and every stage)."""
@@ -135,15 +166,20 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     prompts = [enhancer.enhance(r).prompt for r in requests]
     drop_t = list(rng.random(B) < cfg.p_drop_text)
     drop_v = list(rng.random(B) < cfg.p_drop_visual)
-    pieces = build_conditions(requests, prompts, vae, te, drop_text=drop_t, drop_visual=drop_v)
+    base = gen.module if hasattr(gen, "module") else gen
+    layouts = None
+    if base.config.layout_channels:
+        drop_l = rng.random(B) < cfg.p_drop_layout
+        layouts = [None if d else truth_layout(smp) for smp, d in zip(samples, drop_l)]
+    pieces = build_conditions(requests, prompts, vae, te, drop_text=drop_t, drop_visual=drop_v, layouts=layouts)
+    dev = next(base.parameters()).device
     with torch.no_grad():
-        x0 = vae.encode(to_model_range(torch.from_numpy(np.stack([s.target for s in samples]))))
+        x0 = vae.encode(to_model_range(torch.from_numpy(np.stack([s.target for s in samples]))).to(dev))
     g = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
-    noise = torch.randn(x0.shape, generator=g)
-    s = fm.sample_training_s(B, g, cfg.time_shift, uniform_fraction=cfg.uniform_time)
+    noise = torch.randn(x0.shape, generator=g).to(dev)  # drawn on the CPU: the same draws on any device
+    s = fm.sample_training_s(B, g, cfg.time_shift, uniform_fraction=cfg.uniform_time).to(dev)
     xs = fm.add_noise(x0, noise, s)
     model = gen_fwd or gen
-    base = gen.module if hasattr(gen, "module") else gen
     cond = base.embed_conditions(pieces)
     v = model(xs, fm.to_timestep(s), cond)
     err = (v.float() - fm.velocity_target(x0, noise)) ** 2
@@ -154,7 +190,7 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     # 1,500 steps at fg_weight 3 on every level, background accuracy fell from 0.96 to 0.46 with
     # colour blobs all over the frame). So the weighting is kept to levels s <= fg_max_s.
     gate = (s <= cfg.fg_max_s).float().view(-1, 1, 1, 1)
-    w = 1.0 + cfg.fg_weight * gate * foreground_weights(samples, x0.shape[2:])
+    w = 1.0 + cfg.fg_weight * gate * foreground_weights(samples, x0.shape[2:]).to(dev)
     return (err.mean(1) * w).sum() / w.sum()
 
 
@@ -179,7 +215,7 @@ def foreground_weights(samples, latent_thw: tuple[int, int, int]) -> torch.Tenso
 
 
 def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: Path, hours: float,
-                 earlier: dict | None = None) -> Path:
+                 earlier: dict | None = None, name: str = "model") -> Path:
     """Save the EMA model as a model directory; `earlier` are the notes of the model this stage started from."""
     earlier = earlier or {}
     notes = {"stage": cfg.stage, "step": step, "train_config": asdict(cfg), "hours": round(hours, 3),
@@ -189,9 +225,9 @@ def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: 
         notes["transplant"] = {**earlier.get("transplant", {}), "vae": cfg.transplant_vae}
     pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
                         PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes))
-    tmp = out / "model.tmp"
+    tmp = out / f"{name}.tmp"
     pipe.save_pretrained(tmp)
-    final = out / "model"
+    final = out / name
     if final.exists():
         import shutil
 
@@ -207,9 +243,25 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     torch.manual_seed(cfg.seed)
+    device = cfg.device
+    if device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    compute, why = resolve_dtype(cfg.dtype, device)
+    if rank == 0:
+        print(f"compute dtype: {why}", flush=True)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    vae, gen, te, earlier = build_components(cfg)
+    ckpt = out / "checkpoint.pt"
+    state_dir = Path(cfg.state_dir) if cfg.state_dir else None
+    resume_state = None
+    if resume and not ckpt.is_file() and state_dir is not None and (state_dir / "state.json").is_file():
+        resume_state = state_dir  # OUT was lost (a new machine): the committed EMA weights, step and schedule
+    vae, gen, te, earlier = build_components(cfg, resume_state)
+    vae.to(device)
+    gen.to(device)
+    if device != "cpu" and hasattr(te, "to"):
+        te.to(device)
     for p in vae.parameters():
         p.requires_grad_(False)
     ema = copy.deepcopy(gen).eval()
@@ -222,7 +274,12 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
                        "mult": cfg.transplant_lr_mult})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step, hours_before = 0, 0.0
-    ckpt = out / "checkpoint.pt"
+    if resume_state is not None:
+        st = json.loads((resume_state / "state.json").read_text())
+        step, hours_before = int(st["step"]), float(st["hours"])
+        if rank == 0:
+            print(f"resumed {cfg.out} at step {step} from the committed state {resume_state} "
+                  "(EMA weights; the optimiser's moments start again)", flush=True)
     if resume and ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
         gen.load_state_dict(st["model"])
@@ -232,49 +289,84 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
         if rank == 0:
             print(f"resumed {cfg.out} at step {step}", flush=True)
     # conditions differ per batch (no annotation, no video...), so some embeddings go unused in a step
-    fwd = torch.nn.parallel.DistributedDataParallel(gen, find_unused_parameters=True) if world > 1 else gen
+    fwd = torch.nn.parallel.DistributedDataParallel(
+        gen, find_unused_parameters=True, device_ids=[torch.device(device).index] if device.startswith("cuda") else None) \
+        if world > 1 else gen
     families, weights = parse_families(cfg.families)
-    stream = sample_stream(families, cfg.seed * 1_000_003 + step, rank, world, weights)
+    stream = sample_stream(families, cfg.seed * 1_000_003 + step, rank, world, weights, workers=cfg.workers)
     rng = np.random.default_rng([cfg.seed, step, rank])
     enhancer = RuleEnhancer(enhancer_vocabulary())
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     t0, losses = time.time(), []
     gen.train()
     last = {}
+    started = time.time()
     while step < cfg.steps:
+        if cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes:
+            if rank == 0:
+                print(f"time budget of {cfg.max_minutes} min reached at step {step}", flush=True)
+            break
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, cfg) * grp.get("mult", 1.0)
         samples = [next(stream) for _ in range(cfg.batch)]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and not torch.cuda.is_available()):
+        with autocast(device, compute):
             loss = training_loss(gen, vae, te, enhancer, samples, cfg, rng, gen_fwd=fwd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
         opt.step()
+        decay = min(cfg.ema, (1 + step) / (cfg.ema_warmup + step)) if cfg.ema_warmup else cfg.ema
         with torch.no_grad():
             for pe, pg in zip(ema.parameters(), gen.parameters()):
-                pe.lerp_(pg, 1 - cfg.ema)
+                pe.lerp_(pg, 1 - decay)
         step += 1
         losses.append(loss.item())
         if rank == 0 and step % cfg.log_every == 0:
             el = time.time() - t0
             last = {"step": step, "loss": round(float(np.mean(losses)), 5), "grad_norm": round(float(gn), 3),
                     "lr": round(lr_at(step, cfg), 7), "samples_per_s": round(cfg.batch * world * len(losses) / el, 2),
-                    "hours": round(hours_before + (time.time() - t0) / 3600, 4)}
+                    "hours": round(hours_before + (time.time() - t0) / 3600, 4), "dtype": str(compute)[6:]}
             print(json.dumps(last), flush=True)
             log.write(json.dumps(last) + "\n")
             log.flush()
             losses, t0, hours_before = [], time.time(), last["hours"]
-        if rank == 0 and (step % cfg.save_every == 0 or step == cfg.steps):
+        over = cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes
+        if rank == 0 and (step % cfg.save_every == 0 or step == cfg.steps or over):
             hours = hours_before + (time.time() - t0) / 3600
             torch.save({"model": gen.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                         "hours": hours, "config": asdict(cfg)}, out / "checkpoint.tmp")
             (out / "checkpoint.tmp").replace(ckpt)
             export_model(ema, vae, te, cfg, step, out, hours, earlier)
+            if state_dir is not None:
+                save_state(state_dir, ema, vae, te, cfg, step, hours, earlier)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return last
+
+
+def save_state(state_dir: Path, ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, hours: float,
+               earlier: dict) -> None:
+    """What a new machine needs to go on (kept in the repository, small): the EMA model as a model
+    directory with fp16 generator weights, and state.json with the step, hours, schedule and config."""
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    export_model(ema, vae, te, cfg, step, tmp.parent, hours, earlier, name=tmp.name)
+    ema.save_pretrained(tmp / "generator", dtype=torch.float16)
+    (tmp / "state.json").write_text(json.dumps({
+        "step": step, "hours": round(hours, 4), "earlier": earlier, "config": asdict(cfg),
+        "schedule": {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup": cfg.warmup, "steps": cfg.steps,
+                     "lr_now": lr_at(step, cfg), "ema": cfg.ema, "ema_warmup": cfg.ema_warmup},
+        "resume": f"python -m training.{cfg.stage} --out {cfg.out} --state-dir {state_dir} (same flags)"}, indent=1))
+    if state_dir.exists():
+        import shutil
+
+        shutil.rmtree(state_dir)
+    tmp.rename(state_dir)
 
 
 def parse_families(spec: str) -> tuple[tuple[str, ...], dict[str, float]]:

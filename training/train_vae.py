@@ -4,7 +4,7 @@
     python -m training.train_vae --out runs/vae_dec --init runs/vae/final --decoder-only --steps 1500 --lr 3e-4 \
         [--install-into runs/final]
 
-Resumable (checkpoint every --save-every steps), bf16 autocast on CPU, one thread.
+Resumable (checkpoint every --save-every steps), bf16 autocast where this CPU runs bf16 natively (model/precision.py), one thread.
 `--decoder-only` fine-tunes the decoder of an existing VAE (`--init`) with its encoder frozen: the
 latent space, its scale, and so every generator trained on it, stay valid, while reconstructions
 (and so every decoded clip) get sharper. `--install-into MODEL_DIR` then puts it into a model
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.precision import autocast, resolve_dtype
 from model.vae import VAEConfig, VideoVAE, to_model_range
 from training.data import SFT_FAMILIES, clip_batch, sample_stream
 from training.train_omni import lr_at  # one learning-rate schedule (warm-up, cosine) for every stage
@@ -49,6 +50,7 @@ class VAETrainConfig:
     spatial_down: int = 4  # 2: latents at half resolution (16x16 for 32x32 clips), for a sharper VAE
     init: str = ""  # start from this VAE directory (config.json + model.safetensors)
     decoder_only: bool = False  # with init: train the decoder only; the latent space stays as it is
+    dtype: str = "auto"  # compute dtype: auto (probe this machine, model/precision.py) | fp32 | bf16
 
 
 def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float, frozen_encoder: bool = False) -> tuple[torch.Tensor, dict]:
@@ -67,6 +69,8 @@ def vae_loss(vae: VideoVAE, x: torch.Tensor, kl_weight: float, frozen_encoder: b
 def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    compute, why = resolve_dtype(cfg.dtype)
+    print(f"compute dtype: {why}", flush=True)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.decoder_only and not cfg.init:
@@ -95,7 +99,7 @@ def main(cfg: VAETrainConfig, resume: bool = True) -> VideoVAE:
         clips, images = clip_batch(stream, cfg.batch, rng=rng)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu", compute):
             loss, info = vae_loss(vae, to_model_range(torch.from_numpy(clips)), cfg.kl_weight, cfg.decoder_only)
             if len(images):
                 li, _ = vae_loss(vae, to_model_range(torch.from_numpy(images)), cfg.kl_weight, cfg.decoder_only)

@@ -158,7 +158,8 @@ def perceive(clip: np.ndarray, colors: list[str], sizes: list[float] | None = No
              background: str | None = None, extra_fg_area: float = 0.0, lossy: bool = False) -> ScenePercept:
     """Read the subjects of the given colours (and the background) off a uint8 clip.
 
-    `sizes` (base px) set the expected blob size; `background` skips the background
+    `sizes` (base px) set the expected blob size: a number, or a (smallest, largest) range where the
+    request leaves the size open (any size the world could have drawn passes); `background` skips the background
     search (used when the truth's background is a plate); `extra_fg_area` (base px^2)
     allows for foreground that is not a listed subject (other subjects of an edit).
     `lossy` (decoded video files): chroma subsampling leaves a halo of blended colour
@@ -173,7 +174,7 @@ def perceive(clip: np.ndarray, colors: list[str], sizes: list[float] | None = No
     bg_err = errs.get(bg, float("inf"))
     ref = background_video(bg, camera, T, scale)
     fg = np.abs(clip_f - ref).max(-1) > FG_THRESHOLD  # (T, H, W)
-    expected = sum(s * s for s in sizes) + extra_fg_area  # base px^2, a box per subject
+    expected = sum(_hi(s) ** 2 for s in sizes) + extra_fg_area  # base px^2, a box per subject
     fg_area = fg.reshape(T, -1).sum(1) / (scale * scale)
     pan, zoom = V.camera_transform(camera, T)
     frame_ok = fg_area <= 1.6 * expected * zoom ** 2 + 40
@@ -183,6 +184,14 @@ def perceive(clip: np.ndarray, colors: list[str], sizes: list[float] | None = No
         subjects.append(_perceive_subject(labels, frame_ok, color, size, scale, pan, zoom,
                                           erode=scale // 2 if lossy else 0))
     return ScenePercept(bg, bg_err, frame_ok, subjects)
+
+
+def _hi(size) -> float:
+    return float(max(size)) if isinstance(size, (tuple, list)) else float(size)
+
+
+def _lo(size) -> float:
+    return float(min(size)) if isinstance(size, (tuple, list)) else float(size)
 
 
 def _perceive_subject(labels, frame_ok, color, size, scale, pan, zoom, erode: int = 0) -> SubjectPercept:
@@ -201,8 +210,9 @@ def _perceive_subject(labels, frame_ok, color, size, scale, pan, zoom, erode: in
             m = _erode(m, erode)
             body, dark = body & m, dark & m
         n = int(m.sum())
-        exp_side = size * zoom[t] * scale
-        if not frame_ok[t] or n < 0.3 * exp_side * exp_side * 0.45:
+        exp_side = _hi(size) * zoom[t] * scale  # the upper gates take the largest size allowed,
+        low_side = _lo(size) * zoom[t] * scale  # the lower gate the smallest
+        if not frame_ok[t] or n < 0.3 * low_side * low_side * 0.45:
             continue
         ys, xs = np.nonzero(m)
         my, mx = np.median(ys), np.median(xs)

@@ -10,6 +10,9 @@ import math
 
 import numpy as np
 
+from model.layout import camera_transform as _camera_transform
+from model.layout import motion_offsets
+
 # Subject colours (RGB 0..1). No white: eyes are white. Pattern marks are DARK * colour.
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.90, 0.12, 0.12),
@@ -136,36 +139,19 @@ KNOWLEDGE_MOTIONS: dict[str, str] = {
 }
 
 
+MOTION_PARAMS = {"speed": SPEED, "diag_speed": DIAG_SPEED, "circle_radius": CIRCLE_RADIUS, "circle_period": 16.0,
+                 "jump_height": JUMP_HEIGHT, "jump_period": 8.0, "pan_speed": PAN_SPEED, "zoom_rate": ZOOM_RATE}
+
+
 def motion_track(motion: str, frames: int, start: tuple[float, float], t0: int = 0) -> np.ndarray:
     """Exact subject centre per frame, (frames, 2) as (x, y) in base pixels.
 
-    `t0` offsets the time, so a later shot continues the same track.
+    `t0` offsets the time, so a later shot continues the same track. The formula is the one the
+    prompt enhancer's layout planner uses (model/layout.py), with this world's parameters.
     """
-    t = np.arange(t0, t0 + frames, dtype=np.float32)
-    x0, y0 = start
-    dx = np.zeros_like(t)
-    dy = np.zeros_like(t)
-    if motion == "left":
-        dx = -SPEED * t
-    elif motion == "right":
-        dx = SPEED * t
-    elif motion == "up":
-        dy = -SPEED * t
-    elif motion == "down":
-        dy = SPEED * t
-    elif motion == "up_right":
-        dx, dy = DIAG_SPEED * t, -DIAG_SPEED * t
-    elif motion == "down_left":
-        dx, dy = -DIAG_SPEED * t, DIAG_SPEED * t
-    elif motion == "circle":
-        a = 2 * math.pi * t / 16.0
-        dx, dy = CIRCLE_RADIUS * np.sin(a), CIRCLE_RADIUS * (1 - np.cos(a))
-        dy = -dy
-    elif motion == "jump":
-        dy = -JUMP_HEIGHT * np.abs(np.sin(math.pi * t / 8.0))
-    elif motion != "still":
+    if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}; known: {', '.join(MOTIONS)}")
-    return np.stack([x0 + dx, y0 + dy], axis=1)
+    return (np.float32(start) + motion_offsets(motion, frames, MOTION_PARAMS, t0)).astype(np.float32)
 
 
 def motion_extent(motion: str, frames: int) -> tuple[float, float, float, float]:
@@ -176,20 +162,9 @@ def motion_extent(motion: str, frames: int) -> tuple[float, float, float, float]
 
 def camera_transform(camera: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (pan offset in base px, zoom factor). Screen = c + (world - c - pan) * zoom."""
-    t = np.arange(frames, dtype=np.float32)
-    pan = np.zeros(frames, np.float32)
-    zoom = np.ones(frames, np.float32)
-    if camera == "pan_left":  # the camera moves left, so the scene slides right
-        pan = -PAN_SPEED * t
-    elif camera == "pan_right":
-        pan = PAN_SPEED * t
-    elif camera == "zoom_in":
-        zoom = 1.0 + ZOOM_RATE * t
-    elif camera == "zoom_out":
-        zoom = 1.0 / (1.0 + ZOOM_RATE * t)
-    elif camera != "static":
+    if camera not in CAMERAS:
         raise ValueError(f"unknown camera {camera!r}; known: {', '.join(CAMERAS)}")
-    return pan, zoom
+    return _camera_transform(camera, frames, MOTION_PARAMS)
 
 
 def color_distance(a, b) -> float:
@@ -206,4 +181,5 @@ def enhancer_vocabulary():
         styles=dict(STYLE_WORDS), materials=list(MATERIALS), effects=dict(EFFECT_WORDS),
         knowledge_colors=dict(KNOWLEDGE_COLORS), knowledge_shapes=dict(KNOWLEDGE_SHAPES),
         knowledge_motions=dict(KNOWLEDGE_MOTIONS),
+        palette={k: list(v) for k, v in COLORS.items()}, sizes=dict(SIZES), motion_params=dict(MOTION_PARAMS),
     )

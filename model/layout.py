@@ -1,0 +1,426 @@
+"""The layout plan between prompt and pixels (DESIGN 3.5.1; LVD, Lian et al. 2023).
+
+The prompt enhancer plans, from the request alone, a box per frame for every subject: where
+it starts and how large it is (chosen freely where the request leaves them open, seeded),
+how it moves (the motion words and the world's motion knowledge, stored with the model's
+vocabulary), what the camera does to it, and where a reference frame shows it (read off the
+image's pixels). A user's own arrows and boxes (the Sketch tab) replace the planned track.
+The generator reads the plan as a pixel-aligned raster: per subject a soft box painted with
+its palette colour, plus occupancy. Not the silhouette, pattern or eyes: those come from the
+text and the references.
+
+Pure functions of the request and the vocabulary; nothing here ever sees a benchmark truth.
+The motion and camera formulas are the world's own (training/world/vocab.py calls them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LAYOUT_CHANNELS = 4  # raster: red, green, blue of the subject's palette colour inside its box; occupancy
+DEFAULT_MOTION_PARAMS = {"speed": 0.8, "diag_speed": 0.6, "circle_radius": 4.5, "circle_period": 16.0,
+                         "jump_height": 6.0, "jump_period": 8.0, "pan_speed": 0.5, "zoom_rate": 0.02}
+SIZE_WORDS = {"small": "small", "tiny": "small", "little": "small", "medium": "medium",
+              "large": "large", "big": "large", "huge": "large"}
+
+
+# ------------------------------------------------------------------ the world's motion knowledge
+def motion_offsets(motion: str, frames: int, params: dict, t0: int = 0) -> np.ndarray:
+    """(frames, 2) centre offsets (x, y) in frame pixels from the position at time 0."""
+    p = {**DEFAULT_MOTION_PARAMS, **params}
+    t = np.arange(t0, t0 + frames, dtype=np.float32)
+    dx = np.zeros_like(t)
+    dy = np.zeros_like(t)
+    if motion == "left":
+        dx = -p["speed"] * t
+    elif motion == "right":
+        dx = p["speed"] * t
+    elif motion == "up":
+        dy = -p["speed"] * t
+    elif motion == "down":
+        dy = p["speed"] * t
+    elif motion == "up_right":
+        dx, dy = p["diag_speed"] * t, -p["diag_speed"] * t
+    elif motion == "down_left":
+        dx, dy = -p["diag_speed"] * t, p["diag_speed"] * t
+    elif motion == "circle":
+        a = 2 * math.pi * t / p["circle_period"]
+        dx, dy = p["circle_radius"] * np.sin(a), -p["circle_radius"] * (1 - np.cos(a))
+    elif motion == "jump":
+        dy = -p["jump_height"] * np.abs(np.sin(math.pi * t / p["jump_period"]))
+    elif motion != "still":
+        raise ValueError(f"unknown motion {motion!r}")
+    return np.stack([dx, dy], axis=1)
+
+
+def camera_transform(camera: str, frames: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (pan offset, zoom factor). Screen = c + (world - c - pan) * zoom."""
+    p = {**DEFAULT_MOTION_PARAMS, **params}
+    t = np.arange(frames, dtype=np.float32)
+    pan = np.zeros(frames, np.float32)
+    zoom = np.ones(frames, np.float32)
+    if camera == "pan_left":  # the camera moves left, so the scene slides right
+        pan = -p["pan_speed"] * t
+    elif camera == "pan_right":
+        pan = p["pan_speed"] * t
+    elif camera == "zoom_in":
+        zoom = 1.0 + p["zoom_rate"] * t
+    elif camera == "zoom_out":
+        zoom = 1.0 / (1.0 + p["zoom_rate"] * t)
+    elif camera != "static":
+        raise ValueError(f"unknown camera {camera!r}")
+    return pan, zoom
+
+
+def polyline_track(points: np.ndarray, frames: int, hold: int = 0) -> np.ndarray:
+    """Constant-speed positions along a polyline, arriving `hold` frames early (the world's
+    'follows the arrow' and 'moves into the box')."""
+    points = np.asarray(points, np.float32)
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    moving = frames - hold
+    d = np.minimum(np.arange(frames) / max(moving - 1, 1), 1.0) * cum[-1]
+    return np.stack([np.interp(d, cum, points[:, 0]), np.interp(d, cum, points[:, 1])], 1).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the plan
+@dataclass
+class PlannedSubject:
+    label: str  # how the request names it: "the red circle", "@Image_1", "@Subject_1"
+    color: str | None  # palette colour name, when known
+    rgb: tuple[float, float, float]  # painted into the raster (grey when the colour is unknown)
+    boxes: np.ndarray  # (T, 4) per frame (x0, y0, x1, y1), normalised 0..1
+    source: str = "text"  # text | image | user (a user's own arrow or box)
+    motion: str = "still"
+
+
+@dataclass
+class LayoutPlan:
+    subjects: list[PlannedSubject] = field(default_factory=list)
+    frames: int = 16
+    notes: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not self.subjects
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "notes": list(self.notes),
+                "subjects": [{"label": s.label, "color": s.color, "rgb": [round(float(v), 4) for v in s.rgb],
+                              "source": s.source, "motion": s.motion,
+                              "boxes": np.round(s.boxes, 4).tolist()} for s in self.subjects]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LayoutPlan":
+        subs = [PlannedSubject(label=s["label"], color=s.get("color"), rgb=tuple(s["rgb"]),
+                               boxes=np.asarray(s["boxes"], np.float32), source=s.get("source", "text"),
+                               motion=s.get("motion", "still")) for s in d.get("subjects", [])]
+        return cls(subs, int(d.get("frames", 16)), list(d.get("notes", [])))
+
+    def describe(self) -> list[str]:
+        """Readable lines for the enhancer's plan."""
+        out = []
+        for s in self.subjects:
+            b0, b1 = s.boxes[0], s.boxes[-1]
+            c0 = ((b0[0] + b0[2]) / 2, (b0[1] + b0[3]) / 2)
+            c1 = ((b1[0] + b1[2]) / 2, (b1[1] + b1[3]) / 2)
+            colour = f", {s.color}" if s.color and s.color not in s.label else ""
+            out.append(f"Layout: {s.label}{colour} ({s.motion}, {s.source}) from ({c0[0]:.2f}, {c0[1]:.2f}) to "
+                       f"({c1[0]:.2f}, {c1[1]:.2f}), size {b0[2] - b0[0]:.2f}")
+        return out + [f"Layout note: {n}" for n in self.notes]
+
+
+def rasterize_layout(plan: LayoutPlan | None, frames: int = 16, side: int = 32, soft: float = 1.0) -> np.ndarray:
+    """(LAYOUT_CHANNELS, frames, side, side) float32: each subject's soft box, painted with its
+    colour, and occupancy. An empty or absent plan is all zeros (the generator then draws freely)."""
+    r = np.zeros((LAYOUT_CHANNELS, frames, side, side), np.float32)
+    if plan is None:
+        return r
+    c = (np.arange(side, dtype=np.float32) + 0.5)
+    for s in plan.subjects:
+        boxes = np.asarray(s.boxes, np.float32)
+        idx = np.linspace(0, len(boxes) - 1, frames).round().astype(int) if len(boxes) != frames else np.arange(frames)
+        for t, k in enumerate(idx):
+            x0, y0, x1, y1 = boxes[k] * side
+            # soft edges: 1 inside, falling linearly to 0 over `soft` px outside the box
+            wx = np.clip(1 - np.maximum(x0 - c, c - x1) / soft, 0, 1)
+            wy = np.clip(1 - np.maximum(y0 - c, c - y1) / soft, 0, 1)
+            m = wy[:, None] * wx[None, :]
+            new = m > r[3, t]
+            for ch in range(3):
+                r[ch, t] = np.where(new, m * s.rgb[ch], r[ch, t])
+            r[3, t] = np.maximum(r[3, t], m)
+    return r
+
+
+# ------------------------------------------------------------------ reading subjects off pixels
+def find_colour(img: np.ndarray, rgb, dark: float = 0.5, tol: float = 0.13, min_px: int = 3, max_side: float = 20):
+    """(centre x, y, size) in pixels of the pixels of this palette colour (body or its darker
+    pattern marks) in an (H, W, 3) uint8 image, or None when fewer than `min_px` show it or they
+    spread wider than `max_side` px (a background of that colour, not a subject)."""
+    f = img.astype(np.float32) / 255.0
+    rgb = np.asarray(rgb, np.float32)
+    m = (np.abs(f - rgb).max(-1) <= tol) | (np.abs(f - dark * rgb).max(-1) <= tol * 0.7)
+    if m.sum() < min_px:
+        return None
+    ys, xs = np.nonzero(m)
+    my, mx = np.median(ys), np.median(xs)
+    keep = (np.abs(ys - my) <= 12) & (np.abs(xs - mx) <= 12)  # one blob: stray pixels far away do not count
+    ys, xs = ys[keep], xs[keep]
+    size = float(max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    if size > max_side or len(xs) > max_side * max_side:
+        return None
+    return float((xs.min() + xs.max() + 1) / 2), float((ys.min() + ys.max() + 1) / 2), size
+
+
+def dominant_colour(img: np.ndarray, palette: dict) -> str | None:
+    """The palette colour most pixels of a reference image (a subject on a plate) show."""
+    best, n_best = None, 0
+    f = img.astype(np.float32) / 255.0
+    for name, rgb in palette.items():
+        n = int((np.abs(f - np.asarray(rgb, np.float32)).max(-1) <= 0.13).sum())
+        if n > n_best:
+            best, n_best = name, n
+    return best if n_best >= 3 else None
+
+
+# ------------------------------------------------------------------ the planner
+class LayoutPlanner:
+    """Plans a LayoutPlan for a request from the enhanced prompt, its references and annotations.
+
+    `vocab` is the enhancer's Vocabulary: colours and their palette, shapes, sizes (px), motion
+    phrases and the motion parameters of the world the model was trained on."""
+
+    def __init__(self, vocab, side: int = 32):
+        self.vocab = vocab
+        self.side = side
+        self.params = {**DEFAULT_MOTION_PARAMS, **(getattr(vocab, "motion_params", None) or {})}
+        self.palette = {k: tuple(v) for k, v in (getattr(vocab, "palette", None) or {}).items()}
+        sizes = getattr(vocab, "sizes", None) or {"small": 9, "medium": 12, "large": 15}
+        self.sizes = {k: float(v) for k, v in sizes.items()}
+
+    # -------------------------------------------------------------- text
+    def mentions(self, text: str) -> list[dict]:
+        """Each subject the text names ("a striped red circle", "@Image_2", "@Subject_1"), in order,
+        with its motion (the words up to the next mention) and size word."""
+        v = self.vocab
+        colours = "|".join(sorted(v.colors, key=len, reverse=True)) or "(?!)"
+        shapes = "|".join(sorted(v.shapes, key=len, reverse=True)) or "(?!)"
+        sizes = "|".join(SIZE_WORDS)
+        pat = re.compile(rf"(?:\b(?P<size>{sizes})\s+)?(?:\b(?:{'|'.join(v.patterns) or '(?!)'})\s+)?"
+                         rf"\b(?P<color>{colours})\s+(?P<shape>{shapes})\b|(?P<ref>@(?:Image|Subject)_\d+)",
+                         re.IGNORECASE)
+        found = list(pat.finditer(text))
+        out = []
+        for i, m in enumerate(found):
+            if m.group("ref") and re.search(r"\b(in|into|onto|on)\s+$", text[max(0, m.start() - 6):m.start()]):
+                continue  # "in @Image_3": a place, not a subject
+            if m.group("ref") and re.match(r"\s*:", text[m.end():m.end() + 2]) and m.group("ref").lower() == "@image_1":
+                continue  # "@Image_1: ..." introduces the first frame, the subjects follow
+            end = found[i + 1].start() if i + 1 < len(found) else len(text)
+            out.append({"label": m.group(0).strip(), "color": (m.group("color") or "").lower() or None,
+                        "ref": m.group("ref"), "size": SIZE_WORDS.get((m.group("size") or "").lower()),
+                        "motion": self.motion_of(text[m.end():end])})
+        return out
+
+    def motion_of(self, clause: str) -> str:
+        from .prompt_enhancer import MOTION_KEYWORDS  # one table of motion words (the enhancer's)
+
+        low = clause.lower()
+        for name, phrase in sorted(self.vocab.motions.items(), key=lambda kv: -len(kv[1])):
+            if phrase in low:
+                return name
+        return next((m for p, m in MOTION_KEYWORDS if re.search(p, low)), "still")
+
+    @staticmethod
+    def camera_of(text: str) -> str:
+        low = text.lower()
+        for cam, words in (("pan_left", "pans left"), ("pan_right", "pans right"), ("zoom_in", "zooms in"),
+                           ("zoom_out", "zooms out")):
+            if words in low:
+                return cam
+        return "static"
+
+    # -------------------------------------------------------------- geometry
+    def _screen(self, world: np.ndarray, camera: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        pan, zoom = camera_transform(camera, frames, self.params)
+        c = self.side / 2
+        x = c + (world[:, 0] - c - pan) * zoom
+        y = c + (world[:, 1] - c) * zoom
+        return np.stack([x, y], 1), zoom
+
+    def _boxes(self, centres: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        h = sizes[:, None] / 2
+        return (np.concatenate([centres - h, centres + h], 1) / self.side).astype(np.float32)
+
+    def _free_start(self, rng, offsets, size, camera, frames, placed) -> np.ndarray:
+        """A start (world px) keeping the whole track on screen, apart from subjects placed before."""
+        best, best_gap = None, -1e9
+        for _ in range(96):
+            start = rng.uniform(size / 2 + 1, self.side - size / 2 - 1, 2).astype(np.float32)
+            centres, zoom = self._screen(start + offsets, camera, frames)
+            half = size * zoom / 2
+            inside = np.all(centres - half[:, None] >= 0.5) and np.all(centres + half[:, None] <= self.side - 0.5)
+            gap = min([float((np.abs(centres - pc).max(-1) - (size * zoom + ps) / 2).min()) for pc, ps in placed],
+                      default=99.0)
+            score = gap if inside else gap - 1000
+            if score > best_gap:
+                best, best_gap = start, score
+            if inside and gap >= 1.0:
+                break
+        return best, best_gap >= 1.0
+
+    # -------------------------------------------------------------- plan
+    def plan(self, request, text: str, task: str, seed: int = 0) -> LayoutPlan:
+        frames = int(request.frames)
+        rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, 7])
+        camera = self.camera_of(text)
+        frame_img = None
+        if request.images and task in ("i2v", "arrows", "boxes", "reasoning") and request.video is None:
+            frame_img = _as_uint8(request.images[0], self.side)
+        plan = LayoutPlan(frames=frames)
+        if request.video is not None or request.storyboard is not None or task not in PLANNED_TASKS:
+            return plan  # edits, shots and storyboards keep their own structure (not planned yet)
+        placed: list[tuple[np.ndarray, np.ndarray]] = []
+        mentions = self.mentions(text)
+        logic = re.search(r"\bthe (largest|smallest|biggest|tiniest) of\b", text.lower())
+        if logic and frame_img is not None:
+            mentions = self._logic_mentions(frame_img, logic.group(1), text)
+        for m in mentions:
+            colour = m["color"]
+            if colour is None and m["ref"]:
+                colour = self._ref_colour(request, m["ref"])
+            rgb = self.palette.get(colour, (0.5, 0.5, 0.5)) if colour else (0.5, 0.5, 0.5)
+            seen = find_colour(frame_img, rgb) if frame_img is not None and colour in self.palette else None
+            size = self.sizes.get(m["size"]) if m["size"] else None
+            source = "text"
+            if seen is not None:
+                size = size or float(min(max(self.sizes.values()), max(min(self.sizes.values()), seen[2])))
+                source = "image"
+            free_size = size is None
+            if free_size:
+                size = float(rng.choice(sorted(self.sizes.values())))
+            offsets = motion_offsets(m["motion"], frames, self.params)
+            if seen is not None:
+                start = np.float32(seen[:2])
+            else:  # a free start; where none fits, a smaller free size (as the world redraws its scene)
+                for option in [size] + ([v for v in sorted(self.sizes.values(), reverse=True) if v < size]
+                                        if free_size else []):
+                    start, ok = self._free_start(rng, offsets, option, camera, frames, placed)
+                    if ok:
+                        break
+                size = option
+            if seen is not None:  # a reference frame shows the subject on screen at time 0
+                c = self.side / 2
+                pan0, zoom0 = camera_transform(camera, 1, self.params)
+                start = np.float32([c + (start[0] - c) / zoom0[0] + pan0[0], c + (start[1] - c) / zoom0[0]])
+            centres, zoom = self._screen(start + offsets, camera, frames)
+            placed.append((centres, size * zoom))
+            plan.subjects.append(PlannedSubject(m["label"], colour, tuple(float(x) for x in rgb),
+                                                self._boxes(centres, size * zoom), source, m["motion"]))
+        if frame_img is not None:  # subjects the frame shows that the words do not move stay where they are
+            for name, rgb in self.palette.items():
+                if any(p.color == name for p in plan.subjects):
+                    continue
+                seen = find_colour(frame_img, rgb)
+                if seen is None:
+                    continue
+                size = float(np.clip(seen[2], min(self.sizes.values()), max(self.sizes.values())))
+                c = self.side / 2
+                pan0, zoom0 = camera_transform(camera, 1, self.params)
+                start = np.float32([c + (seen[0] - c) / zoom0[0] + pan0[0], c + (seen[1] - c) / zoom0[0]])
+                centres, zoom = self._screen(np.tile(start, (frames, 1)), camera, frames)
+                plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
+                                                    self._boxes(centres, size * zoom), "image", "still"))
+        self._apply_annotations(request, plan, frame_img)
+        return plan
+
+    def _logic_mentions(self, img, which: str, text: str) -> list[dict]:
+        """'the largest of the three moves left': every subject the frame shows, the one asked
+        about moving, the others still."""
+        seen = [(name, find_colour(img, rgb)) for name, rgb in self.palette.items()]
+        seen = [(n, s) for n, s in seen if s is not None]
+        if not seen:
+            return []
+        big = which in ("largest", "biggest")
+        mover = max(seen, key=lambda ns: ns[1][2] if big else -ns[1][2])[0]
+        motion = self.motion_of(text)
+        return [{"label": f"the {n} subject", "color": n, "ref": None, "size": None,
+                 "motion": motion if n == mover else "still"} for n, _ in seen]
+
+    def _ref_colour(self, request, ref: str) -> str | None:
+        k = int(ref.split("_")[1])
+        if ref.lower().startswith("@image") and 1 <= k <= len(request.images):
+            return dominant_colour(_as_uint8(request.images[k - 1], self.side), self.palette)
+        if ref.lower().startswith("@subject"):
+            views = list(request.subjects.values())
+            if 1 <= k <= len(views) and views[k - 1]:
+                return dominant_colour(_as_uint8(views[k - 1][0], self.side), self.palette)
+        return None
+
+    def _apply_annotations(self, request, plan: LayoutPlan, frame_img) -> None:
+        """A user's arrows and boxes replace the planned track of the subject they are bound to
+        (or of the first subject): the subject follows the arrow at constant speed, or moves into
+        the box, arriving 4 frames early (the world's meaning of both)."""
+        ann = request.annotations
+        if ann.is_empty():
+            return
+        frames, side = plan.frames, self.side
+
+        def target(ref: str | None) -> PlannedSubject | None:
+            if ref:
+                for s in plan.subjects:
+                    if s.label.lower() == ref.lower() or (s.color and s.color in ref.lower()):
+                        return s
+            return plan.subjects[0] if plan.subjects else None
+
+        def ensure(ref: str | None, start_xy) -> PlannedSubject:
+            s = target(ref)
+            if s is None:  # nothing planned yet: the annotation itself says where a subject is
+                colour = next((c for c in self.palette if ref and c in ref.lower()), None)
+                rgb = self.palette.get(colour, (0.5, 0.5, 0.5))
+                size = self.sizes.get("medium", 12.0)
+                seen = find_colour(frame_img, rgb) if frame_img is not None and colour else None
+                if seen is not None:
+                    start_xy, size = seen[:2], float(np.clip(seen[2], min(self.sizes.values()), max(self.sizes.values())))
+                boxes = self._boxes(np.tile(np.float32(start_xy), (frames, 1)), np.full(frames, size, np.float32))
+                s = PlannedSubject(ref or "the subject", colour, tuple(rgb), boxes, "user")
+                plan.subjects.append(s)
+            return s
+
+        for a in ann.arrows:
+            pts = np.asarray(a.points, np.float32) * side
+            s = ensure(a.ref, pts[0])
+            size = float((s.boxes[0, 2] - s.boxes[0, 0]) * side)
+            track = polyline_track(pts, frames)
+            s.boxes, s.source, s.motion = self._boxes(track, np.full(frames, size, np.float32)), "user", "path"
+        for b in ann.boxes:
+            x0, y0, x1, y1 = (float(v) * side for v in b.box)
+            goal = np.float32([(x0 + x1) / 2, (y0 + y1) / 2])
+            s = ensure(b.ref, goal)
+            size = float((s.boxes[0, 2] - s.boxes[0, 0]) * side)
+            start = np.float32([(s.boxes[0, 0] + s.boxes[0, 2]) / 2, (s.boxes[0, 1] + s.boxes[0, 3]) / 2]) * side
+            track = polyline_track(np.stack([start, goal]), frames, hold=4)
+            s.boxes, s.source, s.motion = self._boxes(track, np.full(frames, size, np.float32)), "user", "path"
+
+
+# tasks whose subjects the planner places; the others keep their own structure for now
+# (a sketch's outline already says where its subject is: not planned over it)
+PLANNED_TASKS = ("t2v", "reasoning", "i2v", "image_ref", "subject_ref", "novel_view", "arrows", "boxes")
+
+
+def _as_uint8(img, side: int) -> np.ndarray:
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    a = a[..., :3]
+    if a.shape[:2] != (side, side):
+        from PIL import Image
+
+        a = np.asarray(Image.fromarray(a).resize((side, side), Image.BILINEAR))
+    return a

@@ -1,0 +1,214 @@
+"""The layout plan (model/layout.py), its raster, the generator's layout path, the dtype choice,
+and the t2v checker's open sizes."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from model.conditioning import build_conditions
+from model.generator import LAYOUT, GeneratorConfig, OmniGenerator
+from model.layout import LAYOUT_CHANNELS, PLANNED_TASKS, LayoutPlan, PlannedSubject, rasterize_layout
+from model.mvl import Annotations, Arrow, Box, MVLRequest
+from model.precision import decide
+from model.prompt_enhancer import RuleEnhancer
+from training.world import sample
+from training.world.vocab import enhancer_vocabulary
+
+ENH = RuleEnhancer(enhancer_vocabulary())
+DIRECTION = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "up_right": (1, -1), "down_left": (-1, 1)}
+
+
+def centres(boxes: np.ndarray) -> np.ndarray:
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+
+
+def stripped(request: MVLRequest) -> MVLRequest:
+    """The request as a user would send it: through JSON, so nothing of the world's sample rides along."""
+    return MVLRequest.from_json(request.to_json())
+
+
+@pytest.mark.parametrize("family", PLANNED_TASKS)
+def test_the_planner_plans_every_planned_family_in_frame_and_deterministically(family):
+    for seed in range(6):
+        smp = sample(family, seed, "bench")
+        req = stripped(smp.request)
+        plan = ENH.enhance(req).layout
+        assert plan is not None and not plan.is_empty(), (family, req.prompt)
+        assert plan.to_dict() == ENH.enhance(stripped(smp.request)).layout.to_dict()  # deterministic
+        for s in plan.subjects:
+            assert s.boxes.shape == (req.frames, 4)
+            assert np.all(s.boxes[:, 2] > s.boxes[:, 0]) and np.all(s.boxes[:, 3] > s.boxes[:, 1])
+            # inside the frame, allowing the half pixel a detected subject's box may overhang
+            assert s.boxes.min() >= -0.05 and s.boxes.max() <= 1.05, (family, s.label, s.boxes.min(), s.boxes.max())
+        # every subject the words name and colour is planned with that colour
+        named = {t.color for t in smp.truth.subjects if t.color in req.prompt}
+        assert named <= {s.color for s in plan.subjects}, (family, req.prompt)
+
+
+def test_planned_tracks_follow_the_motion_words_on_a_static_camera():
+    checked = 0
+    for seed in range(40):
+        smp = sample("t2v", seed, "train")
+        if smp.truth.camera != "static":
+            continue
+        plan = ENH.enhance(stripped(smp.request)).layout
+        for s in plan.subjects:
+            c = centres(s.boxes)
+            d = c[-1] - c[0]
+            if s.motion in DIRECTION:
+                dx, dy = DIRECTION[s.motion]
+                assert np.sign(np.round(d[0], 3)) == dx and np.sign(np.round(d[1], 3)) == dy, (s.motion, d)
+                checked += 1
+            elif s.motion == "still":
+                assert np.abs(d).max() < 1e-6
+            elif s.motion == "jump":
+                assert c[:, 1].min() < c[0, 1] - 0.1 and abs(d[0]) < 1e-6  # up and back, no sideways motion
+        # the motion read from the words is the world's own
+        assert sorted(s.motion for s in plan.subjects) == sorted(t.motion for t in smp.truth.subjects)
+    assert checked >= 10
+
+
+def test_free_choices_change_with_the_seed_and_subjects_do_not_overlap_at_start():
+    req = MVLRequest(prompt="A red circle moves right and a blue square moves left in the desert.")
+    starts = set()
+    for seed in range(8):
+        plan = ENH.enhance(replace(req, seed=seed)).layout
+        a, b = plan.subjects[0].boxes[0], plan.subjects[1].boxes[0]
+        starts.add(tuple(np.round(a[:2], 2)))
+        overlap = min(a[2], b[2]) - max(a[0], b[0]) > 0 and min(a[3], b[3]) - max(a[1], b[1]) > 0
+        assert not overlap
+        assert [s.color for s in plan.subjects] == ["red", "blue"]
+    assert len(starts) >= 4
+
+
+def test_a_size_word_sets_the_planned_size():
+    big = ENH.enhance(MVLRequest(prompt="A large red circle stays still.")).layout.subjects[0]
+    small = ENH.enhance(MVLRequest(prompt="A small red circle stays still.")).layout.subjects[0]
+    assert big.boxes[0, 2] - big.boxes[0, 0] == pytest.approx(15 / 32)
+    assert small.boxes[0, 2] - small.boxes[0, 0] == pytest.approx(9 / 32)
+
+
+def test_i2v_plans_start_where_the_frame_shows_the_subject():
+    for seed in range(5):
+        smp = sample("i2v", seed, "bench")
+        plan = ENH.enhance(stripped(smp.request)).layout
+        for t in smp.truth.subjects:
+            s = next(p for p in plan.subjects if p.color == t.color)
+            assert s.source == "image"
+            assert np.abs(centres(s.boxes)[0] * 32 - t.centers[0]).max() <= 1.5
+
+
+def test_a_users_arrow_and_box_replace_the_planned_track():
+    req = MVLRequest(prompt="A red circle moves left on a meadow.",
+                     annotations=Annotations(arrows=[Arrow(points=[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8)])]))
+    s = ENH.enhance(req).layout.subjects[0]
+    c = centres(s.boxes)
+    assert s.source == "user" and np.allclose(c[0], (0.2, 0.2), atol=1e-4) and np.allclose(c[-1], (0.8, 0.8), atol=1e-4)
+    req = MVLRequest(prompt="A red circle stays still.", annotations=Annotations(boxes=[Box(box=(0.6, 0.6, 0.9, 0.9))]))
+    s = ENH.enhance(req).layout.subjects[0]
+    assert np.allclose(centres(s.boxes)[-4:], (0.75, 0.75), atol=1e-4)  # in the box, 4 frames early
+
+
+def test_the_raster_paints_each_box_in_its_colour_and_nothing_else():
+    boxes = np.tile(np.float32([[0.25, 0.25, 0.5, 0.5]]), (16, 1))
+    plan = LayoutPlan([PlannedSubject("the red circle", "red", (0.9, 0.1, 0.1), boxes)])
+    r = rasterize_layout(plan, 16, 32)
+    assert r.shape == (LAYOUT_CHANNELS, 16, 32, 32)
+    assert np.allclose(r[:, :, 10, 10].T, [0.9, 0.1, 0.1, 1.0])  # inside
+    assert r[:, :, 0, 0].max() == 0 and r[:, :, 20, 20].max() == 0  # well outside
+    assert 0 < r[3, 0, 7, 10] < 1  # the soft edge
+    assert not rasterize_layout(None).any() and not rasterize_layout(LayoutPlan()).any()
+    back = LayoutPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert np.array_equal(rasterize_layout(back), r)
+
+
+def tiny_generator(layout: bool) -> OmniGenerator:
+    torch.manual_seed(0)
+    gen = OmniGenerator(GeneratorConfig(latent_channels=4, dim=32, depth=2, heads=2, text_dim=32, rope_split=(4, 6, 6),
+                                        layout_channels=LAYOUT_CHANNELS if layout else 0))
+    for m in [gen.final, gen.final_ada] + [b.ada for b in gen.blocks]:
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+    return gen.eval()
+
+
+def test_the_layout_path_starts_at_zero_then_steers_and_survives_save_load(tmp_path):
+    from training.train_omni import TrainConfig, with_layout
+
+    base = tiny_generator(layout=False)
+    gen = with_layout(base, TrainConfig(layout=True)).eval()
+    assert gen.config.layout_channels == LAYOUT_CHANNELS
+    plan = ENH.enhance(MVLRequest(prompt="A red circle moves right.")).layout
+    text = torch.randn(5, 32)
+    from model.generator import TEXT, CondPiece
+
+    pieces = [CondPiece(TEXT, text), CondPiece(LAYOUT, torch.from_numpy(rasterize_layout(plan)))]
+    x = torch.randn(1, 4, 8, 8, 8)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        same = gen(x, t, gen.embed_conditions([pieces]))
+        before = base(x, t, base.embed_conditions([pieces[:1]]))
+        torch.testing.assert_close(same, before)  # zero path: the trained model's output, exactly
+        torch.nn.init.normal_(gen.layout_embed.weight, std=0.1)
+        cond = gen.embed_conditions([pieces])
+        steered = gen(x, t, cond)
+        assert (steered - before).abs().max() > 1e-3
+        torch.testing.assert_close(gen(x, t, cond, gen.condition_cache(cond)), steered)  # the cache holds
+        # a batch where one request has no plan: zeros for it, its output as without the path
+        mixed = gen(torch.cat([x, x]), torch.cat([t, t]), gen.embed_conditions([pieces, pieces[:1]]))
+        torch.testing.assert_close(mixed[1:], before, atol=1e-5, rtol=1e-4)
+    gen.save_pretrained(tmp_path / "g")
+    back = OmniGenerator.from_pretrained(tmp_path / "g")
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t, back.embed_conditions([pieces])), steered)
+
+
+def test_build_conditions_attaches_the_plan_and_keeps_it_when_references_drop():
+    from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+    from model.vae import VAEConfig, VideoVAE
+
+    vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4)).eval()
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    smp = sample("i2v", 0, "train")
+    plan = ENH.enhance(smp.request).layout
+    pieces = build_conditions([smp.request, smp.request], ["x", "x"], vae, te, drop_visual=[False, True],
+                              layouts=[plan, plan])
+    for p in pieces:
+        lay = [c for c in p if c.kind == LAYOUT]
+        assert len(lay) == 1 and lay[0].data.shape == (LAYOUT_CHANNELS, 16, 32, 32)
+
+
+def test_the_dtype_rule_takes_bf16_only_where_it_is_native_and_faster():
+    fast = {"n": 384, "fp32_ms": 3.0, "bf16_ms": 0.5, "bf16_speedup": 6.0, "capability": "AVX512"}
+    slow = {"n": 384, "fp32_ms": 3.0, "bf16_ms": 150.0, "bf16_speedup": 0.02, "capability": "AVX2"}
+    assert decide("cpu", None, fast)[0] == torch.bfloat16
+    dt, why = decide("cpu", None, slow)
+    assert dt == torch.float32 and "emulated" in why and "AVX2" in why
+    assert decide("cpu", "fp32", fast)[0] == torch.float32  # OMNI_DTYPE overrides the probe
+    with pytest.raises(ValueError, match="OMNI_DTYPE"):
+        decide("cpu", "fp8", fast)
+
+
+def test_the_t2v_checker_accepts_any_size_the_caption_leaves_open():
+    from training.evaluate import score_case
+    from training.world.families import _truth
+    from training.world.render import render
+
+    for seed in range(6):
+        case = sample("t2v", seed, "bench")
+        assert score_case(case, case.target).success == 1.0
+        # the same scene drawn with every subject at another of the world's sizes
+        scene = case.scene
+        for s in scene.subjects:
+            s.size = 9.0 if s.size != 9.0 else 15.0
+        if not all(np.all(np.isfinite(s.track)) for s in scene.subjects):
+            continue
+        r = render(scene)
+        other = _truth(scene, r, case.truth.checks, False)
+        if any(m.sum() == 0 for m in r.masks):
+            continue
+        score = score_case(case, r.clip)
+        assert score.metrics["color_acc"].value == 1.0 and score.metrics["shape_acc"].value >= 0.5, (seed, other)
