@@ -32,6 +32,28 @@ def version_name(backend: str, model: str, adapter: str | None = None) -> str:
     return name[:64]
 
 
+ADAPTER_KEY = "#lora="
+
+
+def version_key(v: VersionRecord) -> str:
+    """The string path-keyed callers (a round's generate callback, the app's loader) use for a version: its
+    path, and for a LoRA version its path and adapter (a candidate shares its parent's model)."""
+    return f"{v.path}{ADAPTER_KEY}{v.adapter}" if v.adapter else v.path
+
+
+def round_request(v: VersionRecord, request):
+    """A round's (OmniWorld) request as v's backend serves it: sizes fitted; None when the backend refuses
+    the family (Wan: motion / camera transfer, edits without a mask or a box)."""
+    from model.backends import UnsupportedRequest, check_request, fit_request
+
+    req = fit_request(v.backend or "embedded", request)
+    try:
+        check_request(v.backend or "embedded", req)
+    except UnsupportedRequest:
+        return None
+    return req
+
+
 def register_version(studio: Studio, backend: str, model: str, adapter: str | None = None,
                      activate: bool = True) -> VersionRecord:
     """The version of (backend, model, adapter), registered once; with `activate`, made the active one
@@ -92,11 +114,12 @@ class VersionLoader:
                 self._cache[key] = load_backend(backend, model, adapter, **opts)
             return self._cache[key]
 
-    def __call__(self, path: str):
+    def __call__(self, key: str):
+        """A version by its path, or by version_key (which names the adapter too)."""
         for v in self.studio.registry.list():
-            if v.path == path and (v.backend != "embedded" or v.adapter):
+            if version_key(v) == key and (v.backend != "embedded" or v.adapter):
                 return self.load_backend(v.backend, v.path, v.adapter)
-        return self.load_embedded(path)
+        return self.load_embedded(key)
 
 
 def run_backend_dpo(studio: Studio, job, parent: VersionRecord, pairs: list[dict], cfg, out: Path, on_step,

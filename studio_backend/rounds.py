@@ -21,6 +21,7 @@ import numpy as np
 from model.mvl import MVLRequest
 
 from . import stats
+from .backend_versions import round_request, version_key
 from .studio import Studio
 
 Generate = Callable[[str, MVLRequest, int], np.ndarray]
@@ -73,11 +74,14 @@ def collection_round(studio: Studio, generate: Generate, n_requests: int, seed: 
         fam = fams[k % len(fams)]
         wseed = seed * 100_000 + k
         s = sample(fam, wseed, "train")
+        req = round_request(version, s.request)  # at the backend's sizes (Wan: 17 frames)
+        if req is None:  # a family the version's backend refuses (Wan: motion transfer, edits without a mask)
+            continue
         seeds = [seeds_per_request * k + j for j in range(seeds_per_request)]  # 2k, 2k+1 with two seeds
-        clips = [generate(version.path, s.request, sd) for sd in seeds]
+        clips = [generate(version_key(version), req, sd) for sd in seeds]
         i, j = most_distinct_pair(clips)
         assets = [studio.media.put_video_array(clips[x]) for x in (i, j)]
-        d = store_request(studio, s.request, {"family": fam, "seed": wseed, "split": "train"})
+        d = store_request(studio, req, {"family": fam, "seed": wseed, "split": "train"})
         ids.append(studio.arena.add_comparison("dpo", d, assets[0], assets[1], family=fam, version_a=version.id,
                                                version_b=version.id, seed_a=seeds[i], seed_b=seeds[j]))
         if progress:
@@ -94,8 +98,11 @@ def evaluation_round(studio: Studio, generate: Generate, candidate_id: int, pare
     for k in range(n_requests):
         fam = FAMILIES[k % len(FAMILIES)]
         s = sample(fam, EVAL_SEED + k, "bench")
-        a, b = (studio.media.put_video_array(generate(v.path, s.request, k)) for v in (cand, parent))
-        d = store_request(studio, s.request, {"family": fam, "seed": EVAL_SEED + k, "split": "bench"})
+        reqs = [round_request(v, s.request) for v in (cand, parent)]
+        if None in reqs:  # a family one of the two backends refuses
+            continue
+        a, b = (studio.media.put_video_array(generate(version_key(v), r, k)) for v, r in zip((cand, parent), reqs))
+        d = store_request(studio, reqs[0], {"family": fam, "seed": EVAL_SEED + k, "split": "bench"})
         ids.append(studio.arena.add_comparison("eval", d, a, b, family=fam, version_a=cand.id, version_b=parent.id,
                                                seed_a=k, seed_b=k))
         if progress:

@@ -351,3 +351,43 @@ def test_on_a_zero_gpu_space_the_denoising_runs_under_spaces_gpu(monkeypatch, ti
     monkeypatch.delenv("SPACE_ID")
     load_tiny("wan", tiny_wan_dir, None)(SERVED["t2v"], seed=0)
     assert asked == [120]  # not on a Space: called as it is
+
+
+def test_collection_and_evaluation_rounds_run_on_wan_versions(tmp_path, tiny_wan_dir):
+    """The preference loop's rounds draw OmniWorld requests (16 frames at 32x32): on a Wan version they are
+    generated at its sizes (17 frames), families it refuses are left out, and a LoRA candidate is told
+    from its parent (they share the model path)."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from studio_backend.backend_versions import VersionLoader, version_key
+    from studio_backend.rounds import collection_round, evaluation_round
+
+    studio = Studio.open(tmp_path / "home")
+    parent = studio.registry.register("wan:tiny", tiny_wan_dir, status="active", backend="wan")
+    lora = load_backend("wan", tiny_wan_dir, settings=WanSettings(max_sequence_length=16)).pipe
+    lora.transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                            init_lora_weights=False))  # random weights: a visibly other model
+    type(lora).save_lora_weights(tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(lora.transformer))
+    cand = studio.registry.register("wan:tiny+lora", tiny_wan_dir, parent_id=parent.id, backend="wan",
+                                    adapter=str(tmp_path / "lora"))
+    assert version_key(cand) != version_key(parent) == tiny_wan_dir
+    loader = VersionLoader(studio, no_embedded, settings=WanSettings(max_sequence_length=16))
+
+    def generate(key, req, seed):
+        return loader(key)(MVLRequest(**{**req.__dict__, "steps": 2}), seed=seed).frames
+
+    ids = collection_round(studio, generate, 3, families=("t2v", "motion_transfer", "arrows"))
+    assert len(ids) == 2  # motion_transfer is refused by the wan backend: left out
+    from studio_backend.models import Comparison
+
+    with studio.db.session() as s:
+        rows = [s.get(Comparison, i) for i in ids]
+        assert [r.family for r in rows] == ["t2v", "arrows"] and all(r.request["frames"] == 17 for r in rows)
+        assert all(studio.media.load_video(r.asset_a).shape == (17, 32, 32, 3) for r in rows)
+    ev = evaluation_round(studio, generate, cand.id, parent.id, n_requests=2)
+    with studio.db.session() as s:
+        pairs = [s.get(Comparison, i) for i in ev]
+        assert pairs and all((p.version_a_id, p.version_b_id) == (cand.id, parent.id) for p in pairs)
+        assert all(not np.array_equal(studio.media.load_video(p.asset_a), studio.media.load_video(p.asset_b))
+                   for p in pairs)  # the candidate's adapter was loaded, not its parent's model twice

@@ -48,6 +48,22 @@ def check_request(backend: str, request: MVLRequest | dict) -> str:
     return static_check(request)
 
 
+def fit_request(backend: str, request: MVLRequest) -> MVLRequest:
+    """A request of another backend's sizes (an OmniWorld round: 16 frames at 32x32) at the nearest sizes
+    this backend makes: for wan, frames up to the next 4k+1 and sides up to multiples of 16."""
+    if backend == "wan":
+        from dataclasses import replace
+
+        from .wan import SIZE_MULTIPLE, TIME_STRIDE
+
+        up = lambda v, m: -(-v // m) * m  # noqa: E731
+        return replace(request, frames=up(request.frames - 1, TIME_STRIDE) + 1,
+                       height=up(request.height, SIZE_MULTIPLE), width=up(request.width, SIZE_MULTIPLE))
+    if backend == "embedded":
+        return request
+    raise _unknown(backend)
+
+
 def capabilities(backend: str) -> Capabilities:
     """The families a backend serves and refuses, without loading a model."""
     if backend == "wan":
@@ -67,4 +83,4 @@ def capabilities(backend: str) -> Capabilities:
 
 
 __all__ = ["BACKENDS", "Backend", "BackendOutput", "Capabilities", "UnsupportedRequest", "capabilities",
-           "check_request", "load_backend"]
+           "check_request", "fit_request", "load_backend"]
