@@ -1,6 +1,7 @@
 """Two-step smoke runs of every training stage on tiny configs, resume, and DDP with two processes."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,39 @@ def test_training_curves_are_drawn_end_to_end(tmp_path):
     assert Image.open(tmp_path / "dpo.png").size == (2 * P.W, P.H)
     with pytest.raises(SystemExit, match="not a preference-round report"):
         P.main(["--dpo", str(logs[0]), "--out", str(tmp_path / "x.png")])
+
+
+def test_layout_training_resumes_from_the_committed_state_when_its_run_folder_is_lost(tmp_path):
+    """A new machine without runs/: the committed state (fp16 EMA + step + schedule) continues the run."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(stage="sft", out=str(tmp_path / "run"), families="t2v,arrows,i2v", steps=2, layout=True,
+                      state_dir=str(tmp_path / "state"), **TINY)
+    main(cfg)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["step"] == 2 and state["schedule"]["steps"] == 2 and "--state-dir" in state["resume"]
+    weights = load_file(str(tmp_path / "state" / "generator" / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+    pipe = OmniPipeline.from_pretrained(tmp_path / "state")  # the state is a model directory too
+    assert pipe.generator.config.layout_channels == 4 and pipe.generator.layout_embed is not None
+    shutil.rmtree(tmp_path / "run")  # runs/ lost with the machine
+    cfg.steps = 3
+    assert main(cfg)["step"] == 3
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3]  # it went on from step 2, not from 0
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["step"] == 3
+
+
+def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
+    """scripts/train_gpu.sh --smoke: the GPU command's whole path (render workers, budget, export, state)."""
+    env = {**os.environ, "OUT": str(tmp_path / "gpu"), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", "scripts/train_gpu.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log] == [1, 2] and all(x["loss"] > 0 for x in log)
+    pipe = OmniPipeline.from_pretrained(tmp_path / "gpu" / "model")
+    assert pipe.generator.config.layout_channels == 4
+    assert json.loads((tmp_path / "gpu" / "state" / "state.json").read_text())["step"] == 2
