@@ -155,7 +155,7 @@ def plan_text(ctx: AppContext, request: dict) -> str:
         notes.append("**Not in the model's vocabulary (ignored):** " + ", ".join(f"'{w}'" for w in ignored)
                      + ". See *What the model understands* below.")
     lines += notes
-    lines.append("\n".join(f"- {line}" for line in e.plan[2:]))
+    lines.append("\n".join(f"- {line}" for line in e.plan[2:] if not line.startswith("Understood '")))
     return "\n\n".join(lines)
 
 
@@ -186,12 +186,14 @@ def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=Non
 
 def _after_generation(ctx: AppContext, user_state, job) -> None:
     """Where the admin turned it on: a second seed renders in the background and the two become an arena pair."""
-    from studio_backend.rounds import pair_creator_generation
+    import logging
 
     try:
+        from studio_backend.rounds import pair_creator_generation
+
         pair_creator_generation(ctx.studio, ctx.user(user_state), job)
-    except ServiceError:
-        pass
+    except Exception:  # a side job: the person's clip is shown whatever happens to its twin
+        logging.getLogger("omni.studio").exception("pairing job %s for the arena failed", job.id)
 
 
 def stop(ctx: AppContext, user_state) -> str:
@@ -344,7 +346,7 @@ def build_create_tab() -> CreateTab:
                 with gr.Column():
                     images = gr.File(label="Reference images (@Image_1, @Image_2, ...)", file_count="multiple",
                                      file_types=["image"], type="filepath", elem_id="create-images")
-                    thumbs = gr.Gallery(label="Your references", columns=6, height=110, allow_preview=False,
+                    thumbs = gr.Gallery(label="Your references", columns=8, height=120, allow_preview=False, object_fit="contain",
                                         elem_id="create-thumbs", visible=False)
                 video = gr.Video(label="Context video (@Video), optional", sources=["upload"])
             subjects = gr.CheckboxGroup(label="Subjects from your library (ticking is optional: a subject named "

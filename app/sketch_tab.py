@@ -81,14 +81,17 @@ def build_sketch_tab() -> SketchTab:
     gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
     gen = gr.Button("Generate", variant="primary", elem_id="sketch-generate")
     status = gr.Markdown(elem_id="sketch-status")
-    result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="sketch-result")
+    result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="sketch-result", height=320)
     return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None), status)
 
 
-def sketch_generate(ctx: AppContext, user_state, value, prompt: str, progress=None, seed: int = 0) -> tuple[str, str]:
+def sketch_generate(ctx: AppContext, user_state, value, prompt: str, progress=None, seed: int = 0,
+                    overlay: list | None = None) -> tuple[str, str]:
     """A clip from the frame on the canvas (as @Image_1) and what is drawn on it (arrows, boxes):
-    returns (video path, what was understood)."""
-    understood, _, parsed = understand(value)
+    returns (video path, what was understood); `overlay` (a list) receives the drawing as understood."""
+    understood, picture, parsed = understand(value)
+    if overlay is not None:
+        overlay.append(picture)
     if not parsed["ann"]["arrows"] and not parsed["ann"]["boxes"]:
         raise UIError("nothing is drawn yet: draw an arrow in red (its head where the subject goes) or a box in yellow")
     frame = np.asarray(Image.fromarray(parsed["frame"]).resize((32, 32), Image.BILINEAR))
@@ -106,13 +109,14 @@ def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> No
             raise gr.Error(str(e))
 
     def on_generate(us, value, prompt, progress=gr.Progress()):
+        seen: list = []
         try:
-            clip, understood = sketch_generate(ctx, us, value, prompt, progress)
+            clip, understood = sketch_generate(ctx, us, value, prompt, progress, overlay=seen)
         except UIError as e:
-            return gr.update(), gr.update(), _error(str(e))
-        return clip, understood, "Done."
+            return gr.update(), gr.update(), gr.update(), _error(str(e))
+        return clip, understood, seen[0], "Done."
 
     tab.example.click(lambda: {"background": example_frame(), "layers": [], "composite": None}, None, tab.editor)
     tab.understand.click(on_understand, tab.editor, [tab.understood, tab.overlay, tab.parsed], api_name="sketch_understand")
-    tab.generate.click(on_generate, [user_state, tab.editor, tab.prompt], [tab.result, tab.understood, tab.status],
+    tab.generate.click(on_generate, [user_state, tab.editor, tab.prompt], [tab.result, tab.understood, tab.overlay, tab.status],
                        api_name="sketch_generate")

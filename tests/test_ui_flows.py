@@ -202,3 +202,366 @@ def test_leaderboard_says_which_votes_it_counts(studio_ctx):
     summary, plot, table, ranking = leaderboard(ctx, ADMIN)
     assert "0 votes on version pairs" in summary and "2 votes on DPO pairs" in summary
     assert "| tiny | 2 | 2 | 2 | 0 |" in summary and "counts all 2 votes" in summary and table == []
+
+
+# ==================================================================== in Chromium, as a person
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct horse battery"
+VIDEO_PLAYS = ("(sel) => { const v = document.querySelector(sel); "
+               "return !!v && v.readyState >= 2 && v.duration > 0 && v.currentTime > 0; }")
+
+
+def _accounts_mode() -> bool:
+    return (ROOT / "studio_backend" / "accounts.py").is_file()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """A fresh studio home served by `python app.py` on a tiny model: accounts for an admin, a creator
+    and an annotator (made on the command line, as a host does)."""
+    base = tmp_path_factory.mktemp("people")
+    tiny_pipeline().save_pretrained(base / "model")
+    home = base / "home"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", OMNI_DATABASE_URL="")
+    extra = []
+    if _accounts_mode():
+        for args in (["create-admin", "boss"], ["add", "cleo", "--role", "creator"], ["add", "ann", "--role", "annotator"]):
+            subprocess.run([sys.executable, "-m", "studio_backend.accounts", "--home", str(home), *args,
+                            "--password-stdin"], cwd=ROOT, input=PASSWORD + "\n", text=True, check=True, env=env,
+                           capture_output=True, timeout=120)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(base / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "--home", str(home), "--port", str(port), "--model",
+                             str(base / "model"), *extra], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    t0 = time.time()
+    while time.time() - t0 < 90:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("app.py exited: " + (base / "app.log").read_text()[-3000:])
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not serve within 90 s")
+    yield {"url": f"http://127.0.0.1:{port}/", "home": home, "base": base}
+    proc.terminate()
+    proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which("chromium"), "Debian chromium is missing: run bash scripts/setup.sh --test"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def _screens_on_failure(fn):
+    """On a failure, a screenshot of every open window (test-artifacts/fail_<test>_<k>.png) and its status lines."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except Exception as e:
+            notes = []
+            for k, page in enumerate(p for c in kw["chromium"].contexts for p in c.pages):
+                try:
+                    page.screenshot(path=str(ARTIFACTS / f"fail_{fn.__name__}_{k}.png"), full_page=True)
+                    notes += [page.locator(f"[id$='-status']").all_inner_texts()]
+                except Exception:
+                    pass
+            raise AssertionError(f"{e}\nstatus lines: {notes}") from e
+    return run
+
+
+def _page(b, app, who: str):
+    """A new browser window, signed in as `who` (boss: admin, cleo: creator, ann: annotator)."""
+    role = {"boss": "admin", "cleo": "creator", "ann": "annotator"}[who]
+    page = b.new_page(viewport={"width": 1300, "height": 1100}, accept_downloads=True)
+    page.goto(app["url"])
+    page.get_by_role("tab", name="Create").wait_for()
+    if page.locator("#sign-in-password").count():
+        page.locator("#sign-in-name input, #sign-in-name textarea").first.fill(who)
+        page.locator("#sign-in-password input").first.fill(PASSWORD)
+        page.locator("#sign-in").click()
+    else:  # an open studio: a name and a role
+        page.locator("input[aria-label='Name'], label:has-text('Name') textarea").first.fill(who)
+        page.get_by_label("Role").click()
+        page.get_by_role("option", name=role).click()
+        page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {who}").wait_for(timeout=15_000)
+    page.wait_for_timeout(500)
+    return page
+
+
+def _tab(page, name: str):
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(600)
+
+
+def _shot(page, name: str):
+    page.screenshot(path=str(ARTIFACTS / f"tab_{name}.png"), full_page=True)
+
+
+def _no_error_pills(page, *ids: str):
+    """Gradio paints an output red ('Error') when its handler raised; a handled error never does that."""
+    for i in ids:
+        assert page.locator(f"#{i} .error").count() == 0, f"#{i} shows an error pill"
+
+
+def _draw(page, editor: str, points: list[tuple[float, float]], pick_brush: bool = True):
+    """One stroke through the points (fractions of the canvas), with the brush picked first."""
+    if pick_brush:
+        btn = page.locator(f"#{editor} button[aria-label='Brush']")
+        if btn.count() and "highlight" not in (btn.first.get_attribute("class") or ""):
+            btn.first.click()
+    canvas = page.locator(f"#{editor} canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    xy = [(box["x"] + box["width"] * x, box["y"] + box["height"] * y) for x, y in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for p in xy[1:]:
+        page.mouse.move(*p, steps=4)
+    page.mouse.up()
+    page.wait_for_timeout(400)
+
+
+@_screens_on_failure
+def test_create_as_a_person(app, chromium, tmp_path):
+    from PIL import Image
+
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Create")
+    # an example from the row: a world character, no upload needed
+    page.locator("button.gallery-item", has_text="@Tigo runs left on the beach.").click()
+    page.wait_for_function("() => document.querySelector('#create-prompt textarea').value === "
+                           "'@Tigo runs left on the beach.'", timeout=10_000)
+    seed_box = page.locator("#create-seed input")
+    page.locator("#create-random-seed").click()
+    page.wait_for_function("() => document.querySelector('#create-seed input').value !== '0'", timeout=10_000)
+    page.locator("#create-generate").click()
+    page.locator("#create-status").get_by_text("Loading the model").wait_for(timeout=20_000)  # the first generation
+    page.wait_for_function(VIDEO_PLAYS, arg="#create-result video", timeout=90_000)
+    page.locator("#create-status").get_by_text("Done").wait_for(timeout=20_000)
+    page.locator("#create-plan").get_by_text("Generator prompt").wait_for()
+    seed = int(seed_box.input_value())
+    # the history gallery: the clip with its prompt and seed; downloaded under a readable name
+    page.locator("#create-gallery").get_by_text(f"seed {seed}").first.wait_for(timeout=20_000)
+    page.locator("#create-gallery .thumbnail-item, #create-gallery button.thumbnail-item").first.click()
+    page.locator("#create-picked").get_by_text("Picked job").wait_for(timeout=10_000)
+    with page.expect_download(timeout=20_000) as dl:
+        page.locator("#create-gallery button[aria-label*='Download' i], #create-gallery a[download]").first.click()
+    assert dl.value.suggested_filename == f"tigo-runs-left-on-the-beach-seed{seed}.mp4"
+    dl.value.save_as(tmp_path / "clip.mp4")
+    assert (tmp_path / "clip.mp4").stat().st_size > 1000
+    page.keyboard.press("Escape")
+    # an error shows once beside the button; the clip, plan and history stay
+    page.locator("#create-prompt textarea").fill("@Image_3 jumps on a meadow.")
+    page.locator("#create-generate").click()
+    page.locator("#create-status").get_by_text("@Image_3 is used but only 0 images").wait_for(timeout=20_000)
+    _no_error_pills(page, "create-result", "create-plan", "create-gallery")
+    assert page.locator("#create-result video").count() == 1
+    page.locator("#create-plan").get_by_text("Generator prompt").wait_for()
+    page.locator("#create-gallery").get_by_text(f"seed {seed}").first.wait_for()
+    # use these settings again
+    page.locator("#create-reuse").click()
+    page.wait_for_function("() => document.querySelector('#create-prompt textarea').value.startsWith('@Tigo')",
+                           timeout=10_000)
+    assert int(seed_box.input_value()) == seed
+    # a reference image shows as a thumbnail; Enhance says what the model does not know
+    img = tmp_path / "ref.png"
+    Image.fromarray(np.full((32, 32, 3), (200, 40, 40), np.uint8)).save(img)
+    page.locator("#create-images input[type=file]").set_input_files(str(img))
+    page.locator("#create-thumbs img").first.wait_for(timeout=20_000)
+    page.locator("#create-refs").get_by_text("@Image_1").wait_for()
+    page.locator("#create-prompt textarea").fill("A white dog with a crimson ball hops on the grass.")
+    page.locator("#create-enhance").click()
+    page.locator("#create-plan").get_by_text("Not in the model's vocabulary").wait_for(timeout=20_000)
+    page.locator("#create-plan").get_by_text("'crimson' → 'red'").wait_for()
+    page.locator("#create-vocabulary").get_by_text("What the model understands").click()
+    page.locator("#create-vocabulary").get_by_text("Shapes:").wait_for(timeout=5_000)
+    _shot(page, "create")
+    # Stop: a long generation is canceled from the page
+    page.locator("#create-images button[aria-label*='Clear' i], #create-images button[aria-label*='Remove' i]").first.click()
+    page.locator("#create-prompt textarea").fill("A red circle moves up on a meadow.")
+    steps = page.locator("input[aria-label='number input for Steps']")
+    steps.fill("150")
+    steps.press("Enter")
+    page.locator("#create-generate").click()
+    page.locator("#create-status").get_by_text("Generating").wait_for(timeout=20_000)
+    page.locator("#create-stop").click()
+    page.locator("#create-status").get_by_text("Stopped").wait_for(timeout=60_000)
+    st = Studio.open(app["home"])
+    assert any(j.status == "canceled" for j in st.jobs.list(limit=20))
+    page.close()
+
+
+@_screens_on_failure
+def test_subjects_typed_by_name_as_a_person(app, chromium, tmp_path):
+    from PIL import Image
+
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Subjects")
+    img = tmp_path / "rocky.png"
+    Image.fromarray(np.full((32, 32, 3), (120, 90, 200), np.uint8)).save(img)
+    page.locator("#subject-name textarea, #subject-name input").first.fill("Rocky")
+    page.locator("#subject-views input[type=file]").set_input_files(str(img))
+    page.wait_for_timeout(800)
+    page.locator("#subject-create").click()
+    page.locator("#subject-status").get_by_text("Created @Rocky").wait_for(timeout=20_000)
+    page.locator("#subject-library img").first.wait_for(timeout=10_000)
+    page.get_by_role("button", name="Insert into prompt").click()
+    _shot(page, "subjects")
+    _tab(page, "Create")
+    page.wait_for_function("() => document.querySelector('#create-prompt textarea').value.includes('@Rocky')",
+                           timeout=10_000)
+    page.locator("#create-prompt textarea").fill("@Rocky moves left on a meadow.")  # not ticked: named is enough
+    page.locator("#create-generate").click()
+    page.locator("#create-status").get_by_text("Done").wait_for(timeout=90_000)
+    page.wait_for_function(VIDEO_PLAYS, arg="#create-result video", timeout=30_000)
+    page.close()
+
+
+@_screens_on_failure
+def test_sketch_as_a_person(app, chromium):
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Sketch")
+    page.locator("#sketch-example").click()
+    page.wait_for_timeout(1500)
+    _draw(page, "sketch-editor", [(0.34 + 0.03 * k, 0.5) for k in range(11)])  # the shaft, left to right
+    _draw(page, "sketch-editor", [(0.64, 0.5), (0.6, 0.43)], pick_brush=False)  # the head, at the right end
+    _draw(page, "sketch-editor", [(0.64, 0.5), (0.6, 0.57)], pick_brush=False)
+    page.locator("#sketch-generate").click()  # with the default prompt, which names @Image_1 (the frame)
+    page.wait_for_function(VIDEO_PLAYS, arg="#sketch-result video", timeout=90_000)
+    page.locator("#sketch-understood").get_by_text("Arrow 1").wait_for(timeout=10_000)
+    assert "heading right" in page.locator("#sketch-understood").inner_text()
+    _no_error_pills(page, "sketch-result")
+    _shot(page, "sketch")
+    page.close()
+
+
+@_screens_on_failure
+def test_storyboard_as_a_person(app, chromium):
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Storyboard")
+    for text in ("@Tigo moves right on a meadow.", "A red circle moves left by the ocean."):
+        page.locator("#shot-prompt textarea").fill(text)
+        page.get_by_role("button", name="Add shot").click()
+        page.locator("#storyboard-status").get_by_text("Added shot").wait_for(timeout=20_000)
+        page.wait_for_timeout(500)
+    page.locator("#storyboard-shots").get_by_text("Shot 2:").wait_for(timeout=20_000)
+    page.locator("#storyboard-take-all").click()
+    page.locator("#storyboard-status").get_by_text("Generated 2 takes").wait_for(timeout=120_000)
+    page.locator("#storyboard-shots .thumbnail-item").first.click()  # click the first shot's thumbnail
+    page.locator("#storyboard-selected").get_by_text("Shot 1").wait_for(timeout=10_000)
+    page.locator("#storyboard-take").click()  # a second take of it
+    page.locator("#storyboard-status").get_by_text("Take").wait_for(timeout=90_000)
+    page.locator("#storyboard-takes").get_by_text("Take 2").wait_for(timeout=20_000)
+    page.locator("#storyboard-takes .thumbnail-item").nth(1).click()  # the second take goes into the film
+    page.locator("#storyboard-status").get_by_text("uses take 2").wait_for(timeout=10_000)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Assemble film").click()
+    page.locator("#storyboard-status").get_by_text("Film assembled").wait_for(timeout=60_000)
+    page.locator("#storyboard-film video").click()  # press play
+    page.wait_for_function(VIDEO_PLAYS, arg="#storyboard-film video", timeout=30_000)
+    w = page.eval_on_selector("#storyboard-film video", "v => [v.videoWidth, v.getBoundingClientRect().width]")
+    assert w[0] == 256 and w[1] <= 300, w  # the film at its natural size, not stretched across the page
+    _shot(page, "storyboard")
+    page.close()
+
+
+@_screens_on_failure
+def test_edit_as_a_person(app, chromium):
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Edit")
+    page.locator("#edit-example").click()
+    page.wait_for_function("() => { const v = document.querySelector('#edit-video video'); return v && v.readyState >= 1; }",
+                           timeout=30_000)
+    page.locator("#edit-kind input").click()
+    page.get_by_role("option", name="change the weather").click()  # kinds are words, not ids
+    page.locator("button.gallery-item", has_text="Turn it into a sunset.").click()
+    page.locator("#edit-run").click()
+    page.wait_for_function(VIDEO_PLAYS, arg="#edit-result video", timeout=90_000)
+    page.locator("#edit-status").get_by_text("Done").wait_for(timeout=10_000)
+    _shot(page, "edit")
+    page.close()
+
+
+@_screens_on_failure
+def test_an_empty_arena_is_filled_from_the_page(app, chromium):
+    # a fresh studio: the annotator is told why there is nothing and what fills it
+    ann = _page(chromium, app, "ann")
+    _tab(ann, "Arena")
+    ann.locator("#arena-next").click()
+    ann.get_by_text("The arena is empty").wait_for(timeout=20_000)
+    _shot(ann, "arena_empty")
+    # the admin starts a collection round and turns on creator pairs
+    boss = _page(chromium, app, "boss")
+    _tab(boss, "Training")
+    slider = boss.locator("#training-collect-n input[type=number]")
+    slider.fill("3")
+    slider.press("Enter")
+    boss.locator("#training-collect").click()
+    boss.locator("#training-status").get_by_text("3 new DPO pairs").wait_for(timeout=120_000)
+    boss.locator("#training-arena-info").get_by_text("3 pairs").wait_for(timeout=10_000)
+    boss.locator("#training-pair-creators input").check()
+    boss.locator("#training-status").get_by_text("now become arena pairs").wait_for(timeout=10_000)
+    # the annotator rates one
+    ann.locator("#arena-next").click()
+    ann.wait_for_function("() => document.querySelectorAll('#arena-left video, #arena-right video').length == 2",
+                          timeout=20_000)
+    ann.wait_for_function(VIDEO_PLAYS, arg="#arena-left video", timeout=20_000)
+    _shot(ann, "arena")
+    ann.keyboard.press("1")
+    ann.locator("#arena-submit").click()
+    ann.locator("#arena-count").get_by_text("You have rated 1 pairs").wait_for(timeout=20_000)
+    # a creator's generation becomes a pair too (second seed in the background)
+    cleo = _page(chromium, app, "cleo")
+    _tab(cleo, "Create")
+    cleo.locator("#create-prompt textarea").fill("A blue square moves right in the desert.")
+    cleo.locator("#create-generate").click()
+    cleo.locator("#create-status").get_by_text("Done").wait_for(timeout=90_000)
+    from studio_backend.rounds import arena_counts
+
+    t0 = time.time()
+    while arena_counts(Studio.open(app["home"]))["dpo"] < 4 and time.time() - t0 < 60:
+        time.sleep(0.5)
+    assert arena_counts(Studio.open(app["home"]))["dpo"] == 4
+    # the Training tab: the pair count with its warning, versions picked from a list
+    boss.locator("#training-refresh").click()
+    boss.locator("#training-dpo-info").get_by_text("Only 1 preference pairs").wait_for(timeout=20_000)
+    boss.locator("#training-version input").click()
+    assert boss.get_by_role("option").count() >= 1 and "id 1" in boss.get_by_role("option").first.inner_text()
+    boss.keyboard.press("Escape")
+    _shot(boss, "training")
+    # the Leaderboard says which votes it counts
+    _tab(boss, "Leaderboard")
+    boss.get_by_text("votes on DPO pairs").first.wait_for(timeout=20_000)
+    assert "0 votes on version pairs" in boss.content() and "1 votes on DPO pairs" in boss.inner_text("body")
+    _shot(boss, "leaderboard")
+    for tab in ("Jobs", "World"):
+        _tab(boss, tab)
+        _shot(boss, tab.lower())
+    for p in (ann, boss, cleo):
+        p.close()
