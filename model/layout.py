@@ -282,8 +282,10 @@ class LayoutPlanner:
         if request.images and task in ("i2v", "arrows", "boxes", "reasoning") and request.video is None:
             frame_img = _as_uint8(request.images[0], self.side)
         plan = LayoutPlan(frames=frames)
+        if task in EDIT_PLANNED:
+            return self._plan_edit(request, text, task, frames, rng)
         if request.video is not None or request.storyboard is not None or task not in PLANNED_TASKS:
-            return plan  # edits, shots and storyboards keep their own structure (not planned yet)
+            return plan  # other edits, shots and storyboards keep their own structure (not planned yet)
         placed: list[tuple[np.ndarray, np.ndarray]] = []
         mentions = self.mentions(text)
         logic = re.search(r"\bthe (largest|smallest|biggest|tiniest) of\b", text.lower())
@@ -336,6 +338,59 @@ class LayoutPlanner:
                 plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
                                                     self._boxes(centres, size * zoom), "image", "still"))
         self._apply_annotations(request, plan, frame_img)
+        return plan
+
+    def video_subjects(self, video, frames: int) -> list[PlannedSubject]:
+        """The subjects a context video shows, read off its pixels: per palette colour seen in at least
+        half of the frames, its box per frame (frames where it is hidden take the nearest seen one)."""
+        v = np.asarray(video)
+        idx = np.linspace(0, len(v) - 1, frames).round().astype(int)
+        clip = [_as_uint8(v[i], self.side) for i in idx]
+        out = []
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        for name, rgb in self.palette.items():
+            seen = [find_colour(f, rgb) for f in clip]
+            ok = [k for k, x in enumerate(seen) if x is not None]
+            if len(ok) < frames / 2:
+                continue
+            size = float(np.clip(np.median([seen[k][2] for k in ok]), lo, hi))
+            c = np.float32([seen[min(ok, key=lambda k: abs(k - t))][:2] for t in range(frames)])
+            out.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
+                                      self._boxes(c, np.full(frames, size, np.float32)), "video", "as in @Video"))
+        return out
+
+    def _plan_edit(self, request, text: str, task: str, frames: int, rng) -> LayoutPlan:
+        """Add / remove / replace: the context video's subjects where it shows them, less the one removed,
+        recoloured where replaced, plus the one added (its start chosen freely, its motion from the words)."""
+        plan = LayoutPlan(frames=frames)
+        if request.video is None:
+            return plan
+        subs = self.video_subjects(request.video, frames)
+        mentions = self.mentions(text)
+        low = text.lower()
+        if task == "edit_remove":
+            gone = {m["color"] for m in mentions if m["color"]}
+            subs = [s for s in subs if s.color not in gone]
+        elif task == "edit_replace" and mentions:
+            old = mentions[0]["color"]
+            new = mentions[1] if len(mentions) > 1 else None
+            colour = (new["color"] or (self._ref_colour(request, new["ref"]) if new["ref"] else None)) if new else None
+            for s in subs:
+                if s.color == old and colour in self.palette:
+                    s.color, s.rgb, s.label = colour, tuple(float(x) for x in self.palette[colour]), new["label"]
+        elif task == "edit_add" and mentions:
+            m = next((m for m in mentions if m["ref"] != "@Video"), mentions[0])
+            colour = m["color"] or (self._ref_colour(request, m["ref"]) if m["ref"] else None)
+            motion = self.motion_of(low.split(";", 1)[1] if ";" in low else low)
+            size = self.sizes.get(m["size"]) if m["size"] else float(rng.choice(sorted(self.sizes.values())))
+            offsets = motion_offsets(motion, frames, self.params)
+            placed = [(centres_of(s.boxes) * self.side, (s.boxes[:, 2] - s.boxes[:, 0]) * self.side) for s in subs]
+            start, _ = self._free_start(rng, offsets, size, "static", frames, placed)
+            centres, zoom = self._screen(start + offsets, "static", frames)
+            rgb = self.palette.get(colour, (0.5, 0.5, 0.5))
+            subs.append(PlannedSubject(m["label"], colour, tuple(float(x) for x in rgb),
+                                       self._boxes(centres, size * zoom), "text", motion))
+        plan.subjects = subs
         return plan
 
     def _logic_mentions(self, img, which: str, text: str) -> list[dict]:
@@ -408,8 +463,15 @@ class LayoutPlanner:
 
 
 # tasks whose subjects the planner places; the others keep their own structure for now
+# edits whose subjects the planner reads off the context video (and adds, removes or recolours)
+EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
 # (a sketch's outline already says where its subject is: not planned over it)
 PLANNED_TASKS = ("t2v", "reasoning", "i2v", "image_ref", "subject_ref", "novel_view", "arrows", "boxes")
+
+
+def centres_of(boxes: np.ndarray) -> np.ndarray:
+    """(T, 4) boxes -> (T, 2) centres."""
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
 
 
 def _as_uint8(img, side: int) -> np.ndarray:

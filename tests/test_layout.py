@@ -10,7 +10,7 @@ import torch
 
 from model.conditioning import build_conditions
 from model.generator import LAYOUT, GeneratorConfig, OmniGenerator
-from model.layout import LAYOUT_CHANNELS, PLANNED_TASKS, LayoutPlan, PlannedSubject, rasterize_layout
+from model.layout import EDIT_PLANNED, LAYOUT_CHANNELS, PLANNED_TASKS, LayoutPlan, PlannedSubject, rasterize_layout
 from model.mvl import Annotations, Arrow, Box, MVLRequest
 from model.precision import decide
 from model.prompt_enhancer import RuleEnhancer
@@ -30,7 +30,7 @@ def stripped(request: MVLRequest) -> MVLRequest:
     return MVLRequest.from_json(request.to_json())
 
 
-@pytest.mark.parametrize("family", PLANNED_TASKS)
+@pytest.mark.parametrize("family", PLANNED_TASKS + EDIT_PLANNED)
 def test_the_planner_plans_every_planned_family_in_frame_and_deterministically(family):
     for seed in range(6):
         smp = sample(family, seed, "bench")
@@ -43,8 +43,8 @@ def test_the_planner_plans_every_planned_family_in_frame_and_deterministically(f
             assert np.all(s.boxes[:, 2] > s.boxes[:, 0]) and np.all(s.boxes[:, 3] > s.boxes[:, 1])
             # inside the frame, allowing the half pixel a detected subject's box may overhang
             assert s.boxes.min() >= -0.05 and s.boxes.max() <= 1.05, (family, s.label, s.boxes.min(), s.boxes.max())
-        # every subject the words name and colour is planned with that colour
-        named = {t.color for t in smp.truth.subjects if t.color in req.prompt}
+        # every subject the words name and colour is planned with that colour (an edit: the target's)
+        named = {t.color for t in smp.truth.subjects if t.color in req.prompt or family in EDIT_PLANNED}
         assert named <= {s.color for s in plan.subjects}, (family, req.prompt)
 
 
@@ -82,6 +82,22 @@ def test_free_choices_change_with_the_seed_and_subjects_do_not_overlap_at_start(
         assert not overlap
         assert [s.color for s in plan.subjects] == ["red", "blue"]
     assert len(starts) >= 4
+
+
+def test_edit_plans_read_the_context_video_and_apply_the_instruction():
+    for seed in range(4):
+        smp = sample("edit_remove", seed, "bench")
+        plan = ENH.enhance(stripped(smp.request)).layout
+        gone = next(c for c in smp.request.prompt.split() if c in enhancer_vocabulary().colors)
+        assert gone not in {s.color for s in plan.subjects}
+        for t in smp.truth.subjects:  # the others stay where the video shows them, frame by frame
+            s = next(p for p in plan.subjects if p.color == t.color)
+            assert s.source == "video" and np.abs(centres(s.boxes) * 32 - t.centers).max() <= 2.0
+    smp = sample("edit_add", 0, "bench")
+    plan = ENH.enhance(stripped(smp.request)).layout
+    added = smp.truth.subjects[smp.truth.focus]
+    new = next(p for p in plan.subjects if p.source == "text")
+    assert new.color == added.color and new.motion == added.motion
 
 
 def test_a_size_word_sets_the_planned_size():
