@@ -31,7 +31,8 @@ def load_pipeline(path: str):
 
     from model.pipeline import OmniPipeline
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # one core is left to the web server (votes, pages) while a generation runs
+    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) - 1)))
     pipe = OmniPipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -289,9 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     media = studio.media
     media.served_root.mkdir(parents=True, exist_ok=True)
     media.prune_served()
-    gr.set_static_paths([str(media.served_root), str(media.root / "previews")])
-    demo.launch(server_name=args.host, server_port=args.port, show_error=True,
-                head=ARENA_JS, run_history=False, footer_links=["api", "settings"])
+    served = [str(media.served_root), str(media.root / "previews")]
+    gr.set_static_paths(served)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True, allowed_paths=served,
+                head=ARENA_JS, run_history=False, footer_links=["api", "settings"], prevent_thread_lock=True)
+    from app.api import install
+
+    install(demo.server_app, ctx)  # the JSON arena API (app/api.py), before Gradio's routes
+    demo.block_thread()
     return 0
 
 

@@ -11,6 +11,7 @@ import collections
 import hashlib
 import hmac
 import itertools
+import os
 import random
 import re
 import threading
@@ -608,18 +609,31 @@ class ArenaService:
         self._writer = GroupWriter(db)
 
     def _seal(self, comparison_id: int, left_is_a: bool) -> str:
-        body = f"{comparison_id}.{int(left_is_a)}.{uuid.uuid4().hex[:12]}"
-        return body + "." + hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+        """An opaque token for one showing of a pair: the comparison and the side of A, encrypted
+        (HMAC-SHA256 keystream on a random 8-byte nonce) and authenticated (96-bit HMAC-SHA256 tag), as
+        58 hex digits. The page sees neither the pair's id nor which side is A; every showing gets another
+        token (so it can serve as the vote's idempotency key)."""
+        nonce = os.urandom(8)
+        plain = int(comparison_id).to_bytes(8, "big") + bytes([1 if left_is_a else 0])
+        stream = hmac.new(self.secret, b"k" + nonce, hashlib.sha256).digest()[:len(plain)]
+        body = nonce + bytes(a ^ b for a, b in zip(plain, stream))
+        tag = hmac.new(self.secret, b"m" + body, hashlib.sha256).digest()[:12]
+        return (body + tag).hex()
 
     def _unseal(self, token: str) -> tuple[int, bool] | None:
+        if not isinstance(token, str) or len(token) != 58:
+            return None
         try:
-            cid, left, nonce, mac = (token or "").split(".")
+            raw = bytes.fromhex(token)
         except ValueError:
             return None
-        body = f"{cid}.{left}.{nonce}"
-        if not hmac.compare_digest(mac, hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()[:32]):
+        body, tag = raw[:17], raw[17:]
+        if not hmac.compare_digest(tag, hmac.new(self.secret, b"m" + body, hashlib.sha256).digest()[:12]):
             return None
-        return int(cid), left == "1"
+        nonce, enc = body[:8], body[8:]
+        stream = hmac.new(self.secret, b"k" + nonce, hashlib.sha256).digest()[:len(enc)]
+        plain = bytes(a ^ b for a, b in zip(enc, stream))
+        return int.from_bytes(plain[:8], "big"), plain[8] == 1
 
     def add_comparison(self, purpose: str, request: dict, asset_a: AssetInfo, asset_b: AssetInfo, family: str = "",
                        version_a: int | None = None, version_b: int | None = None, seed_a: int = 0, seed_b: int = 0,

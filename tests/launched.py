@@ -19,6 +19,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def httpx_errors():
+    import httpx
+
+    return httpx.HTTPError
+
+
 class App:
     def __init__(self, proc: subprocess.Popen, url: str, home: Path, log: Path):
         self.proc, self.url, self.home, self.log = proc, url, home, log
@@ -41,8 +47,12 @@ def start_app(home: Path, model: Path, *extra: str, env: dict | None = None, tim
     while time.time() - t0 < timeout:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return app
-        except OSError:
+            import httpx
+
+            if httpx.get(app.url + "studio-api/health", timeout=5).status_code == 200:  # every route is in
+                return app
+            time.sleep(0.1)
+        except (OSError, httpx_errors()):
             if proc.poll() is not None:
                 raise RuntimeError("app.py exited: " + app.output()[-4000:])
             time.sleep(0.2)

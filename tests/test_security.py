@@ -358,3 +358,26 @@ def test_a_video_bomb_and_a_gif_in_a_video_slot_are_refused_at_once(hosted):
         assert took < 1.0, f"{f.name} refused after {took:.2f} s"
         assert _rss_mb(pid) - rss < 50, "memory grew"
         assert stored() == before
+
+
+def test_the_json_arena_api_needs_a_session_and_stores_a_resubmitted_vote_once(hosted):
+    import httpx
+
+    add_pairs(hosted["home"], 2, tag="-api")
+    c = httpx.Client(base_url=hosted["url"], timeout=60)
+    assert c.post("studio-api/arena/next").status_code == 401
+    assert c.post("studio-api/arena/vote", json={"pair": "x", "overall": "G"},
+                  headers={"Authorization": "Bearer forged"}).status_code == 401
+    assert c.post("studio-api/sign-in", json={"name": "ann2", "password": "wrong-password"}).status_code == 401
+    tok = c.post("studio-api/sign-in", json={"name": "ann2", "password": PASSWORDS["ann2"]}).json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    nxt = c.post("studio-api/arena/next", headers=h).json()["next"]
+    assert c.get(nxt["left"]).status_code == 200 and "secret-model" not in repr(nxt)
+    first = c.post("studio-api/arena/vote", headers=h, json={"pair": nxt["pair"], "overall": "G"}).json()
+    again = c.post("studio-api/arena/vote", headers=h, json={"pair": nxt["pair"], "overall": "B"}).json()
+    assert first["stored"] is True and again["stored"] is False
+    st = Studio.open(hosted["home"])
+    mine = [v for v in st.arena.votes() if v["annotator_id"] == st.users.get("ann2").id]
+    assert len(mine) == len({v["comparison_id"] for v in mine})
+    ctok = c.post("studio-api/sign-in", json={"name": "cleo", "password": PASSWORDS["cleo"]}).json()["token"]
+    assert c.post("studio-api/arena/next", headers={"Authorization": f"Bearer {ctok}"}).status_code == 403
