@@ -486,3 +486,31 @@ def _as_uint8(img, side: int) -> np.ndarray:
 
         a = np.asarray(Image.fromarray(a).resize((side, side), Image.BILINEAR))
     return a
+
+
+def draw_layout(plan: LayoutPlan | None, background: np.ndarray | None = None, size: int = 192) -> np.ndarray:
+    """A picture of the plan for people: each subject's first box (solid) and last box (dashed) in its
+    colour, its track as a line ending in a dot, over `background` (e.g. the reference frame) or grey."""
+    from PIL import Image, ImageDraw
+
+    if background is not None:
+        img = Image.fromarray(_as_uint8(background, 32)).resize((size, size), Image.NEAREST).convert("RGB")
+    else:
+        img = Image.new("RGB", (size, size), (60, 60, 66))
+    d = ImageDraw.Draw(img)
+    for s in (plan.subjects if plan else []):
+        col = tuple(int(255 * v) for v in s.rgb)
+        b0 = [float(v) * size for v in s.boxes[0]]
+        b1 = [float(v) * size for v in s.boxes[-1]]
+        d.rectangle(b0, outline=col, width=3)
+        for k in range(0, 4):  # the last box, dashed
+            x0, y0, x1, y1 = b1
+            for a in np.linspace(0, 1, 8, endpoint=False)[k % 2::2]:
+                d.line([x0 + a * (x1 - x0), y0, x0 + (a + 1 / 16) * (x1 - x0), y0], fill=col, width=2)
+                d.line([x0 + a * (x1 - x0), y1, x0 + (a + 1 / 16) * (x1 - x0), y1], fill=col, width=2)
+                d.line([x0, y0 + a * (y1 - y0), x0, y0 + (a + 1 / 16) * (y1 - y0)], fill=col, width=2)
+                d.line([x1, y0 + a * (y1 - y0), x1, y0 + (a + 1 / 16) * (y1 - y0)], fill=col, width=2)
+        c = centres_of(np.asarray(s.boxes)) * size
+        d.line([tuple(p) for p in c], fill=(255, 255, 255), width=2)
+        d.ellipse([c[-1][0] - 4, c[-1][1] - 4, c[-1][0] + 4, c[-1][1] + 4], fill=col, outline=(255, 255, 255))
+    return np.asarray(img)

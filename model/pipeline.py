@@ -26,6 +26,7 @@ from . import flow_matching as fm
 from .conditioning import SIDE, build_conditions
 from .generator import IMAGE, TEXT, VIDEO, OmniGenerator
 from .layout import LayoutPlan
+from .precision import autocast, resolve_dtype
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
@@ -89,6 +90,12 @@ class OmniPipeline:
         self.config = config or PipelineConfig()
         self.interrupt = False
         self._progress = True
+        # sampling dtype: fp32 unless the host asks (OMNI_SAMPLE_DTYPE=auto|bf16): the same video for a
+        # request + seed + version on every machine matters more than the speed bf16 gives where it is
+        # native (benchmarks.generate measures both and the probe's choice)
+        import os
+
+        self.sample_dtype = os.environ.get("OMNI_SAMPLE_DTYPE", "fp32")
 
     def set_progress_bar_config(self, disable: bool = False) -> None:
         self._progress = not disable
@@ -254,6 +261,7 @@ class OmniPipeline:
         if start < 1.0:  # the source clip noised to the start level (the same noise draw as above)
             x = fm.add_noise(self._piece(pieces, VIDEO), x, torch.tensor([start]))
         # 5. denoise
+        compute, _ = resolve_dtype(self.sample_dtype)
         it = range(steps)
         if self._progress:
             from tqdm.auto import tqdm
@@ -265,7 +273,8 @@ class OmniPipeline:
             s, s_next = float(sig[i]), float(sig[i + 1])
             xin = torch.cat([x, x]) if use_cfg else x
             t = torch.full((xin.shape[0],), fm.to_timestep(torch.tensor(s)).item())
-            v = self.generator(xin, t, cond, cache)
+            with autocast("cpu", compute):
+                v = self.generator(xin, t, cond, cache).float()
             if use_cfg:
                 v_c, v_u = v.chunk(2)
                 v = v_u + guidance * (v_c - v_u)
