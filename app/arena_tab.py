@@ -58,6 +58,7 @@ class ArenaTab:
     count: gr.Markdown
     pair: gr.State  # server-side: handle -> (sealed token, when it was shown) of the pairs shown lately
     handle: gr.Textbox  # hidden: the handle of the pair on the page, sent back with the vote
+    refs: gr.Gallery = None  # the request's @Image_N / @Subject references
 
 
 KEEP = 16  # pairs a page remembers (a late resubmit of one of them is still recognised)
@@ -78,11 +79,25 @@ def next_pair(ctx: AppContext, user_state, shown: dict | None = None) -> tuple[d
 
         return state, empty_arena_message(ctx.studio, n), None, None, f"You have rated {n} pairs.", ""
     handle = uuid.uuid4().hex  # opaque, and the vote's idempotency key
-    state["pairs"][handle] = {"token": p.left_is_a_token, "shown": time.time()}
+    state["pairs"][handle] = {"token": p.left_is_a_token, "shown": time.time(), "cid": p.comparison_id}
     while len(state["pairs"]) > KEEP:
         state["pairs"].pop(next(iter(state["pairs"])))
     return (state, f"**Request:** {p.prompt}", ctx.video_path(p.left_asset), ctx.video_path(p.right_asset),
             f"You have rated {n} pairs.", handle)
+
+
+def references(ctx: AppContext, state: dict | None, handle: str) -> tuple[list, bool]:
+    """The references behind the pair's @Image_N / @Subject as (served image, caption), and whether it is an
+    edit (video consistency is asked about edits only)."""
+    from studio_backend.rounds import pair_references
+
+    seen = ((state or {}).get("pairs") or {}).get(handle)
+    if not seen or "cid" not in seen:
+        return [], False
+    r = pair_references(ctx.studio, seen["cid"])
+    items = [(ctx.image_path(a), f"@Image_{k}") for k, a in enumerate(r["images"], 1)]
+    items += [(ctx.image_path(a), f"@{n} view {k}") for n, v in r["subjects"].items() for k, a in enumerate(v, 1)]
+    return items, r["edit"]
 
 
 def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | None, *dims, handle: str = "") -> str:
@@ -107,6 +122,8 @@ def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | N
 
 def build_arena_tab() -> ArenaTab:
     prompt = gr.Markdown("Press **Next pair** to start. Keys: 1 = left better, 2 = same, 3 = right better, Enter = submit.")
+    refs = gr.Gallery(label="References the request names", visible=False, columns=8, height=120,
+                      object_fit="contain", allow_preview=False, elem_id="arena-refs")
     with gr.Row():
         left = gr.Video(label="Left", elem_id="arena-left", interactive=False, loop=True, autoplay=True)
         right = gr.Video(label="Right", elem_id="arena-right", interactive=False, loop=True, autoplay=True)
@@ -117,7 +134,7 @@ def build_arena_tab() -> ArenaTab:
         skip = gr.Button("Next pair", elem_id="arena-next")
     count = gr.Markdown(elem_id="arena-count")
     handle = gr.Textbox(visible=False, elem_id="arena-handle")
-    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle)
+    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle, refs)
 
 
 def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -126,9 +143,11 @@ def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None
             state, prompt, l, r, count, handle = next_pair(ctx, us, shown)
         except UIError as e:
             raise gr.Error(str(e))
-        return (state, handle, prompt, l, r, count) + tuple(None for _ in tab.dims) + (None,)
+        items, is_edit = references(ctx, state, handle)
+        dims = [None for _ in tab.dims[:-1]] + [gr.update(value=None, visible=is_edit)]  # video consistency: edits
+        return (state, handle, prompt, l, r, count, *dims, None, gr.update(value=items, visible=bool(items)))
 
-    outs = [tab.pair, tab.handle, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall]
+    outs = [tab.pair, tab.handle, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall, tab.refs]
 
     def vote_then_next(us, pair, handle, overall, *dims):
         try:

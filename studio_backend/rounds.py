@@ -246,3 +246,24 @@ def pair_creator_generation(studio: Studio, user, job, wait: bool = False, timeo
         return finish()
     threading.Thread(target=finish, name=f"pair-job-{job.id}", daemon=True).start()
     return None
+
+
+EDIT_TASKS = ("edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather", "material", "effects",
+              "combined")
+
+
+def pair_references(studio: Studio, comparison_id: int) -> dict:
+    """What an annotator needs beside a pair's clips: the request's reference images and subject views
+    (asset ids, in @Image_N / @Name order) and whether it is an edit (only edits are rated on video
+    consistency). Nothing here names a model, a version or a seed."""
+    from .models import Comparison
+
+    with studio.db.session(write=False) as s:
+        c = s.get(Comparison, comparison_id)
+        req = dict(c.request or {}) if c is not None else {}
+    ids = lambda xs: [x for x in (xs or []) if isinstance(x, str) and not x.startswith("data:")]  # noqa: E731
+    task = req.get("task") or ((req.get("_world") or {}).get("family"))
+    return {"images": ids(req.get("images")),
+            "subjects": {n: ids(v) for n, v in (req.get("subjects") or {}).items()},
+            "edit": bool(req.get("video")) and task not in ("next_shot", "previous_shot", "motion_transfer",
+                                                            "camera_transfer") or task in EDIT_TASKS}

@@ -565,3 +565,22 @@ def test_an_empty_arena_is_filled_from_the_page(app, chromium):
         _shot(boss, tab.lower())
     for p in (ann, boss, cleo):
         p.close()
+
+
+def test_the_arena_shows_references_and_asks_video_consistency_for_edits_only(studio_ctx):
+    from app.arena_tab import next_pair, references
+    from studio_backend.rounds import collection_round
+    from app.training_tab import _generate
+
+    ctx = studio_ctx
+    ids = collection_round(ctx.studio, _generate(ctx), 3, seed=5, families=("t2v", "i2v", "weather"))
+    assert len(ids) == 3
+    seen, shown = {}, None
+    for _ in range(3):
+        shown, prompt, left, right, count, handle = next_pair(ctx, ANNOTATOR, shown)
+        items, is_edit = references(ctx, shown, handle)
+        seen[shown["pairs"][handle]["cid"]] = ([c for _, c in items], is_edit)
+        ctx.studio.arena.vote(ctx.user(ANNOTATOR), shown["pairs"][handle]["token"], {}, "S", uuid.uuid4().hex)
+    assert seen[ids[0]] == ([], False)  # text to video: nothing to show, no video consistency
+    assert seen[ids[1]] == (["@Image_1"], False) and all(Path(p).is_file() for p, _ in items or [])
+    assert seen[ids[2]][1] is True  # a weather edit of @Video: video consistency is asked
