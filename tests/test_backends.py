@@ -318,6 +318,12 @@ def test_lora_dpo_on_votes_makes_a_wan_candidate_that_differs_and_survives_reloa
     assert not np.array_equal(lora_clip, studio.media.load_video(before.result_asset_id))  # the adapter changed it
     fresh = load_backend("wan", cand.path, cand.adapter, settings=WanSettings(max_sequence_length=16))
     assert np.array_equal(fresh(SERVED["t2v"], seed=5).frames, lora_clip)  # saved, loaded, the same clip
+    from training.dpo_wan import encode_clip  # the clips reach the VAE in its [-1, 1] range, as at generation
+
+    seen, real = [], fresh.pipe.vae.encode
+    fresh.pipe.vae.encode = lambda x: seen.append(float(x.abs().max())) or real(x)
+    encode_clip(fresh.pipe, np.full((5, 16, 16, 3), 255, np.uint8), "cpu")
+    assert seen == [1.0]
 
 
 def test_app_start_up_registers_a_wan_version_and_loads_it_by_path(tmp_path, tiny_wan_dir):

@@ -24,8 +24,6 @@ import numpy as np
 import torch
 
 from model import flow_matching as fm
-from model.backends.vace import vace_inputs
-
 from .dpo import DPOConfig, flow_dpo_loss
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections of every Wan block
@@ -42,7 +40,11 @@ def _normalise(pipe, z: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def encode_clip(pipe, frames: np.ndarray, device) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> normalised Wan latents (1, C, T', h, w), as the pipeline's own latents."""
-    video = pipe.video_processor.preprocess_video(list(frames), frames.shape[1], frames.shape[2])  # (1, 3, T, H, W)
+    from PIL import Image
+
+    # PIL frames, as at generation: the processor scales PIL to [-1, 1] but takes arrays as [0, 1] already
+    video = pipe.video_processor.preprocess_video([Image.fromarray(f) for f in frames], frames.shape[1],
+                                                  frames.shape[2])  # (1, 3, T, H, W)
     z = pipe.vae.encode(video.to(device=device, dtype=pipe.vae.dtype)).latent_dist.mode()
     return _normalise(pipe, z)
 
@@ -51,9 +53,7 @@ def encode_clip(pipe, frames: np.ndarray, device) -> torch.Tensor:
 def pair_conditions(backend, request, device, dtype):
     """Prompt embedding, VACE control latents and reference latents of a request, as at generation."""
     pipe = backend.pipe
-    enhanced = backend.enhancer.enhance(request)
-    family = request.task or enhanced.task
-    inp = vace_inputs(request, family, backend.settings.extension_frames)
+    enhanced, _, inp = backend.prepare(request)  # the prompt and VACE inputs the generation used
     prompt_embeds, _ = pipe.encode_prompt(enhanced.prompt, do_classifier_free_guidance=False,
                                           max_sequence_length=backend.settings.max_sequence_length, device=device)
     video, mask, refs = pipe.preprocess_conditions(inp.video, inp.mask, inp.reference_images, 1, request.height,

@@ -250,29 +250,33 @@ class WanBackend:
         return static_check(request)
 
     # ------------------------------------------------------------ generation
-    def __call__(self, request: MVLRequest, seed: int | None = None,
-                 callback_on_step_end: StepCallback | None = None) -> BackendOutput:
-        import torch
-
+    def prepare(self, request: MVLRequest):
+        """Steps 1-3 of a generation, shared with DPO training (training/dpo_wan.py): check the request,
+        enhance it, map it onto VACE's inputs. Returns (enhanced, family, VaceInputs)."""
         # 1. check inputs (before the enhancer: a refusal costs nothing)
         request.validate()
         check_sizes(request)
         check_family(request, infer_family(request))
-        seed = request.seed if seed is None else seed
         # 2. enhance: the family the enhancer settles on must be servable too
         enhanced = self.enhancer.enhance(request)
         family = request.task or enhanced.task
         check_family(request, family)
         # an enhancer keeps the @references (an LLM is asked to); UMT5 reads them as plain words
         words, _ = WanPromptEnhancer.plain_prompt(replace(request, prompt=enhanced.prompt))
-        enhanced = replace(enhanced, prompt=words)
         # 3. map the request onto VACE's inputs
         inputs = vace_inputs(request, family, self.settings.extension_frames)
-        s = self.settings
         plan = list(enhanced.plan) + [f"Backend: {NAME} ({Path(self.model).name or self.model}"
                                       + (f" + LoRA {Path(self.adapter).name}" if self.adapter else "") + ")"]
         plan += [f"VACE: {n}" for n in inputs.notes]
-        enhanced = replace(enhanced, task=family, plan=plan)
+        return replace(enhanced, prompt=words, task=family, plan=plan), family, inputs
+
+    def __call__(self, request: MVLRequest, seed: int | None = None,
+                 callback_on_step_end: StepCallback | None = None) -> BackendOutput:
+        import torch
+
+        enhanced, family, inputs = self.prepare(request)
+        seed = request.seed if seed is None else seed
+        s = self.settings
 
         def on_step(pipe, i, t, tensors):
             if callback_on_step_end is None:
