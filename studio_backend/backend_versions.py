@@ -123,10 +123,11 @@ class VersionLoader:
 
 
 def run_backend_dpo(studio: Studio, job, parent: VersionRecord, pairs: list[dict], cfg, out: Path, on_step,
-                    canceled: list, t0: float, resumed: bool, save_every: int):
+                    canceled: list, t0: float, resumed: bool, save_every: int, lost=None):
     """The DPO job of a non-embedded version (train_jobs.run_train_job hands it here): a LoRA trained on
     a private copy of the parent's model (generations keep their own), registered as parent model +
-    adapter, a candidate with its parent."""
+    adapter, a candidate with its parent. `lost` (an Event): set when the job's lease went to another
+    trainer; the run then leaves the job as it is and registers nothing."""
     import time
 
     from model.backends import load_backend
@@ -143,6 +144,8 @@ def run_backend_dpo(studio: Studio, job, parent: VersionRecord, pairs: list[dict
     adapter_dir = studio.home / "models" / f"job-{job.id}-lora"
     adapter, log = train_lora(backend, pairs, cfg, adapter_dir, on_step, checkpoint=str(out / "checkpoint.pt"),
                               save_every=save_every)
+    if lost is not None and lost.is_set():  # another trainer holds the job now: it finishes it
+        return jobs.get(job.id)
     if canceled or adapter is None:
         return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{cfg.steps}")
     name = f"{parent.name}+dpo-job{job.id}"[:64]
