@@ -397,3 +397,15 @@ def test_collection_and_evaluation_rounds_run_on_wan_versions(tmp_path, tiny_wan
         assert pairs and all((p.version_a_id, p.version_b_id) == (cand.id, parent.id) for p in pairs)
         assert all(not np.array_equal(studio.media.load_video(p.asset_a), studio.media.load_video(p.asset_b))
                    for p in pairs)  # the candidate's adapter was loaded, not its parent's model twice
+
+
+def test_the_commands_refuse_a_wan_backend_without_a_model(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for cmd in (["app.py", "--home", str(tmp_path / "h")], ["-m", "studio_backend.worker", "--home", str(tmp_path / "h")]):
+        r = subprocess.run([sys.executable, *cmd, "--backend", "wan"], cwd=root, capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "OMNI_MODEL": ""})
+        assert r.returncode == 2 and "--backend wan needs --model" in r.stderr, r.stderr[-500:]
