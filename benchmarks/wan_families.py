@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[family] = {"ms": round(1000 * best, 1), "frames": int(out.frames.shape[0]), "how": out.info["notes"]}
     result = {"model": "tiny random-weight WanVACEPipeline" if not a.model else model, "size": a.size,
               "steps": a.steps, "threads": a.threads, "device": backend.device, "dtype": str(backend.dtype),
-              "served": rows, "refused": dict(REFUSED)}
+              "load_average": [round(x, 2) for x in os.getloadavg()], "served": rows, "refused": dict(REFUSED)}
     print(f"{'family':<16} {'ms':>8}  how")
     for k, r in rows.items():
         print(f"{k:<16} {r['ms']:>8.1f}  {'; '.join(r['how'])}")
