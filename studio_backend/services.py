@@ -14,10 +14,12 @@ import itertools
 import os
 import random
 import re
+import socket
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
@@ -30,6 +32,7 @@ from .models import Asset, Comparison, Job, ModelVersion, Project, Subject, Subj
 ROLES = ("creator", "annotator", "admin")
 DIMENSIONS = ("dynamic_quality", "visual_quality", "prompt_following", "identity_consistency", "video_consistency")
 VERDICTS = ("G", "S", "B")
+LEASE_SECONDS = 15.0  # a running job's lease; its worker renews it every LEASE_SECONDS / 5
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
@@ -91,6 +94,7 @@ class JobRecord:
     created_at: datetime
     worker: str | None = None  # the worker that took the job (workers may run on other hosts)
     user_id: int | None = None  # who submitted it
+    lease_owner: str | None = None  # host:pid:worker:nonce holding the running job's lease
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ def _version(v: ModelVersion) -> VersionRecord:
 
 def _job(j: Job) -> JobRecord:
     return JobRecord(j.id, j.kind, j.status, j.progress, j.message, dict(j.request), j.seed, j.model_version_id,
-                     j.result_asset_id, j.project_id, j.created_at, j.worker, j.user_id)
+                     j.result_asset_id, j.project_id, j.created_at, j.worker, j.user_id,
+                     j.lease_owner)
 
 
 def require(user: UserRecord, *roles: str) -> None:
@@ -434,13 +439,23 @@ class JobService:
                 j.cancel_requested = True  # the worker sees it at its next step
             return _job(j)
 
-    # the worker's side
-    def claim(self, worker: str, kinds: tuple[str, ...] | None = None, job_id: int | None = None) -> JobRecord | None:
-        """Atomically take the oldest queued job, of the given kinds if any, or that one job
-        (safe with several workers)."""
+    # the worker's side: leases (DESIGN 3.7)
+    def _takeable(self, now: datetime):
+        """Queued, or running under a lease that has run out (its worker stopped renewing it)."""
+        return or_(Job.status == "queued",
+                   and_(Job.status == "running", or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)))
+
+    def claim(self, worker: str, kinds: tuple[str, ...] | None = None, job_id: int | None = None,
+              lease_s: float = LEASE_SECONDS) -> JobRecord | None:
+        """Atomically take the oldest queued job (or one whose lease expired), of the given kinds if
+        any, or that one job, under a fresh lease of lease_s seconds that the caller renews
+        (heartbeat / keep_lease). A job whose lease is live is never taken: two workers never run
+        one job."""
+        owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{worker[:40]}:{uuid.uuid4().hex[:8]}"
         with self.db.session() as s:
             for _ in range(5):
-                q = select(Job).where(Job.status == "queued")
+                now = datetime.now(timezone.utc)
+                q = select(Job).where(self._takeable(now))
                 if kinds:
                     q = q.where(Job.kind.in_(kinds))
                 if job_id is not None:
@@ -448,14 +463,61 @@ class JobService:
                 j = s.scalar(q.order_by(Job.id).limit(1))
                 if j is None:
                     return None
-                n = s.execute(update(Job).where(Job.id == j.id, Job.status == "queued")
-                              .values(status="running", started_at=datetime.now(timezone.utc), message=worker,
-                                      worker=worker, attempts=Job.attempts + 1)).rowcount
+                taken_back = j.status == "running"
+                n = s.execute(update(Job).where(Job.id == j.id, self._takeable(now))
+                              .values(status="running", started_at=now, worker=worker, lease_owner=owner,
+                                      lease_expires_at=now + timedelta(seconds=lease_s), attempts=Job.attempts + 1,
+                                      message="resumed: its lease had run out" if taken_back else worker)
+                              .execution_options(synchronize_session=False)).rowcount  # (SQLite: naive times)
                 if n == 1:
                     s.flush()
                     s.refresh(j)
                     return _job(j)
             return None
+
+    def heartbeat(self, job_id: int, owner: str | None, lease_s: float = LEASE_SECONDS) -> bool:
+        """Renew the lease; False when this owner no longer holds it (the job was taken back or ended)."""
+        if not owner:
+            return True
+        with self.db.session() as s:
+            return s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+                             .values(lease_expires_at=datetime.now(timezone.utc) + timedelta(seconds=lease_s))
+                             ).rowcount == 1
+
+    def release(self, job_id: int, owner: str | None) -> None:
+        """Give a lease up at once (the holder stopped working on the job without finishing it)."""
+        if owner:
+            with self.db.session() as s:
+                s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+                          .values(lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+
+    @contextmanager
+    def keep_lease(self, job: JobRecord, lease_s: float = LEASE_SECONDS):
+        """Renew the job's lease every lease_s / 5 seconds while the block runs; yields an Event that
+        is set if the lease was lost (the caller stops at its next step). Leaving the block by an
+        exception gives the lease up, so the job can be taken back at once."""
+        lost, stop = threading.Event(), threading.Event()
+
+        def beat():
+            while not stop.wait(lease_s / 5):
+                try:
+                    if not self.heartbeat(job.id, job.lease_owner, lease_s):
+                        lost.set()
+                        return
+                except Exception:  # a database hiccup: try again at the next beat
+                    continue
+
+        t = threading.Thread(target=beat, name=f"lease-{job.id}", daemon=True)
+        t.start()
+        ok = False
+        try:
+            yield lost
+            ok = True
+        finally:
+            stop.set()
+            t.join(5)
+            if not ok:
+                self.release(job.id, job.lease_owner)
 
     def progress(self, job_id: int, fraction: float, message: str = "") -> bool:
         """Store progress; returns True when a cancel was requested."""
@@ -481,10 +543,38 @@ class JobService:
             return _job(j)
 
     def requeue_interrupted(self) -> int:
-        """On start-up: jobs left `running` by a dead process go back to the queue."""
+        """On start-up: running jobs whose lease ran out, or whose holder was a process of this host that
+        is gone (killed, crashed), go back to the queue. A job whose holder is alive is left alone."""
+        host = socket.gethostname()[:40]
+        now = datetime.now(timezone.utc)
+        back = []
+        with self.db.session(write=False) as s:
+            for jid, owner, expires in s.execute(select(Job.id, Job.lease_owner, Job.lease_expires_at)
+                                                 .where(Job.status == "running")).all():
+                expired = expires is None or (expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)) < now
+                if expired or _dead_local_owner(owner, host):
+                    back.append((jid, owner))
+        n = 0
         with self.db.session() as s:
-            return s.execute(update(Job).where(Job.status == "running")
-                             .values(status="queued", message="resumed after a restart", progress=0.0)).rowcount
+            for jid, owner in back:
+                n += s.execute(update(Job).where(Job.id == jid, Job.status == "running",
+                                                 (Job.lease_owner == owner) if owner else Job.lease_owner.is_(None))
+                               .values(status="queued", message="resumed after a restart", progress=0.0,
+                                       lease_owner=None, lease_expires_at=None)).rowcount
+        return n
+
+
+def _dead_local_owner(owner: str | None, host: str) -> bool:
+    try:
+        h, pid, _ = (owner or "").split(":", 2)
+        if h != host:
+            return False
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError, OSError):
+        return False
 
 
 # ---------------------------------------------------------------- arena

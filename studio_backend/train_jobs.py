@@ -80,8 +80,15 @@ def read_log(studio: Studio, job_id: int) -> list[dict]:
 
 
 def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int = 10) -> JobRecord:
-    """Run (or continue) one queued train job to its end: succeeded with a candidate version,
-    canceled, or failed with the reason."""
+    """Run (or continue) one claimed train job to its end: succeeded with a candidate version,
+    canceled, or failed with the reason. Its lease is renewed while it runs; should the lease be
+    lost (taken back by another trainer after it ran out), the run stops at its next step and
+    leaves the job, and registers nothing."""
+    with studio.jobs.keep_lease(job) as lost:
+        return _run_train_job(studio, job, load_pipeline, save_every, lost)
+
+
+def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lost) -> JobRecord:
     import torch
 
     from training.dpo import DPOConfig, train
@@ -122,7 +129,8 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
         with log_path.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         if jobs.progress(job.id, step / cfg.steps,
-                         f"step {step}/{cfg.steps}: loss {rec['loss']:.4f}, margin {rec['margin']:.3f}"):
+                         f"step {step}/{cfg.steps}: loss {rec['loss']:.4f}, margin {rec['margin']:.3f}") \
+                or lost.is_set():
             canceled.append(step)
         return bool(canceled)
 
@@ -132,6 +140,8 @@ def run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every: int
         return run_backend_dpo(studio, job, parent, pairs, cfg, out, on_step, canceled, t0, resumed, save_every)
     new, log = train(load_pipeline(parent.path), pairs, cfg, on_step, checkpoint=str(out / "checkpoint.pt"),
                      save_every=save_every)
+    if lost.is_set():  # another trainer holds the job now: it finishes it
+        return jobs.get(job.id)
     if canceled:
         return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{cfg.steps}")
     name = f"{parent.name}+dpo-job{job.id}"

@@ -23,6 +23,10 @@ class Canceled(Exception):
     pass
 
 
+class LeaseLost(Exception):
+    """This worker's lease on the job ran out and another worker took it."""
+
+
 class Worker:
     def __init__(self, studio: Studio, load_pipeline: Callable[[str], object], name: str = "worker-1",
                  kinds: tuple[str, ...] = ("generate", "train"),
@@ -75,17 +79,24 @@ class Worker:
                 return run_train_job(self.studio, job, self.load_pipeline)
             if job.kind != "generate":
                 return jobs.finish(job.id, "failed", f"unknown job kind {job.kind!r}")
-            version, pipe = self.pipeline_for(job)
-            req = self.resolve_media(job.request)
+            with jobs.keep_lease(job) as lost:  # renewed while it runs (DESIGN 3.7)
+                version, pipe = self.pipeline_for(job)
+                req = self.resolve_media(job.request)
 
-            def on_step(p, i, t, tensors):
-                if jobs.progress(job.id, (i + 1) / req.steps, f"step {i + 1}/{req.steps}"):
-                    raise Canceled()
-                return tensors
+                def on_step(p, i, t, tensors):
+                    if lost.is_set():
+                        raise LeaseLost()
+                    if jobs.progress(job.id, (i + 1) / req.steps, f"step {i + 1}/{req.steps}"):
+                        raise Canceled()
+                    return tensors
 
-            out = pipe(req, seed=job.seed, callback_on_step_end=on_step)
-            asset = self.studio.media.put_video_array(out.frames, fps=req.fps, name=f"job-{job.id}.mp4")
-            return jobs.finish(job.id, "succeeded", "done", result_asset=asset, model_version_id=version.id)
+                out = pipe(req, seed=job.seed, callback_on_step_end=on_step)
+                if lost.is_set():
+                    raise LeaseLost()
+                asset = self.studio.media.put_video_array(out.frames, fps=req.fps, name=f"job-{job.id}.mp4")
+                return jobs.finish(job.id, "succeeded", "done", result_asset=asset, model_version_id=version.id)
+        except LeaseLost:  # another worker took the job back after this one's lease ran out: it is theirs now
+            return jobs.get(job.id)
         except Canceled:
             return jobs.finish(job.id, "canceled", "canceled by the user")
         except MVLValidationError as e:

@@ -381,3 +381,64 @@ def test_the_json_arena_api_needs_a_session_and_stores_a_resubmitted_vote_once(h
     assert len(mine) == len({v["comparison_id"] for v in mine})
     ctok = c.post("studio-api/sign-in", json={"name": "cleo", "password": PASSWORDS["cleo"]}).json()["token"]
     assert c.post("studio-api/arena/next", headers={"Authorization": f"Bearer {ctok}"}).status_code == 403
+
+
+def test_two_trainers_never_run_one_job(tmp_path):
+    """A job's lease is renewed by its live holder; a second trainer (the studio's worker starting up,
+    a CLI `training.dpo --resume`) takes it back only once the lease ran out or its process is gone."""
+    from datetime import datetime, timedelta, timezone
+
+    from studio_backend.models import Job
+
+    st = Studio.open(tmp_path / "h")
+    admin = st.users.ensure("root", "admin")
+    job = st.jobs.submit(admin, "train", {"algorithm": "dpo", "config": {}})
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from studio_backend.studio import Studio
+s = Studio.open({str(tmp_path / 'h')!r})
+j = s.jobs.claim("trainer-1", ("train",), lease_s=2)
+with s.jobs.keep_lease(j, lease_s=2):
+    print("holding", flush=True)
+    time.sleep(120)
+"""], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ, OMNI_DATABASE_URL=""))
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        for _ in range(3):  # three times the lease: still renewed, never taken
+            time.sleep(2.0)
+            assert st.jobs.requeue_interrupted() == 0
+            assert st.jobs.claim("trainer-2", ("train",), job_id=job.id) is None
+        cli = subprocess.run([sys.executable, "-m", "training.dpo", "--home", str(tmp_path / "h"), "--resume"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMNI_DATABASE_URL=""))
+        assert cli.returncode != 0 and "being run by a live trainer" in cli.stderr, cli.stderr[-2000:]
+        assert st.jobs.get(job.id).status == "running"
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the lease is left as it was
+        holder.wait()
+    assert st.jobs.requeue_interrupted() == 1  # its process is gone: taken back at once
+    mine = st.jobs.claim("trainer-2", ("train",), job_id=job.id)
+    assert mine is not None and mine.lease_owner.split(":")[2] == "trainer-2"
+    # a holder on another host that stops renewing: taken back only after its lease ran out
+    with st.db.session() as s:
+        j = s.get(Job, job.id)
+        j.lease_owner, j.lease_expires_at = "elsewhere:1:trainer-9:x", datetime.now(timezone.utc) + timedelta(seconds=30)
+    assert st.jobs.requeue_interrupted() == 0 and st.jobs.claim("t3", ("train",), job_id=job.id) is None
+    with st.db.session() as s:
+        s.get(Job, job.id).lease_expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert st.jobs.claim("t3", ("train",), job_id=job.id).lease_owner.split(":")[2] == "t3"
+    assert not st.jobs.heartbeat(job.id, mine.lease_owner)  # the old holder learns it lost the job
+
+
+def test_a_page_shows_its_jobs_again_after_a_restart(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    home = tmp_path / "home"
+    make_accounts(home)
+    with running_app(home, tmp_path / "m") as app:
+        s = signed_in(app.url, "cleo")
+        s.call("generate", *GENERATE)
+        rows = s.call("jobs")[0]["data"]
+        assert rows and rows[0][2] == "succeeded"
+    with running_app(home, tmp_path / "m") as app:  # a restart; the person signs in again (or reloads)
+        after = signed_in(app.url, "cleo").call("jobs")[0]["data"]
+        assert [r[0] for r in after] == [r[0] for r in rows] and after[0][2] == "succeeded"
+        assert signed_in(app.url, "dora").call("jobs")[0]["data"] == []  # another creator sees none of them

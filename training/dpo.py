@@ -226,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if not live:
             raise SystemExit(f"no interrupted DPO job in {a.home}: start one without --resume")
         job_id = live[0].id
-        with studio.db.session() as s:  # take it back (its process is gone)
-            from studio_backend.models import Job
-
-            s.get(Job, job_id).status = "queued"
+        jobs.requeue_interrupted()  # back to the queue only if its lease ran out or its process is gone
     else:
         try:
             admin = studio.users.ensure(a.admin, "admin")
@@ -239,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(str(e))
     job = jobs.claim("cli", ("train",), job_id=job_id)
     if job is None:
-        raise SystemExit(f"job {job_id} could not be claimed (another trainer took it?)")
+        raise SystemExit(f"job {job_id} is being run by a live trainer (its lease is renewed): not taken over")
     print(f"job {job.id}: DPO on the votes of {a.home} ({'resumed' if a.resume else 'new'})", flush=True)
     real_progress = jobs.progress
 
