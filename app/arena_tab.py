@@ -122,8 +122,11 @@ def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | N
 
 def build_arena_tab() -> ArenaTab:
     prompt = gr.Markdown("Press **Next pair** to start. Keys: 1 = left better, 2 = same, 3 = right better, Enter = submit.")
+    from .create_tab import GALLERY_CSS
+
+    gr.HTML(GALLERY_CSS, padding=False)
     refs = gr.Gallery(label="References the request names", visible=False, columns=8, height=120,
-                      object_fit="contain", allow_preview=False, elem_id="arena-refs")
+                      object_fit="contain", allow_preview=False, elem_id="arena-refs", elem_classes=["omni-strip"])
     with gr.Row():
         left = gr.Video(label="Left", elem_id="arena-left", interactive=False, loop=True, autoplay=True)
         right = gr.Video(label="Right", elem_id="arena-right", interactive=False, loop=True, autoplay=True)

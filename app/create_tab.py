@@ -37,6 +37,10 @@ EXAMPLES = [
 PLACEHOLDER = ("Describe the clip: A crimson ball hops on the grass. Name a character (@Tigo runs left on the "
                "beach) or a reference you uploaded (@Image_1 moves left on a meadow).")
 MAX_SEED = 2**31 - 1
+# gradio 6 stretches a gallery's few items across its width (--grid-cols = number of items): these classes keep
+# thumbnails small, whatever their count (a <style> in a gr.HTML applies to the whole page)
+GALLERY_CSS = ("<style>.omni-strip .grid-container { --grid-cols: 8 !important; --object-fit: contain !important; }"
+               " .omni-grid .grid-container { --grid-cols: 6 !important; }</style>")
 LOADING = "⏳ Loading the model (the first generation after start-up takes a few seconds longer)…"
 
 
@@ -339,6 +343,7 @@ def vocabulary_help() -> str:
 def build_create_tab() -> CreateTab:
     with gr.Row():
         with gr.Column(scale=3):
+            gr.HTML(GALLERY_CSS, padding=False)
             prompt = gr.Textbox(label="MVL prompt", lines=3, elem_id="create-prompt", placeholder=PLACEHOLDER)
             gr.Examples(EXAMPLES, inputs=[prompt], label="Examples (click one)", examples_per_page=len(EXAMPLES))
             refs = gr.Markdown(elem_id="create-refs")
@@ -347,7 +352,7 @@ def build_create_tab() -> CreateTab:
                     images = gr.File(label="Reference images (@Image_1, @Image_2, ...)", file_count="multiple",
                                      file_types=["image"], type="filepath", elem_id="create-images")
                     thumbs = gr.Gallery(label="Your references", columns=8, height=120, allow_preview=False, object_fit="contain",
-                                        elem_id="create-thumbs", visible=False)
+                                        elem_id="create-thumbs", visible=False, elem_classes=["omni-strip"])
                 video = gr.Video(label="Context video (@Video), optional", sources=["upload"])
             subjects = gr.CheckboxGroup(label="Subjects from your library (ticking is optional: a subject named "
                                               "in the prompt as @Name is used)", choices=[])
@@ -368,8 +373,9 @@ def build_create_tab() -> CreateTab:
             plan = gr.Markdown("The prompt enhancer's plan appears here (press Enhance to see it before generating).",
                                elem_id="create-plan")
             result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="create-result")
-    gallery = gr.Gallery(label="History: your clips (click one to play or download it)", columns=6, height="auto",
-                         allow_preview=True, elem_id="create-gallery", buttons=["download", "fullscreen"])
+    gallery = gr.Gallery(label="History: your clips (click one to play or download it)", columns=6, height=240,
+                         allow_preview=True, elem_id="create-gallery", buttons=["download", "fullscreen"],
+                         elem_classes=["omni-grid"])
     with gr.Row():
         reuse = gr.Button("Use these settings again", elem_id="create-reuse")
         picked_md = gr.Markdown(elem_id="create-picked")

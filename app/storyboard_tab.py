@@ -14,7 +14,7 @@ from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
-from .create_tab import build_request, subject_choices
+from .create_tab import GALLERY_CSS, build_request, subject_choices
 
 
 SHOT_EXAMPLES = ["@Tigo moves right on a meadow.", "@Tigo jumps up and down on a meadow.",
@@ -233,7 +233,8 @@ def assemble(ctx: AppContext, user_state) -> tuple[str, str]:
 def build_storyboard_tab() -> StoryboardTab:
     status = gr.Markdown("Add shots, click one to select it, generate takes, click the take you want; then assemble.",
                          elem_id="storyboard-status")
-    gallery = gr.Gallery(label="Shots (click one to select it)", columns=6, height=200, allow_preview=False,
+    gr.HTML(GALLERY_CSS, padding=False)
+    gallery = gr.Gallery(label="Shots (click one to select it)", elem_classes=["omni-grid"], columns=6, height=200, allow_preview=False, object_fit="contain",
                          elem_id="storyboard-shots")
     with gr.Accordion("Shot list as a table", open=False):
         shots = gr.Dataframe(headers=["#", "shot id", "prompt", "references", "seconds", "takes"], interactive=False)
@@ -255,7 +256,7 @@ def build_storyboard_tab() -> StoryboardTab:
         take_id = gr.Number(label="Take id", precision=0, minimum=0, visible=False)
         choose = gr.Button("Choose take", visible=False)
         delete = gr.Button("Delete the selected shot", variant="stop")
-    takes = gr.Gallery(label="Takes of the selected shot (click one to use it in the film)", columns=6, height=220,
+    takes = gr.Gallery(label="Takes of the selected shot (click one to use it in the film)", elem_classes=["omni-grid"], columns=6, height=220, object_fit="contain",
                        allow_preview=True, elem_id="storyboard-takes")
     with gr.Row():
         neighbour_prompt = gr.Textbox(label="Neighbour shot: what happens", placeholder="the subject turns around", scale=3)

@@ -97,7 +97,8 @@ def build_subjects_tab() -> SubjectsTab:
                 rename = gr.Button("Rename")
                 delete = gr.Button("Delete", variant="stop")
                 insert = gr.Button("Insert into prompt")
-    gallery = gr.Gallery(label="Library", columns=6, height=260, allow_preview=False, elem_id="subject-library")
+    gallery = gr.Gallery(label="Library", columns=6, height=260, allow_preview=False, elem_id="subject-library",
+                         elem_classes=["omni-grid"])
     gr.Markdown(CHARACTERS_NOTE)
     return SubjectsTab(name, views, create, gallery, pick, new_name, rename, delete, insert, status)
 

@@ -227,7 +227,11 @@ def app(tmp_path_factory):
     """A fresh studio home served by `python app.py` on a tiny model: accounts for an admin, a creator
     and an annotator (made on the command line, as a host does)."""
     base = tmp_path_factory.mktemp("people")
-    tiny_pipeline().save_pretrained(base / "model")
+    model = os.environ.get("OMNI_UI_TEST_MODEL")  # e.g. assets/models/omni-world, for the README's screenshots
+    if model:
+        shutil.copytree(ROOT / model, base / "model")
+    else:
+        tiny_pipeline().save_pretrained(base / "model")
     home = base / "home"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", OMNI_DATABASE_URL="")
     extra = []
@@ -323,6 +327,13 @@ def _shot(page, name: str):
     page.screenshot(path=str(ARTIFACTS / f"tab_{name}.png"), full_page=True)
 
 
+def _close_preview(page, gallery: str):
+    close = page.locator(f"#{gallery} button[aria-label='Close']")
+    if close.count():
+        close.first.click()
+        page.wait_for_timeout(300)
+
+
 def _no_error_pills(page, *ids: str):
     """Gradio paints an output red ('Error') when its handler raised; a handled error never does that."""
     for i in ids:
@@ -375,7 +386,7 @@ def test_create_as_a_person(app, chromium, tmp_path):
     assert dl.value.suggested_filename == f"tigo-runs-left-on-the-beach-seed{seed}.mp4"
     dl.value.save_as(tmp_path / "clip.mp4")
     assert (tmp_path / "clip.mp4").stat().st_size > 1000
-    page.keyboard.press("Escape")
+    _close_preview(page, "create-gallery")
     # an error shows once beside the button; the clip, plan and history stay
     page.locator("#create-prompt textarea").fill("@Image_3 jumps on a meadow.")
     page.locator("#create-generate").click()
@@ -480,7 +491,7 @@ def test_storyboard_as_a_person(app, chromium):
     page.locator("#storyboard-takes").get_by_text("Take 2").wait_for(timeout=20_000)
     page.locator("#storyboard-takes .thumbnail-item").nth(1).click()  # the second take goes into the film
     page.locator("#storyboard-status").get_by_text("uses take 2").wait_for(timeout=10_000)
-    page.keyboard.press("Escape")
+    _close_preview(page, "storyboard-takes")
     page.get_by_role("button", name="Assemble film").click()
     page.locator("#storyboard-status").get_by_text("Film assembled").wait_for(timeout=60_000)
     page.locator("#storyboard-film video").click()  # press play
