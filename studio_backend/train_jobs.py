@@ -137,7 +137,8 @@ def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lo
     if parent.backend != "embedded" or parent.adapter:  # a LoRA on the backend's own model (training/dpo_wan.py)
         from .backend_versions import run_backend_dpo
 
-        return run_backend_dpo(studio, job, parent, pairs, cfg, out, on_step, canceled, t0, resumed, save_every)
+        return run_backend_dpo(studio, job, parent, pairs, cfg, out, on_step, canceled, t0, resumed, save_every,
+                               lost=lost)
     new, log = train(load_pipeline(parent.path), pairs, cfg, on_step, checkpoint=str(out / "checkpoint.pt"),
                      save_every=save_every)
     if lost.is_set():  # another trainer holds the job now: it finishes it
