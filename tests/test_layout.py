@@ -228,3 +228,18 @@ def test_the_t2v_checker_accepts_any_size_the_caption_leaves_open():
             continue
         score = score_case(case, r.clip)
         assert score.metrics["color_acc"].value == 1.0 and score.metrics["shape_acc"].value >= 0.5, (seed, other)
+
+
+def test_the_plan_picture_shows_each_subject_in_its_colour_where_it_starts():
+    from model.layout import draw_layout
+
+    boxes = np.tile(np.float32([[0.1, 0.1, 0.4, 0.4]]), (16, 1))
+    boxes[:, [0, 2]] += np.linspace(0, 0.5, 16)[:, None]
+    plan = LayoutPlan([PlannedSubject("the red circle", "red", (0.9, 0.1, 0.1), boxes, motion="right")])
+    img = draw_layout(plan, size=160)
+    assert img.shape == (160, 160, 3) and img.dtype == np.uint8
+    red = (img[..., 0] > 200) & (img[..., 1] < 60)
+    ys, xs = np.nonzero(red)
+    assert xs.min() <= 0.1 * 160 + 3 and ys.min() <= 0.1 * 160 + 3  # the start box's outline
+    assert xs.max() >= 0.9 * 160 - 6  # the dashed end box / end dot, further right
+    assert not (draw_layout(None, size=64) != draw_layout(LayoutPlan(), size=64)).any()

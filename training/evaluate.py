@@ -136,6 +136,7 @@ def _add(score: CaseScore, name: str, value: float, passed: bool, dim: str, util
     score.metrics[name] = Metric(float(value), bool(passed), dim, float(passed) if utility is None else utility)
 
 
+OPEN_SIZE_FAMILIES = ("t2v", "reasoning")  # text only: the world draws the size at random and shows it nowhere
 SIZE_WORD_RE = re.compile(r"\b(small|medium|large|tiny|big|huge|little|largest|smallest|biggest|tiniest)\b", re.I)
 
 
@@ -150,8 +151,9 @@ def score_case(case: WorldSample, clip: np.ndarray) -> CaseScore:
     subs = truth.subjects
     colors = [s.color for s in subs]
     sizes = [s.size for s in subs]
-    if "attributes" in checks and not SIZE_WORD_RE.search(case.request.prompt):
-        # the request names no size: every size the world could have drawn is right
+    if case.family in OPEN_SIZE_FAMILIES and "attributes" in checks and not SIZE_WORD_RE.search(case.request.prompt):
+        # the request names no size and shows none (no reference at the subject's size): every size the
+        # world could have drawn is right
         sizes = [(min(V.SIZES.values()), max(V.SIZES.values()))] * len(subs)
 
     if checks & {"attributes", "identity", "view", "motion", "stability"}:
