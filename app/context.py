@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from studio_backend.media import MediaError
 from studio_backend.services import JobRecord, ServiceError, UserRecord
 from studio_backend.studio import Studio
 
@@ -33,6 +34,21 @@ SIGN_IN_FIRST = "sign in first: this needs a signed-in account"
 
 class UIError(Exception):
     """Raised by handlers; the tab turns it into a gr.Error the person can read."""
+
+
+class MediaRefused(UIError, MediaError):
+    """An upload the studio refuses, with the studio's own words (caught as a UIError or a MediaError)."""
+
+
+def check_reference(width: int, height: int, what: str = "the image") -> None:
+    """The worker's own rule for a reference image (model.mvl), checked at upload: a view the model
+    would refuse later (1x1) is refused now, before anything is stored against it."""
+    from model.mvl import MVLValidationError, _check_image
+
+    try:  # a broadcast view: the rule sees the shape, nothing is allocated
+        _check_image(np.broadcast_to(np.zeros(3, np.uint8), (int(height), int(width), 3)), what)
+    except MVLValidationError as e:
+        raise MediaRefused(str(e)) from e
 
 
 @dataclass
@@ -88,19 +104,42 @@ class AppContext:
         if img is None:
             return None
         arr = np.asarray(img)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
         if arr.ndim == 3 and arr.shape[2] == 4:
             arr = arr[..., :3]
-        return self.studio.media.put_image_array(np.ascontiguousarray(arr.astype(np.uint8)), name).id
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise MediaRefused(f"{name}: not an RGB image")
+        check_reference(arr.shape[1], arr.shape[0], name)
+        try:
+            return self.studio.media.put_image_array(np.ascontiguousarray(arr.astype(np.uint8)), name).id
+        except MediaError as e:
+            raise MediaRefused(str(e)) from e
 
     def upload_image(self, path: str | None) -> str | None:
         if not path:
             return None
-        return self.studio.media.put_image_bytes(Path(path).read_bytes(), Path(path).name).id
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise MediaRefused(f"{Path(path).name}: the upload could not be read") from e
+        media = self.studio.media
+        try:
+            w, h = media.image_size(data, Path(path).name)  # from the header, before anything is stored
+            check_reference(w, h, Path(path).name)
+            return media.put_image_bytes(data, Path(path).name).id
+        except MediaRefused:
+            raise
+        except MediaError as e:
+            raise MediaRefused(str(e)) from e
 
     def upload_video(self, path: str | None) -> str | None:
         if not path:
             return None
-        return self.studio.media.put_video_file(path, Path(path).name).id
+        try:
+            return self.studio.media.put_video_file(path, Path(path).name).id
+        except MediaError as e:
+            raise MediaRefused(str(e)) from e
 
     def video_path(self, asset_id: str | None) -> str | None:
         """A fresh served link to a stored clip (media/served/<random>.mp4), for the person asking only."""

@@ -10,7 +10,7 @@ import gradio as gr
 from studio_backend.media import MediaError
 from studio_backend.services import ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, check_reference
 
 
 def _characters_note() -> str:
@@ -41,7 +41,11 @@ class SubjectsTab:
 def create_subject(ctx: AppContext, user_state, name: str, files) -> str:
     user = ctx.user(user_state)
     try:
-        infos = [ctx.studio.media.put_image_bytes(open(f, "rb").read(), str(f).rsplit("/", 1)[-1]) for f in (files or [])]
+        ctx.studio.subjects.check_name((name or "").strip())
+        uploads = [(open(f, "rb").read(), str(f).rsplit("/", 1)[-1]) for f in (files or [])]
+        for k, (data, label) in enumerate(uploads, 1):  # every view checked before any is stored
+            check_reference(*ctx.studio.media.image_size(data, label), f"view {k} ({label})")
+        infos = [ctx.studio.media.put_image_bytes(data, label) for data, label in uploads]
         s = ctx.studio.subjects.create(user, ctx.project(user), (name or "").strip(), infos)
     except (MediaError, ServiceError) as e:
         raise UIError(str(e)) from e

@@ -189,6 +189,18 @@ class MediaStore:
             raise MediaError(f"{label}: the {fmt.upper()} is damaged or truncated ({e})") from e
         return self.put_image_array(arr, label)
 
+    def image_size(self, data: bytes, name: str = "") -> tuple[int, int]:
+        """(width, height) of an uploaded image from its header, nothing decoded or stored."""
+        from PIL import Image, UnidentifiedImageError
+
+        label = safe_label(name)
+        if sniff_image(data[:16]) is None:
+            raise MediaError(f"{label}: not an image (its bytes are not PNG, JPEG, WebP or GIF)")
+        try:
+            return Image.open(io.BytesIO(data)).size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise MediaError(f"{label}: the image is damaged or truncated ({e})") from e
+
     def put_image_array(self, arr: np.ndarray, name: str = "image.png") -> AssetInfo:
         from PIL import Image
 

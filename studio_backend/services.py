@@ -137,6 +137,16 @@ def _job(j: Job) -> JobRecord:
                      j.lease_owner)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def check_text(text, what: str) -> None:
+    """Text shown to other people holds no NUL, control or direction-override characters."""
+    if isinstance(text, str) and _CONTROL.search(text):
+        c = _CONTROL.search(text).group(0)
+        raise ServiceError(f"{what} holds a control character (U+{ord(c):04X}): remove it")
+
+
 def require(user: UserRecord, *roles: str) -> None:
     if user.role not in roles and user.role != "admin":
         raise PermissionDenied(f"{user.name} is a {user.role}; this needs the {' or '.join(roles)} role")
@@ -198,6 +208,7 @@ class ProjectService:
         name = (name or "").strip()
         if not 1 <= len(name) <= 120:
             raise ServiceError("a project needs a name of 1 to 120 characters")
+        check_text(name, "the project name")
         with self.db.session() as s:
             p = Project(name=name, owner_id=user.id)
             s.add(p)
@@ -241,6 +252,9 @@ class SubjectService:
             raise ServiceError(f"a subject needs 1 to 8 images (views); got {len(images)}")
         if any(i.kind != "image" for i in images):
             raise ServiceError("subject views must be images")
+        for k, i in enumerate(images, 1):  # the model's own rule (model.mvl), now rather than at every generation
+            if not (8 <= i.width <= 4096 and 8 <= i.height <= 4096):
+                raise ServiceError(f"view {k} of @{name} is {i.width}x{i.height}; images must be 8..4096 pixels a side")
         with self.db.session() as s:
             if s.scalar(select(Subject).where(Subject.project_id == project_id, Subject.name == name)):
                 raise ServiceError(f"@{name} already exists in this project; pick another name or rename it")
@@ -377,6 +391,7 @@ class JobService:
         require(user, "admin" if kind == "train" else "creator")
         if kind not in ("generate", "train"):
             raise ServiceError(f"unknown job kind {kind!r}")
+        check_text(request.get("prompt", ""), "the prompt")
         if kind == "generate":
             self.check_backend(request, model_version_id)
         with self.db.session() as s:

@@ -33,7 +33,7 @@ class App:
         return self.log.read_text(errors="replace") if self.log.is_file() else ""
 
 
-def start_app(home: Path, model: Path, *extra: str, env: dict | None = None, timeout: float = 90.0) -> App:
+def start_app(home: Path, model: Path, *extra: str, env: dict | None = None, timeout: float = 300.0) -> App:
     port = free_port()
     log = Path(str(home) + f".app-{port}.log")
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def accounts_cli(home: Path, *args: str, password: str | None = None) -> str:
     r = subprocess.run([sys.executable, "-m", "studio_backend.accounts", "--home", str(home), *args,
                         *(["--password-stdin"] if password is not None else [])],
                        cwd=ROOT, input=(password + "\n") if password is not None else None, capture_output=True,
-                       text=True, timeout=60, env=dict(os.environ, OMNI_DATABASE_URL=""))
+                       text=True, timeout=600, env=dict(os.environ, OMNI_DATABASE_URL=""))
     if r.returncode != 0:
         raise RuntimeError(f"accounts {' '.join(args)} failed: {r.stdout}{r.stderr}")
     return r.stdout

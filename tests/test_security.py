@@ -442,3 +442,37 @@ def test_a_page_shows_its_jobs_again_after_a_restart(tmp_path):
         after = signed_in(app.url, "cleo").call("jobs")[0]["data"]
         assert [r[0] for r in after] == [r[0] for r in rows] and after[0][2] == "succeeded"
         assert signed_in(app.url, "dora").call("jobs")[0]["data"] == []  # another creator sees none of them
+
+
+def test_bad_references_and_control_characters_get_the_studios_own_words(hosted):
+    from PIL import Image
+
+    url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
+    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    cleo = signed_in(url, "cleo")
+
+    def upload(path: Path) -> dict:
+        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
+        return {"path": up, "meta": {"_type": "gradio.FileData"}}
+
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(base / "dot.png")
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(base / "dot.gif")
+    (base / "noise.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    before = stored()
+    for files, words in (([base / "dot.png"], "images must be 8..4096 pixels a side"),
+                         ([base / "noise.png"], "damaged or truncated")):
+        with pytest.raises(GradioError) as e:
+            cleo.call("create_subject", "Dot", [upload(f) for f in files])
+        assert words in str(e.value) and "/tmp/" not in str(e.value)
+    # a 1x1 GIF as an edit's reference image, and a NUL in a prompt: refused in the studio's words
+    clip = upload(__import__("training.video_io", fromlist=["write_mp4"]).write_mp4(
+        np.full((8, 32, 32, 3), 60, np.uint8), base / "edit.mp4"))
+    ref = upload(base / "dot.gif")
+    try:
+        out = repr(cleo.call("edit", clip, "Make it snow", "weather", ref, None, 0.0, "the model's choice"))
+    except GradioError as e:
+        out = str(e)
+    assert "8..4096 pixels a side" in out, out
+    with pytest.raises(GradioError, match="control character"):
+        cleo.call("generate", "A red circle\x00 moves left.", [], [], None, 16, 3, 3.0, 1)
+    assert not [p for p in stored() if p not in before and p.endswith(".png")]  # no refused image was kept
