@@ -64,10 +64,11 @@ def build_world_tab() -> WorldTab:
         family = gr.Dropdown(list(FAMILIES), value="t2v", label="Task family")
         seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
         split = gr.Radio(["train", "bench"], value="train", label="Split (bench = held-out compositions)")
-        show = gr.Button("Show sample", variant="primary")
+        show = gr.Button("Show sample", variant="primary", elem_id="world-show")
     sheet = gr.Image(label="Request inputs | target frames", type="pil", interactive=False)
     with gr.Row():
-        video = gr.Video(label="Target clip (rendered at 4x)", autoplay=True, loop=True, interactive=False)
+        video = gr.Video(label="Target clip (rendered at 4x)", autoplay=True, loop=True, interactive=False,
+                         elem_id="world-video")
         request = gr.JSON(label="MVL request")
     return WorldTab(family, seed, split, show, sheet, video, request)
 
