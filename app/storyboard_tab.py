@@ -53,6 +53,8 @@ class StoryboardTab:
     take_ids: gr.State = None
     shot_ids: gr.State = None
     selected: gr.Markdown = None
+    earlier: gr.Button = None
+    later: gr.Button = None
 
 
 def _board(ctx: AppContext, user):
@@ -211,6 +213,27 @@ def grid_shot(ctx: AppContext, user_state, grid, rows, cols) -> str:
     return add_shot(ctx, user_state, "", 2.0, request=d)
 
 
+def move_shot(ctx: AppContext, user_state, shot_id, delta: int) -> str:
+    """Move the selected shot one place earlier (-1) or later (+1) in the film."""
+    user = ctx.user(user_state)
+    if not shot_id:
+        raise UIError("select a shot first: click its thumbnail")
+    sb = _board(ctx, user)
+    ids = [sh.id for sh in sorted(sb.shots, key=lambda x: x.position)]
+    if int(shot_id) not in ids:
+        raise UIError(f"no shot {shot_id} in this storyboard")
+    k = ids.index(int(shot_id))
+    j = min(max(k + delta, 0), len(ids) - 1)
+    if j == k:
+        return f"Shot {k + 1} is already the {'first' if delta < 0 else 'last'}."
+    ids[k], ids[j] = ids[j], ids[k]
+    try:
+        ctx.studio.storyboards.reorder(user, sb.id, ids)
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+    return f"Moved: it is shot {j + 1} now."
+
+
 def reorder(ctx: AppContext, user_state, order: str) -> str:
     user = ctx.user(user_state)
     try:
@@ -269,13 +292,17 @@ def build_storyboard_tab() -> StoryboardTab:
             cols = gr.Number(value=2, precision=0, minimum=1, maximum=4, label="Columns")
             add_grid = gr.Button("Grid to one continuous shot")
     with gr.Row():
-        order = gr.Textbox(label="Order (shot ids, comma-separated)")
-        reorder_btn = gr.Button("Reorder")
-        assemble_btn = gr.Button("Assemble film", variant="primary")
+        earlier = gr.Button("◀ Move the selected shot earlier", elem_id="storyboard-earlier")
+        later = gr.Button("Move it later ▶", elem_id="storyboard-later")
+        assemble_btn = gr.Button("Assemble film", variant="primary", elem_id="storyboard-assemble")
+    with gr.Accordion("Order by shot ids", open=False):
+        with gr.Row():
+            order = gr.Textbox(label="Order (shot ids, comma-separated)")
+            reorder_btn = gr.Button("Reorder")
     film = gr.Video(label="Film", interactive=False, width=256, height=256, elem_id="storyboard-film")
     return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take,
                          take_all, take_id, choose, neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
-                         assemble_btn, film, gallery, takes, gr.State([]), gr.State([]), selected)
+                         assemble_btn, film, gallery, takes, gr.State([]), gr.State([]), selected, earlier, later)
 
 
 def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.State):
@@ -328,6 +355,8 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
                                                                                      tab.neighbour_prompt], outs)
     tab.add_grid.click(act(grid_shot), [user_state, tab.grid, tab.rows, tab.cols], outs)
     tab.reorder.click(act(reorder), [user_state, tab.order], outs)
+    tab.earlier.click(act(lambda c, us, sid: move_shot(c, us, sid, -1)), [user_state, tab.shot_id], outs)
+    tab.later.click(act(lambda c, us, sid: move_shot(c, us, sid, +1)), [user_state, tab.shot_id], outs)
 
     def on_assemble(us):
         try:

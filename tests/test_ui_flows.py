@@ -492,6 +492,9 @@ def test_storyboard_as_a_person(app, chromium):
     page.locator("#storyboard-takes .thumbnail-item").nth(1).click()  # the second take goes into the film
     page.locator("#storyboard-status").get_by_text("uses take 2").wait_for(timeout=10_000)
     _close_preview(page, "storyboard-takes")
+    page.locator("#storyboard-later").click()  # shot 1 moves after shot 2: no ids typed
+    page.locator("#storyboard-status").get_by_text("it is shot 2 now").wait_for(timeout=20_000)
+    page.locator("#storyboard-shots").get_by_text("Shot 1: A red circle").wait_for(timeout=20_000)
     page.get_by_role("button", name="Assemble film").click()
     page.locator("#storyboard-status").get_by_text("Film assembled").wait_for(timeout=60_000)
     page.locator("#storyboard-film video").click()  # press play
@@ -600,3 +603,18 @@ def test_the_arena_shows_references_and_asks_video_consistency_for_edits_only(st
     assert seen[ids[0]] == ([], False)  # text to video: nothing to show, no video consistency
     assert seen[ids[1]] == (["@Image_1"], False) and all(Path(p).is_file() for p, _ in items or [])
     assert seen[ids[2]][1] is True  # a weather edit of @Video: video consistency is asked
+
+
+def test_storyboard_shots_move_without_ids(studio_ctx):
+    from app.storyboard_tab import _board, add_shot, move_shot, shot_gallery
+
+    ctx = studio_ctx
+    for p in ("@Tigo moves right on a meadow.", "A red circle moves left by the ocean."):
+        add_shot(ctx, CREATOR, p, 2.0)
+    first, second = [sh.id for sh in sorted(_board(ctx, ctx.user(CREATOR)).shots, key=lambda x: x.position)]
+    with pytest.raises(UIError, match="select a shot first"):
+        move_shot(ctx, CREATOR, None, 1)
+    assert move_shot(ctx, CREATOR, first, -1) == "Shot 1 is already the first."
+    assert move_shot(ctx, CREATOR, first, +1) == "Moved: it is shot 2 now."
+    items, ids = shot_gallery(ctx, CREATOR)
+    assert ids == [second, first] and items[0][1].startswith("Shot 1: A red circle")
