@@ -75,6 +75,9 @@ class TrainConfig:
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
     input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
     layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
+    layout_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) layout path: at the body's
+    # fine-tuning lr, Adam moves it by about lr per step, far too slowly (measured: 600 steps at 1e-4 left its
+    # weights at 1/20 of the input embedding's scale)
     p_drop_layout: float = 0.15  # share of samples trained without their layout (the model still draws without a plan)
     ema_warmup: int = 100  # EMA decay ramps up as min(ema, (1 + step) / (ema_warmup + step)): early EMA follows the model
     state_dir: str = ""  # a folder kept in the repository: EMA weights (fp16) + step + schedule, resumed when OUT is lost
@@ -267,8 +270,12 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     ema = copy.deepcopy(gen).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    groups = [{"params": [p for n, p in gen.named_parameters() if not (cfg.transplant_vae and n.startswith(MOVED))],
-               "mult": 1.0}]
+    def own_group(n: str) -> bool:
+        return (cfg.transplant_vae and n.startswith(MOVED)) or n.startswith("layout_embed.")
+
+    groups = [{"params": [p for n, p in gen.named_parameters() if not own_group(n)], "mult": 1.0}]
+    if gen.layout_embed is not None:
+        groups.append({"params": list(gen.layout_embed.parameters()), "mult": cfg.layout_lr_mult})
     if cfg.transplant_vae:  # the latent layers start far from trained: they may learn faster than the body
         groups.append({"params": [p for n, p in gen.named_parameters() if n.startswith(MOVED)],
                        "mult": cfg.transplant_lr_mult})
@@ -284,7 +291,11 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
         st = torch.load(ckpt, weights_only=False)
         gen.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
+        try:
+            opt.load_state_dict(st["opt"])
+        except ValueError:  # the parameter groups changed (a learning-rate group added): moments start again
+            if rank == 0:
+                print("optimiser groups changed since the checkpoint: its moments start again", flush=True)
         step, hours_before = int(st["step"]), float(st.get("hours", 0.0))
         if rank == 0:
             print(f"resumed {cfg.out} at step {step}", flush=True)
