@@ -618,3 +618,24 @@ def test_storyboard_shots_move_without_ids(studio_ctx):
     assert move_shot(ctx, CREATOR, first, +1) == "Moved: it is shot 2 now."
     items, ids = shot_gallery(ctx, CREATOR)
     assert ids == [second, first] and items[0][1].startswith("Shot 1: A red circle")
+
+
+def test_the_edit_and_storyboard_examples_are_valid_requests(studio_ctx):
+    """Every example shown on the Edit and Storyboard tabs makes a valid request the enhancer reads as meant."""
+    from app.create_tab import build_request, plan_text
+    from app.edit_tab import EXAMPLES as EDITS
+    from app.edit_tab import example_video
+    from app.storyboard_tab import SHOT_EXAMPLES, add_shot
+
+    ctx = studio_ctx
+    user = ctx.user(CREATOR)
+    video = example_video(ctx)
+    want = {"snow": "weather", "rain": "weather", "sunset": "weather", "pixel": "stylize", "Remove": "edit_remove",
+            "fire": "effects"}
+    for text in EDITS:
+        prompt = text if "@Video" in text else f"In @Video, {text[0].lower() + text[1:]}"
+        d = build_request(ctx, user, prompt, [], [], video, 16, 2, 3.0, 0)
+        task = plan_text(ctx, d).split("**Task:** ")[1].split("\n")[0].replace(" ", "_")
+        assert task == next(v for k, v in want.items() if k in text), (text, task)
+    for text in SHOT_EXAMPLES:
+        assert add_shot(ctx, CREATOR, text, 2.0).startswith("Added shot")
