@@ -42,6 +42,11 @@ class NablaSettings:
     threshold: float = 0.9  # CDF mass each query block keeps; >= 1 keeps every block
     sta_window: tuple[int, int, int] | None = None  # sliding-tile window in blocks (t, h, w), odd sizes; None = off
     backend: str = "auto"  # "auto" (flex on CUDA, gathered elsewhere), "gather" or "flex"
+    query_group: int = 1  # runs of this many query blocks keep the union of their key blocks (group_query_blocks)
+    # kept fraction of blocks above which the gathered path runs masked dense attention instead (the same
+    # result): gathering a block costs about as much as attending to it, so below about 60% sparsity
+    # the gathered path is slower than dense (benchmarks.nabla, kernel rows)
+    dense_above: float = 0.4
     chunk_bytes: int = 64 << 20  # the gathered path's working-set budget per batched matmul
 
 
@@ -129,6 +134,20 @@ def nabla_mask(q: torch.Tensor, k: torch.Tensor, block: int, threshold: float,
     return mask & (probs > 0) if key_valid is not None else mask
 
 
+def group_query_blocks(mask: torch.Tensor, group: int) -> torch.Tensor:
+    """Each run of `group` query blocks keeps the union of their key blocks: (..., nq, nk) -> the same
+    shape. On CPU the gathered attention then copies each kept key block once per group instead of
+    once per query block (the copies cost about as much as the attention on the kept blocks) and
+    runs larger matmuls; every query still sees all its own blocks, so only more is computed."""
+    if group <= 1:
+        return mask
+    nq = mask.shape[-2]
+    ng = n_blocks(nq, group)
+    padded = F.pad(mask, (0, 0, 0, ng * group - nq))
+    union = padded.view(*mask.shape[:-2], ng, group, mask.shape[-1]).any(-2)
+    return union.repeat_interleave(group, -2)[..., :nq, :]
+
+
 def expand_block_mask(mask: torch.Tensor, block: int, lq: int, lk: int) -> torch.Tensor:
     """(..., nq, nk) block mask -> (..., lq, lk) token mask."""
     return mask.repeat_interleave(block, -2).repeat_interleave(block, -1)[..., :lq, :lk]
@@ -168,18 +187,23 @@ def _blocks_with_conditions(k, v, mask, block, key_valid, cond_k, cond_v, cond_v
 
 
 def gathered_block_sparse_attention(q, k, v, mask, block, *, key_valid=None, scale=None, cond_k=None, cond_v=None,
-                                    cond_valid=None, chunk_bytes=64 << 20):
+                                    cond_valid=None, query_group=1, chunk_bytes=64 << 20):
     """Attention of q (B, H, Lq, D) over k, v (B, H, Lk, D) where query block i sees key block j only
     when mask[b, h, i, j] ((B or 1, H or 1, nq, nk) bool), and over the condition keys cond_k, cond_v
     (B, H, Lc, D) in full. Dropped blocks are never computed: the rows (b, h, query block) are sorted
     by how many blocks they keep and batched in chunks; each chunk gathers its kept key / value blocks
     and runs one fused attention (a softmax over the kept keys only). `key_valid` (B, Lk) /
-    `cond_valid` (B, Lc) bool mask padding keys; the last block may be partial."""
+    `cond_valid` (B, Lc) bool mask padding keys; the last block may be partial. With query_group g,
+    a row is g query blocks and keeps the union of their blocks (= group_query_blocks(mask, g))."""
     B, H, Lq, D = q.shape
-    nq = n_blocks(Lq, block)
+    g = max(1, query_group)
+    nq = n_blocks(n_blocks(Lq, block), g)  # rows per head
+    qblock = g * block  # query tokens per row
+    fine = F.pad(mask, (0, 0, 0, nq * g - mask.shape[-2]))  # (.., nq * g query blocks, nk)
+    mask = fine.view(*fine.shape[:-2], nq, g, fine.shape[-1]).any(-2)  # (.., nq rows, nk)
     keys, vals, valid, blocks = _blocks_with_conditions(k, v, mask, block, key_valid, cond_k, cond_v, cond_valid)
     nk = blocks.shape[-1]
-    qb = _pad_to(q, nq * block).reshape(B * H * nq, 1, block, D)  # (R, 1, block, D), R rows
+    qb = _pad_to(q, nq * qblock).reshape(B * H * nq, 1, qblock, D)  # (R, 1, qblock, D), R rows
     kb = keys.reshape(B * H, nk, block, D)  # (BH, nk, block, D)
     vb = vals.reshape(B * H, nk, block, D)
     validb = valid.view(B, nk, block)
@@ -188,10 +212,10 @@ def gathered_block_sparse_attention(q, k, v, mask, block, *, key_valid=None, sca
     counts = m.sum(-1)
     order = torch.argsort(counts, stable=True)
     kept = torch.sort(m.to(torch.uint8), dim=-1, descending=True, stable=True).indices  # kept blocks first
-    out = q.new_zeros(B * H * nq, 1, block, D)
+    out = q.new_zeros(B * H * nq, 1, qblock, D)
     c_sorted = counts[order].tolist()
     R = len(c_sorted)
-    per_block = block * D * q.element_size() * 3 + block * block * 4  # k, v, their share of q / out, scores
+    per_block = block * D * q.element_size() * 3 + qblock * block * 4  # k, v, their share of q / out, scores
     start = next((i for i, c in enumerate(c_sorted) if c > 0), R)  # rows that keep nothing stay zero
     while start < R:
         end = start + 1
@@ -209,14 +233,21 @@ def gathered_block_sparse_attention(q, k, v, mask, block, *, key_valid=None, sca
             kval = (validb[(bh // H)[:, None], idx] & slot[..., None]).view(r, 1, 1, kmax * block)
         out[rows] = F.scaled_dot_product_attention(qb[rows], kg, vg, attn_mask=kval, scale=scale)
         start = end
-    return out.view(B, H, nq * block, D)[:, :, :Lq]
+    return out.view(B, H, nq * qblock, D)[:, :, :Lq]
 
 
-def masked_dense_attention(q, k, v, mask, block, *, key_valid=None, scale=None):
-    """The reference: dense attention with the block mask expanded to tokens (every score computed)."""
+def masked_dense_attention(q, k, v, mask, block, *, key_valid=None, scale=None, cond_k=None, cond_v=None,
+                           cond_valid=None):
+    """The reference: dense attention with the block mask expanded to tokens (every score computed);
+    condition keys, when given, come first and are seen by every query."""
     tok = expand_block_mask(mask, block, q.shape[2], k.shape[2])
     if key_valid is not None:
         tok = tok & key_valid[:, None, None, :]
+    if cond_k is not None:
+        B, H, Lq = q.shape[:3]
+        cv = torch.ones(B, cond_k.shape[2], dtype=torch.bool, device=q.device) if cond_valid is None else cond_valid
+        tok = torch.cat([cv[:, None, None, :].expand(B, H, Lq, -1), tok.expand(B, H, Lq, -1)], -1)
+        k, v = torch.cat([cond_k, k], 2), torch.cat([cond_v, v], 2)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=tok, scale=scale)
 
 
@@ -283,15 +314,18 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: str = "de
         if tiles is None:
             raise ValueError("a sliding-tile window needs the (T, H, W) grid of blocks: pass tiles=")
         sta = sliding_tile_mask(tiles, s.sta_window)
-    mask = nabla_mask(q, k, s.block, s.threshold, sta, key_valid, scale)
+    mask = group_query_blocks(nabla_mask(q, k, s.block, s.threshold, sta, key_valid, scale), s.query_group)
     backend = s.backend if s.backend != "auto" else ("flex" if q.is_cuda else "gather")
     if backend == "flex":
         out = flex_block_sparse_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
                                           cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid)
+    elif backend == "gather" and mask.float().mean().item() > s.dense_above:
+        out = masked_dense_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
+                                     cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid)
     elif backend == "gather":
         out = gathered_block_sparse_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
                                               cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid,
-                                              chunk_bytes=s.chunk_bytes)
+                                              query_group=s.query_group, chunk_bytes=s.chunk_bytes)
     else:
         raise ValueError(f"NABLA backend {s.backend!r}: use 'auto', 'gather' or 'flex'")
     return (out, mask) if return_mask else out

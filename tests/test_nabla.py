@@ -178,18 +178,21 @@ def test_dispatcher_dense_nabla_and_conditions():
     q, k, v = rand(B, H, L, D, seed=18), rand(B, H, L, D, seed=19), rand(B, H, L, D, seed=20)
     dense = nb.attention(q, k, v, "dense")
     assert torch.allclose(dense, F.scaled_dot_product_attention(q, k, v), atol=1e-6)
-    keep_all = nb.NablaSettings(block=32, threshold=1.0)
-    assert torch.allclose(nb.attention(q, k, v, "nabla", settings=keep_all), dense, atol=1e-5)
+    for gather_above in (0.4, 1.0):  # masked dense past 40% kept (the default), always gathered
+        keep_all = nb.NablaSettings(block=32, threshold=1.0, dense_above=gather_above)
+        assert torch.allclose(nb.attention(q, k, v, "nabla", settings=keep_all), dense, atol=1e-5)
     # sparse, with condition keys (two of them padding) every query sees
     ck, cv = rand(B, H, 12, D, seed=21), rand(B, H, 12, D, seed=22)
     cvalid = torch.ones(B, 12, dtype=torch.bool)
     cvalid[:, -2:] = False
-    s = nb.NablaSettings(block=32, threshold=0.5)
-    out, mask = nb.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cvalid, settings=s, return_mask=True)
-    assert nb.sparsity(mask) > 0
-    tok = torch.cat([cvalid[:, None, None, :].expand(B, H, L, 12), nb.expand_block_mask(mask, 32, L, L)], -1)
-    ref = F.scaled_dot_product_attention(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2), attn_mask=tok)
-    assert torch.allclose(out, ref, atol=1e-5)
+    for dense_above in (1.0, 0.0):  # gathered, then the masked dense fallback: one result
+        s = nb.NablaSettings(block=32, threshold=0.5, dense_above=dense_above)
+        out, mask = nb.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cvalid, settings=s,
+                                 return_mask=True)
+        assert nb.sparsity(mask) > 0
+        tok = torch.cat([cvalid[:, None, None, :].expand(B, H, L, 12), nb.expand_block_mask(mask, 32, L, L)], -1)
+        ref = F.scaled_dot_product_attention(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2), attn_mask=tok)
+        assert torch.allclose(out, ref, atol=1e-5)
     # dense with conditions = the concatenated keys
     out = nb.attention(q, k, v, "dense", cond_k=ck, cond_v=cv, cond_valid=cvalid)
     tok = torch.cat([cvalid, torch.ones(B, L, dtype=torch.bool)], 1)[:, None, None, :]
@@ -205,7 +208,7 @@ def test_dispatcher_sliding_tiles_on_a_token_grid():
     T, Hh, W, D = 4, 8, 8, 16
     perm = nb.tile_permutation((T, Hh, W), (2, 4, 4))
     x = rand(1, 2, T * Hh * W, D, seed=23)[:, :, perm]
-    s = nb.NablaSettings(block=32, threshold=1e-3, sta_window=(1, 3, 3))
+    s = nb.NablaSettings(block=32, threshold=1e-3, sta_window=(1, 3, 3), dense_above=1.0)
     out, mask = nb.attention(x, x, x, "nabla", settings=s, tiles=(2, 2, 2), return_mask=True)
     sta = nb.sliding_tile_mask((2, 2, 2), (1, 3, 3))
     assert (mask | ~sta).all()  # the window is always kept
@@ -213,3 +216,24 @@ def test_dispatcher_sliding_tiles_on_a_token_grid():
     assert torch.allclose(out, nb.masked_dense_attention(x, x, x, mask, 32), atol=1e-5)
     with pytest.raises(ValueError, match="tiles"):
         nb.attention(x, x, x, "nabla", settings=s)
+
+
+def test_group_query_blocks_by_hand():
+    m = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    # groups {0, 1} and {2}: the first two rows keep blocks 0 and 1, the last its own
+    assert nb.group_query_blocks(m, 2).int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert torch.equal(nb.group_query_blocks(m, 1), m)
+
+
+@pytest.mark.parametrize("group", [2, 3])
+def test_gathered_query_groups_equal_masked_dense_with_the_union(group):
+    B, H, D, blk, L = 1, 2, 8, 32, 230  # 8 query blocks, the last partial; groups of 3 leave one short
+    q, k, v = rand(B, H, L, D, seed=24), rand(B, H, L, D, seed=25), rand(B, H, L, D, seed=26)
+    mask = random_mask(B, H, 8, 8, p=0.2, seed=4)
+    out = nb.gathered_block_sparse_attention(q, k, v, mask, blk, query_group=group)
+    ref = nb.masked_dense_attention(q, k, v, nb.group_query_blocks(mask, group), blk)
+    assert torch.allclose(out, ref, atol=1e-5)
+    s = nb.NablaSettings(block=blk, threshold=0.6, query_group=group, dense_above=1.0)
+    out, used = nb.attention(q, k, v, "nabla", settings=s, return_mask=True)
+    assert torch.equal(used, nb.group_query_blocks(used, group))
+    assert torch.allclose(out, nb.masked_dense_attention(q, k, v, used, blk), atol=1e-5)

@@ -181,10 +181,15 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     ap.add_argument("--attention", default="dense", choices=("dense", "nabla"))
     ap.add_argument("--dim", type=int, default=SRConfig.dim)
     ap.add_argument("--depth", type=int, default=SRConfig.depth)
+    ap.add_argument("--heads", type=int, default=SRConfig.heads)
     a = ap.parse_args(argv)
+    hd = a.dim // a.heads  # RoPE channels per axis: a quarter of the head for time, the rest split over h, w
+    t_ch = 2 * (hd // 8)
+    split = (t_ch, 2 * ((hd - t_ch) // 4), hd - t_ch - 2 * ((hd - t_ch) // 4))
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainSRConfig) if f.name not in ("model", "families")}
     fams = tuple(x for x in a.families.split(",") if x)
-    return TrainSRConfig(**kw, families=fams, model=SRConfig(attention=a.attention, dim=a.dim, depth=a.depth))
+    return TrainSRConfig(**kw, families=fams, model=SRConfig(attention=a.attention, dim=a.dim, depth=a.depth,
+                                                                 heads=a.heads, rope_split=split))
 
 
 if __name__ == "__main__":
