@@ -1,6 +1,10 @@
 """The preference loop on a studio: simulated annotators voting through the arena, and
 preference pairs with their clips. The algorithms live in training (the judge, Flow-DPO); DPO
 runs as a studio job (studio_backend.train_jobs), which registers the candidate version.
+
+    python -m studio_backend.preference --home DIR --votes N [--noise 0.1] [--position-bias 0.0]
+        [--collect K] [--annotators 5] [--seed 0]
+(`--collect K` first runs a collection round of K requests on the active version.)
 """
 
 from __future__ import annotations
@@ -60,3 +64,37 @@ def pairs_from_studio(studio: Studio, rows: list[dict] | None = None) -> list[di
                     "winner": studio.media.load_video(r["winner_asset"]),
                     "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Simulated annotators vote on a studio home (after an optional collection round)."""
+    import argparse
+    import json
+
+    from training.simulate_votes import pipeline_generator
+
+    from .rounds import collection_round
+
+    ap = argparse.ArgumentParser(prog="python -m studio_backend.preference",
+                                 description="Simulated annotators vote through a studio's arena.")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--votes", type=int, required=True)
+    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--position-bias", type=float, default=0.0)
+    ap.add_argument("--annotators", type=int, default=5)
+    ap.add_argument("--collect", type=int, default=0, help="first run a collection round of this many requests")
+    ap.add_argument("--seeds-per-request", type=int, default=2,
+                    help="with --collect: generate this many seeds per request and queue the two most different")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.seeds_per_request < 2:
+        ap.error(f"--seeds-per-request {a.seeds_per_request}: a pair needs at least 2 seeds")
+    studio = Studio.open(a.home)
+    if a.collect:
+        collection_round(studio, pipeline_generator(), a.collect, seed=a.seed, seeds_per_request=a.seeds_per_request)
+    print(json.dumps(simulate(studio, a.votes, a.noise, a.position_bias, a.annotators, a.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,6 +3,12 @@ worker thread, reports progress at every step, honours cancel at every step, and
 crash: the run saves a checkpoint every few steps under `OMNI_HOME/runs/job-N/`, and a job
 taken back after a restart continues from it on the same frozen set of preference pairs.
 The finished run registers a candidate version with its parent; nothing is promoted here.
+
+    python -m studio_backend.train_jobs --home DIR [--steps N] [--beta B] [--lora-rank R] ...  (a DPO job, run here)
+    python -m studio_backend.train_jobs --home DIR --resume     (continue the studio's interrupted DPO job)
+
+The job system is the studio's: it calls plain training functions (training.dpo.train), and
+training/ imports nothing of studio_backend for it.
 """
 
 from __future__ import annotations
@@ -174,3 +180,57 @@ def run_dpo_here(studio: Studio, user: UserRecord, load=load_pipeline, **setting
     if claimed is None:
         raise ServiceError(f"job {job.id} was taken by another trainer")
     return run_train_job(studio, claimed, load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Queue a DPO job on the studio's active version and run it here (as the studio's trainer
+    worker would), printing progress; `--resume` continues the studio's interrupted DPO job,
+    unless a live trainer holds its lease."""
+    import argparse
+    import sys
+
+    from training.dpo import DPOConfig
+
+    ap = argparse.ArgumentParser(prog="python -m studio_backend.train_jobs",
+                                 description="Run a DPO job of a studio home here.")
+    ap.add_argument("--home", required=True, help="studio home with votes")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the studio's latest DPO job left running or queued (after a crash or Ctrl-C)")
+    ap.add_argument("--admin", default="cli-admin", help="the admin the job is queued as")
+    for name in DPO_KEYS:
+        f = DPOConfig.__dataclass_fields__[name]
+        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
+    a = ap.parse_args(argv)
+    studio = Studio.open(a.home)
+    jobs = studio.jobs
+    if a.resume:
+        live = [j for j in jobs.list(limit=500) if j.kind == "train" and j.status in ("queued", "running")]
+        if not live:
+            raise SystemExit(f"no interrupted DPO job in {a.home}: start one without --resume")
+        job_id = live[0].id
+        jobs.requeue_interrupted()  # back to the queue only if its lease ran out or its process is gone
+    else:
+        try:
+            admin = studio.users.sync(a.admin, "admin")  # the host's own command line
+            job_id = submit_dpo(studio, admin, **{k: getattr(a, k) for k in DPO_KEYS}).id
+        except ServiceError as e:
+            raise SystemExit(str(e))
+    job = jobs.claim("cli", ("train",), job_id=job_id)
+    if job is None:
+        raise SystemExit(f"job {job_id} is being run by a live trainer (its lease is renewed): not taken over")
+    print(f"job {job.id}: DPO on the votes of {a.home} ({'resumed' if a.resume else 'new'})", flush=True)
+    real_progress = jobs.progress
+
+    def progress(job_id, fraction, message=""):
+        print(f"  {100 * fraction:5.1f}%  {message}", flush=True)
+        return real_progress(job_id, fraction, message)
+
+    jobs.progress = progress
+    done = run_train_job(studio, job, load_pipeline)
+    print(json.dumps({"job": done.id, "status": done.status, "message": done.message,
+                      "version_id": done.model_version_id}))
+    return 0 if done.status == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

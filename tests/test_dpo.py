@@ -226,7 +226,7 @@ def test_dpo_command_line_runs_a_job_and_resumes_it_after_a_kill(tmp_path):
     root = str(Path(__file__).resolve().parents[1])
     st, admin, base = _studio_with_preferences(tmp_path)
     home = str(st.home)
-    cmd = [sys.executable, "-m", "training.dpo", "--home", home, "--batch", "2", "--lr", "1e-3"]
+    cmd = [sys.executable, "-m", "studio_backend.train_jobs", "--home", home, "--batch", "2", "--lr", "1e-3"]
     nothing = subprocess.run(cmd + ["--resume"], cwd=root, capture_output=True, text=True)
     assert nothing.returncode != 0 and "no interrupted DPO job" in nothing.stderr
     proc = subprocess.Popen(cmd + ["--steps", "40"], cwd=root, stdout=subprocess.PIPE, text=True)

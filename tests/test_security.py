@@ -385,7 +385,7 @@ def test_the_json_arena_api_needs_a_session_and_stores_a_resubmitted_vote_once(h
 
 def test_two_trainers_never_run_one_job(tmp_path):
     """A job's lease is renewed by its live holder; a second trainer (the studio's worker starting up,
-    a CLI `training.dpo --resume`) takes it back only once the lease ran out or its process is gone."""
+    a CLI `studio_backend.train_jobs --resume`) takes it back only once the lease ran out or its process is gone."""
     from datetime import datetime, timedelta, timezone
 
     from studio_backend.models import Job
@@ -408,7 +408,7 @@ with s.jobs.keep_lease(j, lease_s=2):
             time.sleep(2.0)
             assert st.jobs.requeue_interrupted() == 0
             assert st.jobs.claim("trainer-2", ("train",), job_id=job.id) is None
-        cli = subprocess.run([sys.executable, "-m", "training.dpo", "--home", str(tmp_path / "h"), "--resume"],
+        cli = subprocess.run([sys.executable, "-m", "studio_backend.train_jobs", "--home", str(tmp_path / "h"), "--resume"],
                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMNI_DATABASE_URL=""))
         assert cli.returncode != 0 and "being run by a live trainer" in cli.stderr, cli.stderr[-2000:]
         assert st.jobs.get(job.id).status == "running"

@@ -11,18 +11,16 @@ weighted per pair (annotator trust x agreement). Noise levels come from the same
 distribution as pretraining (flow_matching.sample_training_s). The generator is trained in
 full or through LoRA adapters (peft), which can be merged back for shipping.
 
-    python -m training.dpo --home DIR [--steps N] [--beta B] [--lora-rank R]     (a DPO job, run here)
-    python -m training.dpo --home DIR --resume                                    (continue it after a crash)
+This module is the algorithm and imports nothing of the studio; DPO on a studio's votes is a
+studio job (studio_backend.train_jobs, which calls `train`):
 
-This module is the algorithm; reading votes from a studio and registering the candidate is
-studio_backend.preference (the command line above drives it).
+    python -m studio_backend.train_jobs --home DIR [--steps N] [--beta B] [--lora-rank R]   (a DPO job, run here)
+    python -m studio_backend.train_jobs --home DIR --resume                                  (continue it after a crash)
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 from dataclasses import asdict, dataclass
 
@@ -203,53 +201,6 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     return new, log
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Queue a DPO job on the studio's active version and run it here (as the studio's trainer
-    worker would), printing progress; `--resume` continues the studio's interrupted DPO job."""
-    ap = argparse.ArgumentParser(prog="python -m training.dpo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", required=True, help="studio home with votes")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue the studio's latest DPO job left running or queued (after a crash or Ctrl-C)")
-    ap.add_argument("--admin", default="cli-admin", help="the admin the job is queued as")
-    for name in ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent"):
-        f = DPOConfig.__dataclass_fields__[name]
-        ap.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=f.default)
-    a = ap.parse_args(argv)
-    from studio_backend.services import ServiceError
-    from studio_backend.studio import Studio
-    from studio_backend.train_jobs import load_pipeline, run_train_job, submit_dpo
-
-    studio = Studio.open(a.home)
-    jobs = studio.jobs
-    if a.resume:
-        live = [j for j in jobs.list(limit=500) if j.kind == "train" and j.status in ("queued", "running")]
-        if not live:
-            raise SystemExit(f"no interrupted DPO job in {a.home}: start one without --resume")
-        job_id = live[0].id
-        jobs.requeue_interrupted()  # back to the queue only if its lease ran out or its process is gone
-    else:
-        try:
-            admin = studio.users.ensure(a.admin, "admin")
-            job_id = submit_dpo(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr,
-                                batch=a.batch, seed=a.seed, consistent=a.consistent).id
-        except ServiceError as e:
-            raise SystemExit(str(e))
-    job = jobs.claim("cli", ("train",), job_id=job_id)
-    if job is None:
-        raise SystemExit(f"job {job_id} is being run by a live trainer (its lease is renewed): not taken over")
-    print(f"job {job.id}: DPO on the votes of {a.home} ({'resumed' if a.resume else 'new'})", flush=True)
-    real_progress = jobs.progress
-
-    def progress(job_id, fraction, message=""):
-        print(f"  {100 * fraction:5.1f}%  {message}", flush=True)
-        return real_progress(job_id, fraction, message)
-
-    jobs.progress = progress
-    done = run_train_job(studio, job, load_pipeline)
-    print(json.dumps({"job": done.id, "status": done.status, "message": done.message,
-                      "version_id": done.model_version_id}))
-    return 0 if done.status == "succeeded" else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("the DPO command line is the studio's job system now: python -m studio_backend.train_jobs --home DIR "
+             "[--resume] (same options)")
