@@ -43,9 +43,10 @@ class NablaSettings:
     sta_window: tuple[int, int, int] | None = None  # sliding-tile window in blocks (t, h, w), odd sizes; None = off
     backend: str = "auto"  # "auto" (flex on CUDA, gathered elsewhere), "gather" or "flex"
     query_group: int = 1  # runs of this many query blocks keep the union of their key blocks (group_query_blocks)
-    # kept fraction of blocks above which the gathered path runs masked dense attention instead (the same
-    # result): gathering a block costs about as much as attending to it, so below about 60% sparsity
-    # the gathered path is slower than dense (benchmarks.nabla, kernel rows)
+    # kept fraction of blocks above which the gathered path runs plain dense attention instead (every
+    # block: exact, and faster): gathering a block costs about as much as attending to it, so below
+    # about 60% sparsity the gathered path is slower than dense (benchmarks.nabla, kernel rows); masked
+    # dense attention with the expanded mask is slower still on CPU
     dense_above: float = 0.4
     chunk_bytes: int = 64 << 20  # the gathered path's working-set budget per batched matmul
 
@@ -320,8 +321,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: str = "de
         out = flex_block_sparse_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
                                           cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid)
     elif backend == "gather" and mask.float().mean().item() > s.dense_above:
-        out = masked_dense_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
-                                     cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid)
+        out = attention(q, k, v, "dense", key_valid=key_valid, cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid,
+                        scale=scale)
     elif backend == "gather":
         out = gathered_block_sparse_attention(q, k, v, mask, s.block, key_valid=key_valid, scale=scale,
                                               cond_k=cond_k, cond_v=cond_v, cond_valid=cond_valid,

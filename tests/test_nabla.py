@@ -185,19 +185,21 @@ def test_dispatcher_dense_nabla_and_conditions():
     ck, cv = rand(B, H, 12, D, seed=21), rand(B, H, 12, D, seed=22)
     cvalid = torch.ones(B, 12, dtype=torch.bool)
     cvalid[:, -2:] = False
-    for dense_above in (1.0, 0.0):  # gathered, then the masked dense fallback: one result
-        s = nb.NablaSettings(block=32, threshold=0.5, dense_above=dense_above)
-        out, mask = nb.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cvalid, settings=s,
-                                 return_mask=True)
-        assert nb.sparsity(mask) > 0
-        tok = torch.cat([cvalid[:, None, None, :].expand(B, H, L, 12), nb.expand_block_mask(mask, 32, L, L)], -1)
-        ref = F.scaled_dot_product_attention(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2), attn_mask=tok)
-        assert torch.allclose(out, ref, atol=1e-5)
-    # dense with conditions = the concatenated keys
+    s = nb.NablaSettings(block=32, threshold=0.5, dense_above=1.0)  # always gathered
+    out, mask = nb.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cvalid, settings=s, return_mask=True)
+    assert nb.sparsity(mask) > 0
+    tok = torch.cat([cvalid[:, None, None, :].expand(B, H, L, 12), nb.expand_block_mask(mask, 32, L, L)], -1)
+    ref = F.scaled_dot_product_attention(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2), attn_mask=tok)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(nb.masked_dense_attention(q, k, v, mask, 32, cond_k=ck, cond_v=cv, cond_valid=cvalid),
+                          ref, atol=1e-5)
+    # dense with conditions = the concatenated keys; so is NABLA when it keeps more than dense_above
     out = nb.attention(q, k, v, "dense", cond_k=ck, cond_v=cv, cond_valid=cvalid)
     tok = torch.cat([cvalid, torch.ones(B, L, dtype=torch.bool)], 1)[:, None, None, :]
     assert torch.allclose(out, F.scaled_dot_product_attention(q, torch.cat([ck, k], 2), torch.cat([cv, v], 2),
                                                               attn_mask=tok), atol=1e-6)
+    past = nb.NablaSettings(block=32, threshold=0.5, dense_above=0.0)
+    assert torch.equal(nb.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cvalid, settings=past), out)
     with pytest.raises(ValueError, match="mode"):
         nb.attention(q, k, v, "sparse")
 
