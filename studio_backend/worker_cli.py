@@ -64,10 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     loader = VersionLoader(studio, load_pipeline, enhancer=a.enhancer)
     worker = Worker(studio, loader, a.name, kinds=kinds, load_backend=loader.load_backend)
     if version is not None:
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()  # a log line per job, not loading bars
+        transformers_logging.disable_progress_bar()
         loader.load_backend(version.backend, version.path, version.adapter)  # load before taking jobs
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    print(f"worker {a.name} ready: {a.backend} {model}, kinds {','.join(kinds)}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} worker {a.name} ready: {a.backend} {model}, kinds {','.join(kinds)}",
+          flush=True)
     idle_since = time.monotonic()
     while not stop:
         job = worker.run_one()
@@ -77,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(a.poll)
             continue
         idle_since = time.monotonic()
-        print(f"job {job.id} {job.status} on {a.name}: {job.message.splitlines()[0] if job.message else ''}",
-              flush=True)
+        print(f"{time.strftime('%H:%M:%S')} job {job.id} {job.status} on {a.name}: "
+              f"{job.message.splitlines()[0] if job.message else ''}", flush=True)
     print(f"worker {a.name} stopped", flush=True)
     return 0
 
