@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .context import AppContext, UIError
-from .create_tab import build_request, generate
+from .create_tab import build_request, generate, stop
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
          "material", "effects", "combined"]
@@ -39,6 +39,7 @@ class EditTab:
     strength: gr.Slider
     preserve: gr.Dropdown
     status: gr.Markdown = None
+    stop: gr.Button = None
 
 
 def example_video(ctx: AppContext) -> str:
@@ -128,13 +129,15 @@ def build_edit_tab() -> EditTab:
             preserve = gr.Dropdown(PRESERVE_CHOICES, value=PRESERVE_CHOICES[0], elem_id="edit-preserve",
                                    label="Keep the original where the edit changed little (without a painted "
                                          "region): those pixels are the video's own, exactly")
-            run = gr.Button("Edit", variant="primary", elem_id="edit-run")
+            with gr.Row():
+                run = gr.Button("Edit", variant="primary", elem_id="edit-run")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="edit-stop")
             status = gr.Markdown(elem_id="edit-status")
         with gr.Column():
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
     return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve,
-                   status)
+                   status, stop_btn)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -164,3 +167,6 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
     tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
                                  tab.preserve],
                   [tab.original, tab.result, tab.status], api_name="edit")
+    # its own queue slot, outside the generations' (a stop must not wait behind what it stops)
+    tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name=False,
+                   concurrency_id="stop-edit", concurrency_limit=None)

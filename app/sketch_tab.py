@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from studio_backend.sketch import describe, parse_sketch
 
 from .context import AppContext, UIError
-from .create_tab import _error, build_request, generate
+from .create_tab import _error, build_request, generate, stop
 
 EXAMPLES = ["@Image_1: the subject follows the arrow.", "@Image_1: the subject moves along the arrow on a meadow.",
             "@Image_1: the subject goes into the box."]
@@ -33,6 +33,7 @@ class SketchTab:
     result: gr.Video
     parsed: gr.State
     status: gr.Markdown = None
+    stop: gr.Button = None
 
 
 def example_frame(seed: int = 0) -> np.ndarray:
@@ -79,10 +80,13 @@ def build_sketch_tab() -> SketchTab:
             overlay = gr.Image(label="Understood", interactive=False)
     prompt = gr.Textbox(label="Prompt (@Image_1 is the frame you drew on)", value=EXAMPLES[0], elem_id="sketch-prompt")
     gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
-    gen = gr.Button("Generate", variant="primary", elem_id="sketch-generate")
+    with gr.Row():
+        gen = gr.Button("Generate", variant="primary", elem_id="sketch-generate")
+        stop_btn = gr.Button("Stop", variant="stop", elem_id="sketch-stop")
     status = gr.Markdown(elem_id="sketch-status")
     result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="sketch-result", height=320)
-    return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None), status)
+    return SketchTab(editor, example, understand_btn, understood, overlay, prompt, gen, result, gr.State(None), status,
+                     stop_btn)
 
 
 def sketch_generate(ctx: AppContext, user_state, value, prompt: str, progress=None, seed: int = 0,
@@ -120,3 +124,6 @@ def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> No
     tab.understand.click(on_understand, tab.editor, [tab.understood, tab.overlay, tab.parsed], api_name="sketch_understand")
     tab.generate.click(on_generate, [user_state, tab.editor, tab.prompt], [tab.result, tab.understood, tab.overlay, tab.status],
                        api_name="sketch_generate")
+    # its own queue slot, outside the generations' (a stop must not wait behind what it stops)
+    tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name=False,
+                   concurrency_id="stop-sketch", concurrency_limit=None)
