@@ -47,6 +47,7 @@ class SRConfig:
     nabla_tile: tuple[int, int, int] = (1, 8, 8)  # tokens (t, h, w) per NABLA block: a tile of the window
     nabla_threshold: float = 0.9
     nabla_query_group: int = 1
+    nabla_dense_above: float = 0.4  # kept fraction past which a window's attention runs dense (model.nabla)
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -222,7 +223,8 @@ class SRStage(Component):
         if c.attention == "dense":
             return lambda q, k, v, ck, cv, cm: nabla.attention(q, k, v, "dense", cond_k=ck, cond_v=cv, cond_valid=cm)
         block = c.nabla_tile[0] * c.nabla_tile[1] * c.nabla_tile[2]
-        s = nabla.NablaSettings(block=block, threshold=c.nabla_threshold, query_group=c.nabla_query_group)
+        s = nabla.NablaSettings(block=block, threshold=c.nabla_threshold, query_group=c.nabla_query_group,
+                                dense_above=c.nabla_dense_above)
         return lambda q, k, v, ck, cv, cm: nabla.attention(q, k, v, "nabla", cond_k=ck, cond_v=cv, cond_valid=cm,
                                                            settings=s)
 

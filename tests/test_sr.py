@@ -111,7 +111,8 @@ def test_nabla_keeping_everything_equals_dense():
         a = dense(base, dense.embed_conditions(images, text))
         b = sparse(base, sparse.embed_conditions(images, text))
     assert torch.allclose(a, b, atol=1e-5)
-    lossy = SRStage(tiny(window=(2, 4, 4), attention="nabla", nabla_tile=(1, 2, 4), nabla_threshold=0.3)).eval()
+    lossy = SRStage(tiny(window=(2, 4, 4), attention="nabla", nabla_tile=(1, 2, 4), nabla_threshold=0.3,
+                         nabla_dense_above=1.0)).eval()
     lossy.load_state_dict(dense.state_dict())
     with torch.no_grad():
         c = lossy(base, lossy.embed_conditions(images, text))
