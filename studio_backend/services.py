@@ -95,6 +95,7 @@ class JobRecord:
     worker: str | None = None  # the worker that took the job (workers may run on other hosts)
     user_id: int | None = None  # who submitted it
     lease_owner: str | None = None  # host:pid:worker:nonce holding the running job's lease
+    plan: dict | None = None  # the layout plan the generation was rendered from (LayoutPlan.to_dict())
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _version(v: ModelVersion) -> VersionRecord:
 def _job(j: Job) -> JobRecord:
     return JobRecord(j.id, j.kind, j.status, j.progress, j.message, dict(j.request), j.seed, j.model_version_id,
                      j.result_asset_id, j.project_id, j.created_at, j.worker, j.user_id,
-                     j.lease_owner)
+                     j.lease_owner, j.plan)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -544,9 +545,11 @@ class JobService:
             return bool(j.cancel_requested)
 
     def finish(self, job_id: int, status: str, message: str = "", result_asset: AssetInfo | None = None,
-               model_version_id: int | None = None) -> JobRecord:
+               model_version_id: int | None = None, plan: dict | None = None) -> JobRecord:
         with self.db.session() as s:
             j = s.get(Job, job_id)
+            if plan is not None:
+                j.plan = plan
             if result_asset is not None:
                 _ensure_asset(s, result_asset)
                 j.result_asset_id = result_asset.id

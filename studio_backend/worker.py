@@ -94,7 +94,9 @@ class Worker:
                 if lost.is_set():
                     raise LeaseLost()
                 asset = self.studio.media.put_video_array(out.frames, fps=req.fps, name=f"job-{job.id}.mp4")
-                return jobs.finish(job.id, "succeeded", "done", result_asset=asset, model_version_id=version.id)
+                layout = getattr(getattr(out, "enhanced", None), "layout", None)  # the plan it was rendered from
+                return jobs.finish(job.id, "succeeded", "done", result_asset=asset, model_version_id=version.id,
+                                   plan=layout.to_dict() if layout is not None else None)
         except LeaseLost:  # another worker took the job back after this one's lease ran out: it is theirs now
             return jobs.get(job.id)
         except Canceled:

@@ -171,6 +171,13 @@ def test_generation_job_to_asset_and_cancel(studio, tmp_path):
     frames = studio.media.load_video(done.result_asset_id)
     assert frames.shape == (16, 32, 32, 3)
     assert studio.media.path_of(done.result_asset_id, "mp4").is_file()
+    # the enhancer's layout plan is stored with the job (DESIGN 3.5.1): the i2v subjects where the image shows them
+    from model.layout import LayoutPlan
+
+    assert done.plan == studio.jobs.get(done.id).plan  # read back from the database
+    plan = LayoutPlan.from_dict(studio.jobs.get(done.id).plan)
+    assert {s.color for s in plan.subjects} == {t.color for t in sample("i2v", 0).truth.subjects}
+    assert all(s.source == "image" and s.boxes.shape == (16, 4) for s in plan.subjects)
     # the same request + seed + version gives the same video
     again = studio.jobs.submit(u, "generate", d, seed=5)
     assert w.run_one().result_asset_id == done.result_asset_id
