@@ -71,6 +71,7 @@ class CreateTab:
     api_generate: gr.Button = None  # hidden: the /generate and /enhance API endpoints of before (raise on errors)
     api_enhance: gr.Button = None
     picked_md: gr.Markdown = None
+    plan_img: gr.Image = None  # the layout plan as a picture (set after construction)
 
 
 # ---------------------------------------------------------------- plain handlers
@@ -142,6 +143,20 @@ def unknown_words(enhancer, prompt: str, resolved: dict) -> list[str]:
             continue
         out.append(lw)
     return out
+
+
+def plan_picture(ctx: AppContext, request: dict):
+    """The enhancer's layout plan as a picture (model/layout.draw_layout): each subject's box where it starts
+    (solid) and ends (dashed) and its track, over the first reference image when the plan starts from it;
+    None when the request has no planned layout."""
+    from model.layout import draw_layout
+
+    req = ctx.studio.media.resolve(MVLRequest.from_dict(request))
+    e = ctx.active_enhancer().enhance(req)
+    if getattr(e, "layout", None) is None or e.layout.is_empty():
+        return None
+    frame = req.images[0] if req.images and any(s.source == "image" for s in e.layout.subjects) else None
+    return draw_layout(e.layout, background=frame, size=256)
 
 
 def plan_text(ctx: AppContext, request: dict) -> str:
@@ -372,6 +387,8 @@ def build_create_tab() -> CreateTab:
         with gr.Column(scale=2):
             plan = gr.Markdown("The prompt enhancer's plan appears here (press Enhance to see it before generating).",
                                elem_id="create-plan")
+            plan_img = gr.Image(label="The plan: where each subject starts (solid box), ends (dashed) and its track",
+                                interactive=False, height=220, visible=True, elem_id="create-plan-picture")
             result = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, elem_id="create-result")
     gallery = gr.Gallery(label="History: your clips (click one to play or download it)", columns=6, height=240,
                          allow_preview=True, elem_id="create-gallery", buttons=["download", "fullscreen"],
@@ -383,9 +400,11 @@ def build_create_tab() -> CreateTab:
         history_df = gr.Dataframe(headers=["job", "status", "%", "prompt", "seed", "model", "time"], label="History",
                                   interactive=False, elem_id="create-history")
     api_generate, api_enhance = gr.Button(visible=False), gr.Button(visible=False)
-    return CreateTab(prompt, images, subjects, video, frames, steps, guidance, seed, refs, enhance_btn, generate_btn,
-                     plan, result, history_df, stop_btn, dice, status, thumbs, gallery, reuse, gr.State(None),
-                     gr.State([]), api_generate, api_enhance, picked_md)
+    tab = CreateTab(prompt, images, subjects, video, frames, steps, guidance, seed, refs, enhance_btn, generate_btn,
+                    plan, result, history_df, stop_btn, dice, status, thumbs, gallery, reuse, gr.State(None),
+                    gr.State([]), api_generate, api_enhance, picked_md)
+    tab.plan_img = plan_img
+    return tab
 
 
 def _error(message: str) -> str:
@@ -425,11 +444,13 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
 
     def on_enhance(*a):
         try:
-            return enhance(ctx, *a), ""
+            text = enhance(ctx, *a)
+            user = ctx.user(a[0])
+            return text, "", plan_picture(ctx, build_request(ctx, user, *a[1:]))
         except UIError as e:
-            return keep, _error(str(e))
+            return keep, _error(str(e)), keep
 
-    tab.enhance.click(on_enhance, inputs, [tab.plan, tab.status], api_name="create_enhance")
+    tab.enhance.click(on_enhance, inputs, [tab.plan, tab.status, tab.plan_img], api_name="create_enhance")
     tab.api_enhance.click(safe(lambda *a: enhance(ctx, *a)), inputs, tab.plan, api_name="enhance")
     gen_outs = [tab.result, tab.history, tab.plan, tab.status, tab.gallery, tab.gallery_jobs]
     tab.generate.click(on_generate, inputs, gen_outs, api_name="create_generate")

@@ -152,6 +152,11 @@ def test_every_tab_in_chromium(studio):
         page.wait_for_function("() => { const v = document.querySelector('#create-result video');"
                                " return v && v.readyState >= 2 && v.duration > 0; }", timeout=60_000)
         page.locator("#create-plan").get_by_text("Generator prompt").wait_for(timeout=10_000)
+        # Enhance: the layout plan as a picture beside the plan's words
+        page.locator("#create-enhance").click()
+        page.wait_for_function("() => { const i = document.querySelector('#create-plan-picture img');"
+                               " return i && i.complete && i.naturalWidth >= 200; }", timeout=30_000)
+        page.locator("#create-plan").get_by_text("Layout: striped red circle").wait_for(timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "tab_create.png"), full_page=True)
         # sketch: a world frame, a red stroke, and what the studio understood
         page.get_by_role("tab", name="Sketch").click()
