@@ -86,7 +86,7 @@ def build_ui(ctx, home: Path):
     from app.training_tab import build_training_tab, wire_training_tab
     from app.world_tab import build_world_tab, wire_world_tab
 
-    from app.accounts_tab import build_accounts_tab, wire_accounts_tab
+    from app.accounts_tab import account_rows, build_accounts_tab, wire_accounts_tab
 
     mode = ctx.mode
     CREATORS_ONLY = ("This tab is for creators and admins. Annotators rate pairs in the Arena tab, blind to "
@@ -175,12 +175,15 @@ def build_ui(ctx, home: Path):
             g, sel, choices = refresh_subjects(us)
             maker = u.role != "annotator"
             views = [gr.update(visible=v) for _ in creator_views for v in (maker, not maker)]
+            extra = (account_rows(ctx, us),) if mode == "accounts" else ()  # (an admin's list; empty for others)
             return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx, us),
-                    *views)
+                    *views, *extra)
 
         refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots, board.subjects,
                         training.versions, training.votes, training.panel, training.notice, jobs.table]
         refresh_outs += [c for view in creator_views for c in view]
+        if mode == "accounts":
+            refresh_outs.append(accounts.table)
 
         if mode == "space":
             def from_profile(profile: gr.OAuthProfile | None):  # every page load is a sign-in: the lists are read
@@ -293,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     served = [str(media.served_root), str(media.root / "previews")]
     gr.set_static_paths(served)
     demo.launch(server_name=args.host, server_port=args.port, show_error=True, allowed_paths=served,
-                head=ARENA_JS, run_history=False, footer_links=["api", "settings"], prevent_thread_lock=True)
+                head=ARENA_JS, run_history=False, footer_links=["api", "settings"], prevent_thread_lock=True,
+                # gradio's own start-up self-check (HEAD / with a 3 s timeout, made for Colab) kills a
+                # healthy server on a loaded host: seen 9 times at load average 10 on 2 cores (gradio 6.31)
+                _frontend=False)
     from app.api import install
 
     install(demo.server_app, ctx)  # the JSON arena API (app/api.py), before Gradio's routes
