@@ -226,8 +226,16 @@ def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: 
              "previous_stages": earlier.get("previous_stages", []) + ([{k: earlier[k] for k in ("stage", "step", "hours", "train_config") if k in earlier}] if earlier else [])}
     if cfg.transplant_vae:  # this stage moved the generator into another VAE's latent space
         notes["transplant"] = {**earlier.get("transplant", {}), "vae": cfg.transplant_vae}
+    # the settings chosen for the model this stage started from (edit start and paste-back levels, tuned on
+    # training-split cases) carry over: a stage that trains the generator does not re-tune them
+    carried = {}
+    if cfg.init and (Path(cfg.init) / "model_index.json").is_file():
+        init_cfg = json.loads((Path(cfg.init) / "model_index.json").read_text()).get("config", {})
+        carried = {k: init_cfg[k] for k in ("edit_strength", "preserve_threshold", "preserve_grow") if k in init_cfg}
+        if cfg.transplant_vae:  # levels tuned for another VAE do not carry (re-tune: training.tune_edit_strength)
+            carried = {}
     pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
-                        PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes))
+                        PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes, **carried))
     tmp = out / f"{name}.tmp"
     pipe.save_pretrained(tmp)
     final = out / name
