@@ -1,4 +1,4 @@
-"""The README's screenshots: the top of each tab's browser-test screenshot (test-artifacts/tab_*.png),
+"""The README's screenshots: the top of each tab's browser-test screenshot (test-artifacts/flow_*.png),
 640 px wide, 64 colours, into assets/screens/ (about 20 KB each).
 
     OMNI_UI_TEST_MODEL=assets/models/omni-world .venv/bin/python -m pytest -q tests/test_ui_flows.py -k "as_a_person or arena_is_filled"
@@ -14,10 +14,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 CROPS = {  # README name: (test artifact, source pixels from the top)
-    "create": ("tab_create", 1200), "subjects": ("tab_subjects", 900), "storyboard": ("tab_storyboard", 1300),
-    "sketch": ("tab_sketch", 1100), "edit": ("tab_edit", 1300), "arena": ("tab_arena", 1394),
-    "leaderboard": ("tab_leaderboard", 600), "training": ("tab_training", 1150), "jobs": ("tab_jobs", 700),
-    "world": ("tab_world", 1000)}
+    "create": ("flow_create", 1200), "subjects": ("flow_subjects", 900), "storyboard": ("flow_storyboard", 1300),
+    "sketch": ("flow_sketch", 1100), "edit": ("flow_edit", 1300), "arena": ("flow_arena_next", 1566),
+    "leaderboard": ("flow_leaderboard", 600), "training": ("flow_training", 1150), "jobs": ("flow_jobs", 700),
+    "world": ("flow_world", 1000)}
 
 
 def main() -> int:

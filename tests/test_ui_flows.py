@@ -1,10 +1,11 @@
 """Whole tasks as a person does them, tab by tab (issue 21).
 
 The first tests call the tabs' plain handlers with a tiny random-weight model and a real job worker
-(fast, no browser). `test_studio_as_a_person_uses_it` then does the same tasks in Debian Chromium
+(fast, no browser). The `test_*_as_a_person` tests and `test_an_empty_arena_is_filled_from_the_page` then
+do the same tasks in Debian Chromium
 against a launched `python app.py`: it types, uploads, draws and clicks, checks that videos play,
 files download under readable names and errors appear beside the button, and screenshots every tab
-into test-artifacts/ (tab_*.png)."""
+into test-artifacts/ (flow_*.png)."""
 
 from __future__ import annotations
 
@@ -335,7 +336,7 @@ def _tab(page, name: str):
 
 
 def _shot(page, name: str):
-    page.screenshot(path=str(ARTIFACTS / f"tab_{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"flow_{name}.png"), full_page=True)  # tab_*.png are test_app.py's
 
 
 def _close_preview(page, gallery: str):
@@ -561,6 +562,7 @@ def test_an_empty_arena_is_filled_from_the_page(app, chromium):
     ann.keyboard.press("1")
     ann.locator("#arena-submit").click()
     ann.locator("#arena-count").get_by_text("You have rated 1 pairs").wait_for(timeout=20_000)
+    _shot(ann, "arena_next")  # the next pair comes at once (here an image-to-video request, its reference shown)
     # a creator's generation becomes a pair too (second seed in the background)
     cleo = _page(chromium, app, "cleo")
     _tab(cleo, "Create")
