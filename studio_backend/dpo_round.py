@@ -4,8 +4,8 @@ collection (requests x 2 seeds on the model) -> simulated votes (judge + noise) 
 candidate version -> evaluation round (candidate vs parent, judged) -> GSB of candidate
 against parent by the OmniBench judge on held-out cases -> promotion decision.
 
-    python -m training.dpo_round [--model assets/models/omni-world] --votes 500 --seed 0 --json OUT
-    python -m training.dpo_round --reuse --home DIR --consistent 1 --json OUT   (DPO again on DIR's votes)
+    python -m studio_backend.dpo_round [--model assets/models/omni-world] --votes 500 --seed 0 --json OUT
+    python -m studio_backend.dpo_round --reuse --home DIR --consistent 1 --json OUT   (DPO again on DIR's votes)
 
 `--reuse` skips collection and voting: the DPO run, the judge and the evaluation round run on the
 votes already in `--home` (a previous round's), from its active version, so that DPO settings can
@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.dpo_round")
+    ap = argparse.ArgumentParser(prog="python -m studio_backend.dpo_round")
     ap.add_argument("--model", default="assets/models/omni-world")
     ap.add_argument("--votes", type=int, default=500)
     ap.add_argument("--noise", type=float, default=0.1)

@@ -1,6 +1,6 @@
 """How good are the DPO pairs of a studio? The judge's view of every winner / loser pair.
 
-    python -m training.pair_quality --home DIR [--json OUT]
+    python -m studio_backend.pair_quality --home DIR [--json OUT]
 
 For each preference pair whose request came from OmniWorld (collection rounds record the
 world family and seed), both stored clips are scored against the world's truth, per Kling-Omni
@@ -50,7 +50,7 @@ def pair_quality(studio) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.pair_quality", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m studio_backend.pair_quality", description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", required=True, help="the studio home with the votes")
     ap.add_argument("--json", dest="json_out")
     a = ap.parse_args(argv)

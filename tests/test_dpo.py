@@ -94,7 +94,7 @@ def test_the_whole_loop_on_a_tiny_model(tmp_path):
     pairs = pairs_from_studio(studio)
     assert all(p["winner"].shape == (16, 32, 32, 3) for p in pairs)
     assert pairs, "seeded noisy votes give at least one non-Same pair"
-    from training.pair_quality import pair_quality
+    from studio_backend.pair_quality import pair_quality
 
     q = pair_quality(studio)  # every pair scored against its world case
     assert q["votes"] == 8 and q["scored_pairs"] == q["pairs"] == len(pairs)
@@ -302,7 +302,7 @@ def test_consistent_pairs_leave_out_winners_voted_worse_on_a_dimension(tmp_path)
 def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     import json
 
-    from training import dpo_round
+    from studio_backend import dpo_round
 
     tiny_pipeline().save_pretrained(tmp_path / "m")
     home, out = tmp_path / "home", tmp_path / "round.json"

@@ -293,3 +293,12 @@ def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
     pipe = OmniPipeline.from_pretrained(tmp_path / "gpu" / "model")
     assert pipe.generator.config.layout_channels == 4
     assert json.loads((tmp_path / "gpu" / "state" / "state.json").read_text())["step"] == 2
+
+
+def test_training_never_imports_the_studio():
+    """The studio calls training; training never calls the studio (CONVENTIONS: which way the imports go)."""
+    import re
+
+    offenders = [str(p) for p in Path(ROOT, "training").rglob("*.py")
+                 if re.search(r"^\s*(from|import)\s+studio_backend", p.read_text(), re.M)]
+    assert offenders == []

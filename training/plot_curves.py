@@ -96,7 +96,7 @@ def plot(stages: list[tuple[str, np.ndarray, np.ndarray]], out: str | Path | Non
 
 
 def plot_dpo(report: str | Path, out: str | Path) -> Path:
-    """A preference round's report (`python -m training.dpo_round --json`): loss and margin per step."""
+    """A preference round's report (`python -m studio_backend.dpo_round --json`): loss and margin per step."""
     try:
         curves = json.loads(Path(report).read_text())["curves"]
         loss, margin = (np.asarray(curves[k], float) for k in ("loss", "margin"))
@@ -116,7 +116,7 @@ def plot_dpo(report: str | Path, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.plot_curves", description=__doc__.split("\n\n")[0])
     ap.add_argument("--logs", nargs="+", help="log.jsonl of each stage, in training order")
-    ap.add_argument("--dpo", help="a preference-round report (training.dpo_round --json): its loss and margin")
+    ap.add_argument("--dpo", help="a preference-round report (studio_backend.dpo_round --json): its loss and margin")
     ap.add_argument("--labels", nargs="*", default=None, help="one name per log (default: the log's folder)")
     ap.add_argument("--out", required=True, help="PNG to write")
     ap.add_argument("--title", default="training loss")
