@@ -101,6 +101,22 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([a.cos(), a.sin()], dim=-1)
 
 
+def dit_init(root: nn.Module, normals: list[torch.Tensor], zeros: list[nn.Module]) -> None:
+    """DiT initialisation in one visible function (shared by the generator and the SR stage): Xavier
+    linears with zero bias, N(0, 0.02) embeddings, and zero weights for the adaLN modulations and output
+    layers listed in `zeros`, so every block starts as the identity."""
+    for m in root.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for p in normals:
+        nn.init.normal_(p, std=0.02)
+    for m in zeros:
+        nn.init.zeros_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 # ---------------------------------------------------------------- the block
 class OmniBlock(nn.Module):
     """Shared attention + MLP weights; LayerNorm for condition tokens, adaLN-Zero for targets."""
@@ -175,28 +191,10 @@ class OmniGenerator(Component):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """DiT initialisation: Xavier linears, zero adaLN and output so every block starts as identity."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.normal_(self.type_embed.weight, std=0.02)
-        nn.init.normal_(self.slot_embed.weight, std=0.02)
-        nn.init.normal_(self.null_token, std=0.02)
-        for b in self.blocks:
-            nn.init.zeros_(b.ada.weight)
-            nn.init.zeros_(b.ada.bias)
-        nn.init.zeros_(self.final_ada.weight)
-        nn.init.zeros_(self.final_ada.bias)
-        nn.init.zeros_(self.final.weight)
-        nn.init.zeros_(self.final.bias)
-        if self.skip_ada is not None:
-            nn.init.zeros_(self.skip_ada.weight)
-            nn.init.zeros_(self.skip_ada.bias)
-        if self.layout_embed is not None:
-            nn.init.zeros_(self.layout_embed.weight)
-            nn.init.zeros_(self.layout_embed.bias)
+        """DiT initialisation: every block starts as identity; the optional input and layout paths at zero."""
+        zeros = [b.ada for b in self.blocks] + [self.final_ada, self.final]
+        zeros += [m for m in (self.skip_ada, self.layout_embed) if m is not None]
+        dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token], zeros)
 
     # ------------------------------------------------------------ patches
     def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

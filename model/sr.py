@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import nabla
 from .component import Component
-from .generator import IMAGE, N_TYPES, NULL, SUBJECT, TEXT, OmniBlock, rope_angles, timestep_embedding
+from .generator import IMAGE, N_TYPES, NULL, SUBJECT, TEXT, OmniBlock, dit_init, rope_angles, timestep_embedding
 
 
 @dataclass
@@ -131,21 +131,9 @@ class SRStage(Component):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """DiT initialisation: Xavier linears, zero adaLN and output: an untrained stage is bicubic."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.normal_(self.type_embed.weight, std=0.02)
-        nn.init.normal_(self.slot_embed.weight, std=0.02)
-        nn.init.normal_(self.null_token, std=0.02)
-        for b in self.blocks:
-            nn.init.zeros_(b.ada.weight)
-            nn.init.zeros_(b.ada.bias)
-        for m in (self.final_ada, self.final):
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+        """DiT initialisation (model/generator.dit_init): zero adaLN and output, so an untrained stage is bicubic."""
+        dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token],
+                 [b.ada for b in self.blocks] + [self.final_ada, self.final])
 
     # ------------------------------------------------------------ patches
     def _patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
