@@ -213,6 +213,7 @@ def test_the_t2v_checker_accepts_any_size_the_caption_leaves_open():
     from training.world.families import _truth
     from training.world.render import render
 
+    checked = 0
     for seed in range(6):
         case = sample("t2v", seed, "bench")
         assert score_case(case, case.target).success == 1.0
@@ -228,6 +229,8 @@ def test_the_t2v_checker_accepts_any_size_the_caption_leaves_open():
             continue
         score = score_case(case, r.clip)
         assert score.metrics["color_acc"].value == 1.0 and score.metrics["shape_acc"].value >= 0.5, (seed, other)
+        checked += 1
+    assert checked >= 3  # most redrawn scenes are checked, not skipped
 
 
 def test_the_plan_picture_shows_each_subject_in_its_colour_where_it_starts():
