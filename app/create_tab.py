@@ -72,15 +72,17 @@ class CreateTab:
     api_enhance: gr.Button = None
     picked_md: gr.Markdown = None
     plan_img: gr.Image = None  # the layout plan as a picture (set after construction)
+    upscale: gr.Checkbox = None  # Upscale 4x: the SR stage after the generator
 
 
 # ---------------------------------------------------------------- plain handlers
 def build_request(ctx: AppContext, user, prompt: str, image_files, subject_names, video_file, frames, steps,
-                  guidance, seed, task: str | None = None, annotations: dict | None = None,
+                  guidance, seed, upscale: bool = False, task: str | None = None, annotations: dict | None = None,
                   image_assets: list[str] | None = None) -> dict:
     """Uploads go to the media store; the request refers to them by asset id. Subjects are the ticked
     ones plus every `@Name` in the prompt (library first, then the world's characters).
-    `image_assets` (asset ids) come first among the images: @Image_1 is a sketch's frame.
+    `image_assets` (asset ids) come first among the images: @Image_1 is a sketch's frame. `upscale`: the
+    model's super-resolution stage runs after the generator (Upscale 4x), where the active model has one.
     Raises UIError on bad input, naming the problem."""
     try:
         images = list(image_assets or [])
@@ -89,7 +91,8 @@ def build_request(ctx: AppContext, user, prompt: str, image_files, subject_names
         subjects = prompt_subjects(ctx.studio, user, pid, prompt or "", list(subject_names or []))
         req = MVLRequest(prompt=prompt or "", images=images, subjects=subjects, task=task,
                          video=ctx.upload_video(video_file) if video_file else None,
-                         frames=int(frames), steps=int(steps), guidance=float(guidance), seed=int(seed or 0))
+                         frames=int(frames), steps=int(steps), guidance=float(guidance), seed=int(seed or 0),
+                         upscale=bool(upscale))
         d = req.to_dict()
         if annotations:
             d["annotations"] = annotations
@@ -100,9 +103,10 @@ def build_request(ctx: AppContext, user, prompt: str, image_files, subject_names
 
 
 def enhance(ctx: AppContext, user_state, prompt, image_files, subject_names, video_file, frames, steps, guidance,
-            seed) -> str:
+            seed, upscale: bool = False) -> str:
     user = ctx.user(user_state)
-    d = build_request(ctx, user, prompt, image_files, subject_names, video_file, frames, steps, guidance, seed)
+    d = build_request(ctx, user, prompt, image_files, subject_names, video_file, frames, steps, guidance, seed,
+                      upscale)
     return plan_text(ctx, d)
 
 
@@ -300,8 +304,13 @@ def settings_of(ctx: AppContext, user_state, job_id: int | None) -> dict:
         raise UIError(f"job {job_id} is not in your project")
     r = j.request
     images = [ctx.image_path(x) for x in r.get("images", []) if isinstance(x, str) and not x.startswith("data:")]
+    library = set(subject_choices(ctx, user_state))  # ticks only for subjects still in the library
+    video = r.get("video")
     return {"prompt": r.get("prompt", ""), "images": images or None, "frames": r.get("frames", 16),
-            "steps": r.get("steps", 10), "guidance": r.get("guidance", 3.0), "seed": j.seed}
+            "steps": r.get("steps", 10), "guidance": r.get("guidance", 3.0), "seed": j.seed,
+            "subjects": [n for n in (r.get("subjects") or {}) if n in library],
+            "video": ctx.video_path(video) if isinstance(video, str) and not video.startswith("data:") else None,
+            "upscale": bool(r.get("upscale", False))}
 
 
 def references_text(ctx: AppContext, user_state, image_files, subject_names, video_file, prompt: str = "") -> str:
@@ -377,6 +386,7 @@ def build_create_tab() -> CreateTab:
                 guidance = gr.Slider(1.0, 8.0, value=3.0, step=0.5, label="Guidance")
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="create-seed")
                 dice = gr.Button("Random seed", scale=0, elem_id="create-random-seed")
+            upscale = upscale_checkbox("create-upscale")
             with gr.Row():
                 enhance_btn = gr.Button("Enhance", elem_id="create-enhance")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="create-generate")
@@ -404,7 +414,14 @@ def build_create_tab() -> CreateTab:
                     plan, result, history_df, stop_btn, dice, status, thumbs, gallery, reuse, gr.State(None),
                     gr.State([]), api_generate, api_enhance, picked_md)
     tab.plan_img = plan_img
+    tab.upscale = upscale
     return tab
+
+
+def upscale_checkbox(elem_id: str) -> gr.Checkbox:
+    """The Upscale 4x choice (Create, Edit, Storyboard): the model's super-resolution stage after the generator."""
+    return gr.Checkbox(value=False, label="Upscale 4x (128x128: the super-resolution stage after the generator; "
+                                          "about twice the time)", elem_id=elem_id)
 
 
 def _error(message: str) -> str:
@@ -421,13 +438,16 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
         return run
 
     inputs = [user_state, tab.prompt, tab.images, tab.subjects, tab.video, tab.frames, tab.steps, tab.guidance, tab.seed]
+    page_inputs = inputs + [tab.upscale]  # the page's buttons; the /generate and /enhance API of before keep theirs
     loaded: set[str] = set()
     keep = gr.update()
 
-    def on_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
+    def on_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, upscale=False,
+                    progress=gr.Progress()):
         """Yields (result, history, plan, status, gallery, gallery job ids); on an error only the status changes."""
         try:
-            d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
+            d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed,
+                              upscale)
             v = ctx.studio.registry.active()
             if v is not None and v.path not in loaded:
                 yield keep, keep, keep, LOADING, keep, keep
@@ -440,7 +460,8 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
             yield keep, keep, keep, _error(str(e)), keep, keep
             return
         items, ids = history_gallery(ctx, us)
-        yield clip, rows, plan, f"Done: seed {int(seed or 0)}.", items, ids
+        size = " 128x128 (upscaled 4x)" if upscale else ""
+        yield clip, rows, plan, f"Done: seed {int(seed or 0)}{size}.", items, ids
 
     def on_enhance(*a):
         try:
@@ -450,10 +471,10 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
         except UIError as e:
             return keep, _error(str(e)), keep
 
-    tab.enhance.click(on_enhance, inputs, [tab.plan, tab.status, tab.plan_img], api_name="create_enhance")
+    tab.enhance.click(on_enhance, page_inputs, [tab.plan, tab.status, tab.plan_img], api_name="create_enhance")
     tab.api_enhance.click(safe(lambda *a: enhance(ctx, *a)), inputs, tab.plan, api_name="enhance")
     gen_outs = [tab.result, tab.history, tab.plan, tab.status, tab.gallery, tab.gallery_jobs]
-    tab.generate.click(on_generate, inputs, gen_outs, api_name="create_generate")
+    tab.generate.click(on_generate, page_inputs, gen_outs, api_name="create_generate")
 
     @safe
     def api_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
@@ -497,9 +518,10 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
         try:
             s = settings_of(ctx, us, jid)
         except UIError as e:
-            return keep, keep, keep, keep, keep, keep, _error(str(e))
-        return s["prompt"], s["images"], s["frames"], s["steps"], s["guidance"], s["seed"], \
-            f"Settings of job {jid} are back in the form."
+            return keep, keep, keep, keep, keep, keep, keep, keep, keep, _error(str(e))
+        return s["prompt"], s["images"], s["frames"], s["steps"], s["guidance"], s["seed"], s["subjects"], \
+            s["video"], s["upscale"], f"Settings of job {jid} are back in the form."
 
     tab.reuse.click(on_reuse, [user_state, tab.picked],
-                    [tab.prompt, tab.images, tab.frames, tab.steps, tab.guidance, tab.seed, tab.status])
+                    [tab.prompt, tab.images, tab.frames, tab.steps, tab.guidance, tab.seed, tab.subjects, tab.video,
+                     tab.upscale, tab.status])

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .context import AppContext, UIError
-from .create_tab import build_request, generate, stop
+from .create_tab import build_request, generate, stop, upscale_checkbox
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
          "material", "effects", "combined"]
@@ -40,6 +40,7 @@ class EditTab:
     preserve: gr.Dropdown
     status: gr.Markdown = None
     stop: gr.Button = None
+    upscale: gr.Checkbox = None
 
 
 def example_video(ctx: AppContext) -> str:
@@ -85,13 +86,13 @@ def painted_mask(value) -> np.ndarray | None:
 
 
 def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progress=None, mask_value=None,
-         strength: float = 0.0, preserve: str = PRESERVE_CHOICES[0]):
+         strength: float = 0.0, preserve: str = PRESERVE_CHOICES[0], upscale: bool = False):
     if not video:
         raise UIError("upload the video to edit (or press 'Use a world clip')")
     if instruction and "@Video" not in instruction:
         instruction = f"In @Video, {instruction[0].lower() + instruction[1:]}"
     user = ctx.user(user_state)
-    d = build_request(ctx, user, instruction, [], [], video, 16, 10, 3.0, 0,
+    d = build_request(ctx, user, instruction, [], [], video, 16, 10, 3.0, 0, upscale=upscale,
                       task=None if kind == KINDS[0] else kind)
     if reference is not None:
         d["images"] = [ctx.image_asset(reference)]
@@ -129,6 +130,7 @@ def build_edit_tab() -> EditTab:
             preserve = gr.Dropdown(PRESERVE_CHOICES, value=PRESERVE_CHOICES[0], elem_id="edit-preserve",
                                    label="Keep the original where the edit changed little (without a painted "
                                          "region): those pixels are the video's own, exactly")
+            upscale = upscale_checkbox("edit-upscale")
             with gr.Row():
                 run = gr.Button("Edit", variant="primary", elem_id="edit-run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="edit-stop")
@@ -137,13 +139,14 @@ def build_edit_tab() -> EditTab:
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
     return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve,
-                   status, stop_btn)
+                   status, stop_btn, upscale)
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
-    def on_edit(us, v, ins, k, ref, m, st, pr, progress=gr.Progress()):
+    def on_edit(us, v, ins, k, ref, m, st, pr, up=False, progress=gr.Progress()):
         try:
-            return (*edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st, preserve=pr), "Done.")
+            out = edit(ctx, us, v, ins, k, ref, progress, mask_value=m, strength=st, preserve=pr, upscale=bool(up))
+            return (*out, "Done (128x128, upscaled 4x)." if up else "Done.")
         except UIError as e:  # beside the button; the clips stay as they were
             return gr.update(), gr.update(), f"⚠ {e}"
 
@@ -165,7 +168,7 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
     tab.example.click(on_example, [user_state], tab.video)
     tab.video.change(on_video, [user_state, tab.video], tab.mask)
     tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
-                                 tab.preserve],
+                            tab.preserve, tab.upscale],
                   [tab.original, tab.result, tab.status], api_name="edit")
     # its own queue slot, outside the generations' (a stop must not wait behind what it stops)
     tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name=False,

@@ -14,7 +14,7 @@ from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
-from .create_tab import GALLERY_CSS, build_request, subject_choices
+from .create_tab import GALLERY_CSS, build_request, subject_choices, upscale_checkbox
 
 
 SHOT_EXAMPLES = ["@Tigo moves right on a meadow.", "@Tigo jumps up and down on a meadow.",
@@ -55,6 +55,7 @@ class StoryboardTab:
     selected: gr.Markdown = None
     earlier: gr.Button = None
     later: gr.Button = None
+    upscale: gr.Checkbox = None  # takes rendered with the SR stage (128x128)
 
 
 def _board(ctx: AppContext, user):
@@ -150,7 +151,12 @@ def add_shot(ctx: AppContext, user_state, prompt: str, duration: float, image_fi
     return f"Added shot {sh.position + 1} (id {sh.id})."
 
 
-def generate_take(ctx: AppContext, user_state, shot_id, progress=None) -> str:
+def _take_request(sh, upscale: bool) -> dict:
+    """The shot's request as its take is rendered: with the SR stage when Upscale 4x is ticked."""
+    return {**sh.request, "upscale": True} if upscale else dict(sh.request)
+
+
+def generate_take(ctx: AppContext, user_state, shot_id, progress=None, upscale: bool = False) -> str:
     user = ctx.user(user_state)
     sb = _board(ctx, user)
     if not shot_id:
@@ -159,7 +165,10 @@ def generate_take(ctx: AppContext, user_state, shot_id, progress=None) -> str:
     if sh is None:
         raise UIError(f"no shot {shot_id} in this storyboard")
     seed = len(sh.takes)
-    job = ctx.studio.jobs.submit(user, "generate", sh.request, seed=seed, project_id=sb.project_id)
+    try:
+        job = ctx.studio.jobs.submit(user, "generate", _take_request(sh, upscale), seed=seed, project_id=sb.project_id)
+    except ServiceError as e:
+        raise UIError(str(e)) from e
     take = ctx.studio.storyboards.add_take(user, sh.id, job.id)
     done = ctx.wait(job, progress)
     if done.status != "succeeded":
@@ -167,7 +176,7 @@ def generate_take(ctx: AppContext, user_state, shot_id, progress=None) -> str:
     return f"Take {take} of shot {sh.position + 1} is ready (seed {seed})."
 
 
-def generate_all(ctx: AppContext, user_state, progress=None) -> str:
+def generate_all(ctx: AppContext, user_state, progress=None, upscale: bool = False) -> str:
     """A take for every shot that has none yet, in shot order (each one a queued job)."""
     user = ctx.user(user_state)
     sb = _board(ctx, user)
@@ -178,7 +187,11 @@ def generate_all(ctx: AppContext, user_state, progress=None) -> str:
         return "Every shot has a take already; generate more takes shot by shot."
     failed = []
     for k, sh in enumerate(todo):
-        job = ctx.studio.jobs.submit(user, "generate", sh.request, seed=0, project_id=sb.project_id)
+        try:
+            job = ctx.studio.jobs.submit(user, "generate", _take_request(sh, upscale), seed=0,
+                                         project_id=sb.project_id)
+        except ServiceError as e:
+            raise UIError(str(e)) from e
         ctx.studio.storyboards.add_take(user, sh.id, job.id)
 
         def part(frac, desc=""):
@@ -276,6 +289,7 @@ def build_storyboard_tab() -> StoryboardTab:
         shot_id = gr.Number(label="Selected shot id", precision=0, minimum=0, visible=False)
         take = gr.Button("Generate a take of the selected shot", variant="primary", elem_id="storyboard-take")
         take_all = gr.Button("Generate all shots without a take", elem_id="storyboard-take-all")
+        upscale = upscale_checkbox("storyboard-upscale")
         take_id = gr.Number(label="Take id", precision=0, minimum=0, visible=False)
         choose = gr.Button("Choose take", visible=False)
         delete = gr.Button("Delete the selected shot", variant="stop")
@@ -302,7 +316,8 @@ def build_storyboard_tab() -> StoryboardTab:
     film = gr.Video(label="Film", interactive=False, width=256, height=256, elem_id="storyboard-film")
     return StoryboardTab(gr.State(None), status, shots, prompt, duration, images, subjects, add, shot_id, take,
                          take_all, take_id, choose, neighbour_prompt, next_shot, prev_shot, grid, rows, cols, add_grid, order, reorder_btn, delete,
-                         assemble_btn, film, gallery, takes, gr.State([]), gr.State([]), selected, earlier, later)
+                         assemble_btn, film, gallery, takes, gr.State([]), gr.State([]), selected, earlier, later,
+                         upscale)
 
 
 def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.State):
@@ -321,15 +336,15 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
                   api_name="storyboard_add_shot")
     tab.subjects.focus(lambda us: gr.update(choices=subject_choices(ctx, us)), user_state, tab.subjects)
 
-    def take(us, sid, progress=gr.Progress()):
-        return act(generate_take)(us, sid, progress=progress)
+    def take(us, sid, up=False, progress=gr.Progress()):
+        return act(generate_take)(us, sid, progress=progress, upscale=bool(up))
 
-    tab.take.click(take, [user_state, tab.shot_id], outs, api_name="storyboard_take")
+    tab.take.click(take, [user_state, tab.shot_id, tab.upscale], outs, api_name="storyboard_take")
 
-    def take_all(us, progress=gr.Progress()):
-        return act(generate_all)(us, progress=progress)
+    def take_all(us, up=False, progress=gr.Progress()):
+        return act(generate_all)(us, progress=progress, upscale=bool(up))
 
-    tab.take_all.click(take_all, [user_state], outs, api_name="storyboard_take_all")
+    tab.take_all.click(take_all, [user_state, tab.upscale], outs, api_name="storyboard_take_all")
 
     def choose(c, us, sid, tid):
         c.studio.storyboards.choose_take(c.user(us), int(sid or 0), int(tid or 0))

@@ -9,7 +9,9 @@ files and prints nothing but the progress bar. The same request + seed + model g
 same video.
 
 A model directory (DESIGN 3.4): `model_index.json` + `vae/`, `generator/`, `enhancer/`,
-`text_encoder/` (the tiny test encoder's weights, or a pointer to the MiniLM package).
+`text_encoder/` (the tiny test encoder's weights, or a pointer to the MiniLM package), and
+optionally `sr/`: the super-resolution stage (model/sr.py), run when a request sets `upscale`
+(16 x 32 x 32 -> 16 x 128 x 128, conditioned on the request's reference images and subject views).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .layout import LayoutPlan
 from .precision import autocast, resolve_dtype
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
+from .sr import SRStage
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from .vae import VideoVAE, to_model_range, to_uint8
 
@@ -58,6 +61,8 @@ class PipelineConfig:
     # family -> level; absent = off. Chosen on training-split cases (training.tune_edit_strength).
     preserve_threshold: dict = field(default_factory=dict)
     preserve_grow: int = 1
+    # the degradation level the SR stage is told its input has (0 = clean; training draws 0..1 with noise)
+    sr_level: float = 0.0
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -82,8 +87,9 @@ def preserve_unchanged(frames: np.ndarray, source: np.ndarray, reconstruction: n
 
 class OmniPipeline:
     def __init__(self, vae: VideoVAE, generator: OmniGenerator, text_encoder, enhancer: RuleEnhancer,
-                 config: PipelineConfig | None = None):
+                 config: PipelineConfig | None = None, sr: SRStage | None = None):
         self.vae = vae.eval()
+        self.sr = sr.eval() if sr is not None else None
         self.generator = generator.eval()
         self.text_encoder = text_encoder
         self.enhancer = enhancer
@@ -114,9 +120,12 @@ class OmniPipeline:
             (d / "text_encoder").mkdir(exist_ok=True)
             (d / "text_encoder" / "config.json").write_text(json.dumps({"_class": "MiniLMTextEncoder",
                                                                        **asdict(te.config)}, indent=1))
-        index = {"_class": "OmniPipeline", "config": asdict(self.config),
-                 "components": {"vae": "VideoVAE", "generator": "OmniGenerator", "enhancer": "RuleEnhancer",
-                                "text_encoder": type(te).__name__}}
+        components = {"vae": "VideoVAE", "generator": "OmniGenerator", "enhancer": "RuleEnhancer",
+                      "text_encoder": type(te).__name__}
+        if self.sr is not None:
+            self.sr.save_pretrained(d / "sr")
+            components["sr"] = "SRStage"
+        index = {"_class": "OmniPipeline", "config": asdict(self.config), "components": components}
         (d / "model_index.json").write_text(json.dumps(index, indent=1))
         return d
 
@@ -137,7 +146,8 @@ class OmniPipeline:
             te = build_text_encoder(TextEncoderConfig(**te_raw))
         enhancer = RuleEnhancer(Vocabulary.load(d / "enhancer"), te)
         cfg = PipelineConfig(**index.get("config", {}))
-        return cls(vae, gen, te, enhancer, cfg)
+        sr = SRStage.from_pretrained(d / "sr", device) if (d / "sr" / "config.json").is_file() else None
+        return cls(vae, gen, te, enhancer, cfg, sr=sr)
 
     # ------------------------------------------------------------ generation
     def check_inputs(self, request: MVLRequest) -> None:
@@ -148,8 +158,31 @@ class OmniPipeline:
                                      f"got {request.width}x{request.height}: set width and height to {c.size}")
         if request.frames > c.frames:
             raise MVLValidationError(f"the embedded model makes at most {c.frames} frames; got frames={request.frames}")
-        if request.upscale:
-            raise MVLValidationError("this model has no super-resolution stage yet: set upscale to false")
+        if request.upscale and self.sr is None:
+            raise MVLValidationError(f"this model ({c.version}) has no super-resolution stage: set upscale to false, "
+                                     "or use a version with one (an sr/ folder, python -m training.train_sr)")
+
+    def progress_steps(self, request: MVLRequest, steps: int | None = None) -> int:
+        """Callback calls a request makes: one per denoising step, and one more for the SR stage."""
+        return (steps or request.steps or self.config.default_steps) + (1 if request.upscale and self.sr else 0)
+
+    def upscale(self, frames: np.ndarray, request: MVLRequest) -> np.ndarray:
+        """The SR stage on a base clip (T, 32, 32, 3) uint8 -> (T, 128, 128, 3), conditioned on the request's
+        reference images (slots 1-8) and subject views (9 on) at their own resolution."""
+        sr = self.sr
+        T = len(frames)
+        clip = frames
+        if T < self.config.frames:  # the stage's windows tile the model's frame count: pad with the last frame
+            clip = np.concatenate([frames, np.repeat(frames[-1:], self.config.frames - T, 0)])
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float() / 127.5 - 1  # noqa: E731
+        base = to_t(clip).permute(3, 0, 1, 2)[None]  # (1, 3, T, h, w)
+        refs = [(i + 1, to_t(np.asarray(img)).permute(2, 0, 1)) for i, img in enumerate(request.images)]
+        for j, views in enumerate(request.subjects.values()):
+            refs += [(9 + j, to_t(np.asarray(v)).permute(2, 0, 1)) for v in views]
+        with torch.no_grad():
+            cond = sr.embed_conditions([refs])
+            out = sr(base, cond, level=torch.tensor([float(self.config.sr_level)]))
+        return to_uint8(out)[0].permute(1, 2, 3, 0).numpy()[:T]
 
     def _anchors_first_frame(self, request: MVLRequest, task: str) -> bool:
         return (self.config.anchor_first_frame and task == "i2v" and len(request.images) >= 1
@@ -294,4 +327,9 @@ class OmniPipeline:
             source, rec = self.source_and_reconstruction(request)
             frames = preserve_unchanged(frames, source[: len(frames)], rec[: len(frames)], level,
                                         self.config.preserve_grow)
+        # 7. super-resolution (Kling-Omni's third stage), when asked for and not interrupted
+        if request.upscale and self.sr is not None and not self.interrupt:
+            frames = self.upscale(frames, request)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, steps, 0.0, {"stage": "super-resolution"})
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

@@ -48,7 +48,7 @@ def round_request(v: VersionRecord, request):
 
     req = fit_request(v.backend or "embedded", request)
     try:
-        check_request(v.backend or "embedded", req)
+        check_request(v.backend or "embedded", req, v.path)
     except UnsupportedRequest:
         return None
     return req

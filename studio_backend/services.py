@@ -413,6 +413,7 @@ class JobService:
             v = (s.get(ModelVersion, model_version_id) if model_version_id is not None else
                  s.scalar(select(ModelVersion).where(ModelVersion.status == "active")))
             backend = (v.backend or "embedded") if v is not None else None
+            model = v.path if v is not None else None
         if backend is None:
             return
         try:
@@ -420,7 +421,7 @@ class JobService:
         except MVLValidationError:
             return
         try:
-            check_request(backend, req)
+            check_request(backend, req, model)
         except UnsupportedRequest as e:
             raise ServiceError(str(e)) from e
 

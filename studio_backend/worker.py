@@ -83,10 +83,21 @@ class Worker:
                 version, pipe = self.pipeline_for(job)
                 req = self.resolve_media(job.request)
 
+                # one callback per denoising step, and one for the SR stage where the request upscales
+                total = pipe.progress_steps(req) if hasattr(pipe, "progress_steps") else req.steps
+                if req.upscale and hasattr(pipe, "progress_steps"):  # the first report says both stages are coming
+                    jobs.progress(job.id, 0.0, f"step 0/{total - 1}, then super-resolution 4x")
+
                 def on_step(p, i, t, tensors):
                     if lost.is_set():
                         raise LeaseLost()
-                    if jobs.progress(job.id, (i + 1) / req.steps, f"step {i + 1}/{req.steps}"):
+                    if tensors.get("stage") == "super-resolution":
+                        msg = "super-resolution 4x done"
+                    elif req.upscale and total > req.steps:
+                        msg = f"step {i + 1}/{total - 1}, then super-resolution 4x"
+                    else:
+                        msg = f"step {i + 1}/{total}"
+                    if jobs.progress(job.id, (i + 1) / total, msg):
                         raise Canceled()
                     return tensors
 

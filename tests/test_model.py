@@ -16,7 +16,21 @@ from training.world import sample
 from training.world.vocab import enhancer_vocabulary
 
 
-def tiny_pipeline(seed: int = 0) -> OmniPipeline:
+def tiny_sr(seed: int = 0):
+    """A tiny 4x SR stage whose zero-initialised layers are random (its output is not just bicubic)."""
+    from model.sr import SRConfig, SRStage
+
+    torch.manual_seed(seed)
+    m = SRStage(SRConfig(dim=32, depth=2, heads=2, rope_split=(4, 6, 6), window=(4, 4, 4), text_dim=0, cond_side=32))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "ada" in name or name.startswith("final"):
+                p.normal_(0, 0.02)
+    return m.eval()
+
+
+def tiny_pipeline(seed: int = 0, sr: bool = False) -> OmniPipeline:
+    """A tiny random-weight pipeline; with `sr`, carrying a tiny super-resolution stage (upscale=True)."""
     torch.manual_seed(seed)
     vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
     te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
@@ -25,7 +39,8 @@ def tiny_pipeline(seed: int = 0) -> OmniPipeline:
     for m in [gen.final, gen.final_ada] + [b.ada for b in gen.blocks]:
         for p in m.parameters():
             torch.nn.init.normal_(p, std=0.05)
-    pipe = OmniPipeline(vae, gen, te, RuleEnhancer(enhancer_vocabulary(), te), PipelineConfig(version="tiny"))
+    pipe = OmniPipeline(vae, gen, te, RuleEnhancer(enhancer_vocabulary(), te), PipelineConfig(version="tiny"),
+                        sr=tiny_sr(seed) if sr else None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -260,7 +260,7 @@ def app(tmp_path_factory):
     if model:
         shutil.copytree(ROOT / model, base / "model")
     else:
-        tiny_pipeline().save_pretrained(base / "model")
+        tiny_pipeline(sr=True).save_pretrained(base / "model")  # with a tiny SR stage: Upscale 4x works
     home = base / "home"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", OMNI_DATABASE_URL="")
     extra = []
@@ -498,8 +498,12 @@ def test_storyboard_as_a_person(app, chromium):
     page.locator("#storyboard-status").get_by_text("Generated 2 takes").wait_for(timeout=GEN_WAIT * 2)
     page.locator("#storyboard-shots .thumbnail-item").first.click()  # click the first shot's thumbnail
     page.locator("#storyboard-selected").get_by_text("Shot 1").wait_for(timeout=10_000)
+    page.locator("#storyboard-upscale input[type=checkbox]").check()  # the second take at 128x128
     page.locator("#storyboard-take").click()  # a second take of it
-    page.locator("#storyboard-status").get_by_text("Take").wait_for(timeout=GEN_WAIT)
+    page.locator("#storyboard-status").get_by_text("is ready").wait_for(timeout=GEN_WAIT)
+    st = Studio.open(app["home"])
+    last = st.jobs.list(limit=1)[0]
+    assert last.request["upscale"] and st.media.load_video(last.result_asset_id).shape[1:3] == (128, 128)
     page.locator("#storyboard-takes").get_by_text("Take 2").wait_for(timeout=20_000)
     page.locator("#storyboard-takes .thumbnail-item").nth(1).click()  # the second take goes into the film
     page.locator("#storyboard-status").get_by_text("uses take 2").wait_for(timeout=10_000)
@@ -531,6 +535,39 @@ def test_edit_as_a_person(app, chromium):
     page.wait_for_function(VIDEO_PLAYS, arg="#edit-result video", timeout=GEN_WAIT)
     page.locator("#edit-status").get_by_text("Done").wait_for(timeout=10_000)
     _shot(page, "edit")
+    # the same edit upscaled 4x: the player shows the 128x128 clip
+    page.locator("#edit-upscale input[type=checkbox]").check()
+    page.locator("#edit-run").click()
+    page.locator("#edit-status").get_by_text("upscaled 4x").wait_for(timeout=GEN_WAIT)
+    page.wait_for_function(VIDEO_PLAYS, arg="#edit-result video", timeout=GEN_WAIT)
+    st = Studio.open(app["home"])
+    last = st.jobs.list(limit=1)[0]
+    assert last.request["upscale"] and st.media.load_video(last.result_asset_id).shape == (16, 128, 128, 3)
+    page.close()
+
+
+@_screens_on_failure
+def test_upscale_as_a_person(app, chromium):
+    """Create with Upscale 4x ticked: the job's progress covers both stages and the clip plays at 128x128."""
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Create")
+    page.locator("#create-prompt textarea").fill("A red circle moves left on a meadow.")
+    page.locator("#create-upscale input[type=checkbox]").check()
+    page.locator("#create-generate").click()
+    page.locator("#create-status").get_by_text("128x128 (upscaled 4x)").wait_for(timeout=GEN_WAIT)
+    page.wait_for_function(VIDEO_PLAYS, arg="#create-result video", timeout=30_000)
+    st = Studio.open(app["home"])
+    last = st.jobs.list(limit=1)[0]
+    assert last.status == "succeeded" and last.message == "done"
+    assert st.media.load_video(last.result_asset_id).shape == (16, 128, 128, 3)
+    # Use these settings again puts the choice back
+    page.locator("#create-upscale input[type=checkbox]").uncheck()
+    page.locator("#create-gallery .thumbnail-item, #create-gallery button.thumbnail-item").first.click()
+    page.locator("#create-picked").get_by_text("Picked job").wait_for(timeout=10_000)
+    _close_preview(page, "create-gallery")
+    page.locator("#create-reuse").click()
+    page.wait_for_function("() => document.querySelector('#create-upscale input[type=checkbox]').checked",
+                           timeout=10_000)
     page.close()
 
 

@@ -39,6 +39,7 @@ class TrainSRConfig:
     blur_max: float = 1.0  # degradation: Gaussian blur sigma of the base clip, drawn in [0, blur_max] px
     noise_max: float = 0.1  # degradation: noise std drawn in [0, noise_max]; std / noise_max is the level
     vae: str | None = None  # a VAE directory: base clips go through its round trip first (the generator's look)
+    p_vae: float = 1.0  # fraction of clips that take the VAE round trip (the rest: the rendered base clip itself)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -98,7 +99,7 @@ def make_batch(cfg: TrainSRConfig, seed: int) -> dict:
         rng = np.random.default_rng([cfg.seed, seed, b])
         ws = sample(str(rng.choice(families)), int(rng.integers(1 << 30)))
         lr_clip, hr_clip = ws.target, ws.target_hr(s)
-        if cfg.vae:
+        if cfg.vae and rng.random() < cfg.p_vae:
             lr_clip = _vae_round_trip(lr_clip, cfg.vae)
         T, h = lr_clip.shape[0], lr_clip.shape[1]
         ft, side = min(cfg.crop_frames, T), min(cfg.crop_side, h)
@@ -182,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     ap.add_argument("--dim", type=int, default=SRConfig.dim)
     ap.add_argument("--depth", type=int, default=SRConfig.depth)
     ap.add_argument("--heads", type=int, default=SRConfig.heads)
+    ap.add_argument("--window", default=",".join(map(str, SRConfig.window)), help="attention window in tokens: t,h,w")
     a = ap.parse_args(argv)
     hd = a.dim // a.heads  # RoPE channels per axis: a quarter of the head for time, the rest split over h, w
     t_ch = 2 * (hd // 8)
@@ -189,7 +191,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     kw = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainSRConfig) if f.name not in ("model", "families")}
     fams = tuple(x for x in a.families.split(",") if x)
     return TrainSRConfig(**kw, families=fams, model=SRConfig(attention=a.attention, dim=a.dim, depth=a.depth,
-                                                                 heads=a.heads, rope_split=split))
+                                                                 heads=a.heads, rope_split=split,
+                                                                 window=tuple(int(x) for x in a.window.split(","))))
 
 
 if __name__ == "__main__":

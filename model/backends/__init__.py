@@ -33,19 +33,22 @@ def load_backend(backend: str, model: str, adapter: str | None = None, **options
     raise _unknown(backend)
 
 
-def check_request(backend: str, request: MVLRequest | dict) -> str:
-    """What can be refused without loading the model (the family, the sizes a backend makes), on a
-    request whose media may still be asset ids. Returns the family (or a note when the enhancer
-    will infer it); raises UnsupportedRequest naming the family and the backend."""
+def check_request(backend: str, request: MVLRequest | dict, model: str | None = None) -> str:
+    """What can be refused without loading the model (the family, the sizes a backend makes, `upscale`
+    where the `model` directory has no SR stage), on a request whose media may still be asset ids.
+    Returns the family (or a note when the enhancer will infer it); raises UnsupportedRequest naming
+    the family and the backend."""
     if isinstance(request, dict):
         request = MVLRequest.from_dict({k: v for k, v in request.items() if not k.startswith("_")})
     if backend == "embedded":
         from .embedded import static_check
     elif backend == "wan":
         from .wan import static_check
+
+        return static_check(request)
     else:
         raise _unknown(backend)
-    return static_check(request)
+    return static_check(request, model)
 
 
 def fit_request(backend: str, request: MVLRequest) -> MVLRequest:
@@ -64,8 +67,9 @@ def fit_request(backend: str, request: MVLRequest) -> MVLRequest:
     raise _unknown(backend)
 
 
-def capabilities(backend: str) -> Capabilities:
-    """The families a backend serves and refuses, without loading a model."""
+def capabilities(backend: str, model: str | None = None) -> Capabilities:
+    """The families a backend serves and refuses, without loading a model (`model`: its directory,
+    where what it serves depends on its components)."""
     if backend == "wan":
         from .vace import FAMILIES, REFUSED
         from .wan import NAME, PRESETS, SIZE_MULTIPLE
@@ -75,10 +79,10 @@ def capabilities(backend: str) -> Capabilities:
                             + ", ".join(PRESETS))
     if backend == "embedded":
         from ..mvl import TASKS
-        from .embedded import NAME, REFUSED
+        from .embedded import NAME, has_sr, refused
 
-        return Capabilities(NAME, {t: "the Omni-Generator's own conditioning" for t in TASKS}, dict(REFUSED),
-                            "32x32, up to 16 frames")
+        return Capabilities(NAME, {t: "the Omni-Generator's own conditioning" for t in TASKS}, refused(model),
+                            "32x32, up to 16 frames" + (", 4x super-resolution" if has_sr(model) else ""))
     raise _unknown(backend)
 
 

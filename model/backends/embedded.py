@@ -9,14 +9,24 @@ from ..mvl import TASKS, MVLRequest
 from .base import BackendOutput, Capabilities, StepCallback, UnsupportedRequest
 
 NAME = "embedded"
-REFUSED = {"upscale": "the embedded model has no super-resolution stage yet: set upscale to false"}
+NO_SR = "this model directory has no super-resolution stage (sr/): set upscale to false"
 
 
-def static_check(request: MVLRequest) -> str:
+def has_sr(model: str | Path | None) -> bool:
+    """Whether a model directory carries the SR stage (DESIGN 3.4: its own component folder)."""
+    return model is not None and (Path(str(model)) / "sr" / "config.json").is_file()
+
+
+def refused(model: str | Path | None = None) -> dict[str, str]:
+    return {} if has_sr(model) else {"upscale": NO_SR}
+
+
+def static_check(request: MVLRequest, model: str | Path | None = None) -> str:
     """What can be said of a stored request without loading the model: the family (or None when the
-    enhancer will infer it; every family is served). Sizes are checked by the pipeline itself."""
-    if request.upscale:
-        raise UnsupportedRequest(f"upscale is not served by the {NAME} backend: {REFUSED['upscale']}")
+    enhancer will infer it; every family is served), and whether `upscale` can be (the directory's
+    sr/ folder; unknown directory = refused). Sizes are checked by the pipeline itself."""
+    if request.upscale and not has_sr(model):
+        raise UnsupportedRequest(f"upscale is not served by the {NAME} backend: {NO_SR}")
     return request.task or "inferred by the enhancer"
 
 
@@ -43,12 +53,13 @@ class EmbeddedBackend:
 
     def capabilities(self) -> Capabilities:
         c = self.pipeline.config
-        return Capabilities(NAME, {t: "the Omni-Generator's own conditioning" for t in TASKS}, dict(REFUSED),
-                            f"{c.size}x{c.size}, 1..{c.frames} frames")
+        sr = self.pipeline.sr is not None
+        return Capabilities(NAME, {t: "the Omni-Generator's own conditioning" for t in TASKS},
+                            {} if sr else {"upscale": NO_SR},
+                            f"{c.size}x{c.size}, 1..{c.frames} frames" + (", 4x super-resolution" if sr else ""))
 
     def check(self, request: MVLRequest) -> str:
         self.pipeline.check_inputs(request)
-        static_check(request)
         return request.task or self.pipeline.enhancer.enhance(request).task
 
     def __call__(self, request: MVLRequest, seed: int | None = None,
