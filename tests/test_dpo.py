@@ -66,7 +66,6 @@ def test_lora_weights_save_load_and_merge(tmp_path):
     merged = merge_lora(model, pipe.generator.config)
     x = torch.randn(1, 4, 8, 8, 8)
     t = torch.tensor([300.0])
-    from model.conditioning import build_conditions
 
     s = sample("t2v", 1)
     pieces = build_conditions([s.request], [s.request.prompt], pipe.vae, pipe.text_encoder)
@@ -323,3 +322,38 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes
     with pytest.raises(SystemExit, match="--reuse needs --home"):
         dpo_round.main(["--reuse", "--home", str(tmp_path / "nowhere"), "--json", str(again)])
+
+
+def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_from(monkeypatch):
+    """v2 models render from the enhancer's layout plan: DPO's conditions carry the same plan (issue 24)."""
+    import training.dpo as D
+    from model.generator import LAYOUT
+    from tests.test_layout import tiny_generator
+
+    pipe = tiny_pipeline()
+    pipe.generator = tiny_generator(layout=True)
+    seen = []
+    real = D.build_conditions
+
+    def spy(requests, prompts, *a, **kw):
+        out = real(requests, prompts, *a, **kw)
+        seen.append([next((p.data for p in pieces if p.kind == LAYOUT), None) for pieces in out])
+        return out
+
+    monkeypatch.setattr(D, "build_conditions", spy)
+    pairs = _fixed_pairs(2)
+    cfg = DPOConfig(steps=2, batch=2, lr=1e-3, beta=2000.0, seed=0)
+    new, log = train(pipe, pairs, cfg)
+    assert seen and all(x is not None for x in seen[0])
+    # the plan is the one the pipeline renders from for that request
+
+    plan = pipe.enhancer.enhance(pairs[0]["request"]).layout
+    ref = real([pairs[0]["request"]], ["x"], pipe.vae, pipe.text_encoder, layouts=[plan], frames=16)[0]
+    assert torch.equal(next(p.data for p in ref if p.kind == LAYOUT), seen[0][0])
+    moved = [n for (n, a), b in zip(new.generator.named_parameters(), pipe.generator.parameters())
+             if not torch.equal(a, b)]
+    assert any("layout" in n for n in moved)
+    # a model without the layout path gets no plan, as before
+    seen.clear()
+    train(tiny_pipeline(), pairs, cfg)
+    assert seen and all(x is None for x in seen[0])
