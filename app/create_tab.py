@@ -199,8 +199,9 @@ def finished(ctx: AppContext, job) -> str:
     return ctx.video_path(job.result_asset_id)
 
 
-def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=None) -> tuple[str, list]:
-    job = submit(ctx, user_state, request, seed)
+def generate(ctx: AppContext, user_state, request: dict, seed: int, progress=None, job=None) -> tuple[str, list]:
+    """Submit (unless `job` was submitted already), wait with the page's progress bar, return the clip."""
+    job = job or submit(ctx, user_state, request, seed)
     done = ctx.wait(job, progress)
     finished(ctx, done)
     _after_generation(ctx, user_state, done)
@@ -446,8 +447,10 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
                     progress=gr.Progress()):
         """Yields (result, history, plan, status, gallery, gallery job ids); on an error only the status changes."""
         try:
-            d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed,
-                              upscale)
+            with ctx.studio.media.staged():  # a request refused here or at submit leaves no uploads behind
+                d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed,
+                                  upscale)
+                job = submit(ctx, us, d, seed)
             v = ctx.studio.registry.active()
             if v is not None and v.path not in loaded:
                 yield keep, keep, keep, LOADING, keep, keep
@@ -455,7 +458,7 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
             if v is not None:
                 loaded.add(v.path)
             yield keep, keep, plan, "⏳ Generating… (Stop cancels it)", keep, keep
-            clip, rows = generate(ctx, us, d, seed, progress)
+            clip, rows = generate(ctx, us, d, seed, progress, job=job)
         except UIError as e:
             yield keep, keep, keep, _error(str(e)), keep, keep
             return
@@ -478,9 +481,11 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
 
     @safe
     def api_generate(us, prompt, images, subjects, video, frames, steps, guidance, seed, progress=gr.Progress()):
-        d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
+        with ctx.studio.media.staged():
+            d = build_request(ctx, ctx.user(us), prompt, images, subjects, video, frames, steps, guidance, seed)
+            job = submit(ctx, us, d, seed)
         plan = plan_text(ctx, d)
-        return (*generate(ctx, us, d, seed, progress), plan)
+        return (*generate(ctx, us, d, seed, progress, job=job), plan)
 
     tab.api_generate.click(api_generate, inputs, [tab.result, tab.history, tab.plan], api_name="generate")
     tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name="create_stop",

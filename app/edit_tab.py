@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .context import AppContext, UIError
-from .create_tab import build_request, generate, stop, upscale_checkbox
+from .create_tab import build_request, generate, stop, submit, upscale_checkbox
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
          "material", "effects", "combined"]
@@ -92,6 +92,14 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
     if instruction and "@Video" not in instruction:
         instruction = f"In @Video, {instruction[0].lower() + instruction[1:]}"
     user = ctx.user(user_state)
+    with ctx.studio.media.staged():  # refused anywhere up to the queue: none of its uploads stay
+        d, job = _edit_request(ctx, user_state, user, video, instruction, kind, reference, mask_value, strength,
+                               preserve, upscale)
+    return video, generate(ctx, user_state, d, 0, progress, job=job)[0]
+
+
+def _edit_request(ctx, user_state, user, video, instruction, kind, reference, mask_value, strength, preserve,
+                  upscale):
     d = build_request(ctx, user, instruction, [], [], video, 16, 10, 3.0, 0, upscale=upscale,
                       task=None if kind == KINDS[0] else kind)
     if reference is not None:
@@ -107,7 +115,7 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
         raise UIError(f"'Keep the original' must be one of {', '.join(PRESERVE_CHOICES)}; got {preserve!r}")
     if PRESERVE_LEVELS[preserve] is not None:  # None: the model's own choice for this kind of edit
         d["preserve"] = PRESERVE_LEVELS[preserve]
-    return video, generate(ctx, user_state, d, 0, progress)[0]
+    return d, submit(ctx, user_state, d, 0)
 
 
 def build_edit_tab() -> EditTab:

@@ -248,7 +248,8 @@ def export_preferences(ctx: AppContext, user_state) -> tuple[str, list[str]]:
                 "Check HF_TOKEN (write access to the repo) and the network, then export again.")
     else:
         msg += " Set OMNI_VOTES_REPO=owner/name (and HF_TOKEN) to push each export to a Hub dataset."
-    return msg, r["files"]
+    # the files are handed to the page through media/served (the only folder the app serves), under their names
+    return msg, [str(ctx.studio.media.serve_download(f)) for f in r["files"]]
 
 
 ADMIN_ONLY = ("Model versions, evaluation rounds and DPO retraining belong to the admin: sign in with the "

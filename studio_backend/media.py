@@ -24,7 +24,9 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,31 @@ class MediaStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.served_root = self.root / SERVED_DIR
         self._served_count = 0
+        self._local = threading.local()  # the staging list of the current thread's request (staged())
+        self._pending: set[Path] = set()  # files a staged request made and has not kept yet
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def staged(self):
+        """Uploads of one request: the files it adds are removed again when the block raises (a rejected
+        request leaves nothing in the store). A file another request or job also stored meanwhile stays."""
+        made: list[Path] = []
+        outer = getattr(self._local, "made", None)
+        self._local.made = made
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                for path in made:
+                    if path in self._pending:
+                        self._pending.discard(path)
+                        for p in (path, path.with_suffix(".npy")):
+                            p.unlink(missing_ok=True)
+            raise
+        finally:
+            self._local.made = outer
+            with self._lock:
+                self._pending.difference_update(made)
 
     # ------------------------------------------------------------ serving
     def serve(self, asset_id: str, ext: str) -> Path:
@@ -133,6 +160,18 @@ class MediaStore:
             self.prune_served()
         return dst
 
+    def serve_download(self, path: str | Path) -> Path:
+        """A fresh link to a file made for the asking admin (a preference export) under its own name, in a
+        folder of `media/served/` with a random name: served like a clip, pruned like one."""
+        src = Path(path)
+        if not src.is_file():
+            raise MediaError(f"{safe_label(src.name)}: no such file to download")
+        folder = self.served_root / secrets.token_hex(16)
+        folder.mkdir(parents=True)
+        dst = folder / src.name
+        shutil.copyfile(src, dst)
+        return dst
+
     def prune_served(self, max_age: float = SERVED_MAX_AGE) -> int:
         """Remove served links older than max_age seconds (by inode change time: making a hard link
         changes it, the stored file's age does not count); returns how many went."""
@@ -144,6 +183,9 @@ class MediaStore:
                 if p.is_file() and now - p.lstat().st_ctime > max_age:
                     p.unlink()
                     n += 1
+                elif p.is_dir() and now - p.lstat().st_ctime > max_age:  # a download's folder (serve_download)
+                    shutil.rmtree(p)
+                    n += 1
             except OSError:
                 continue
         return n
@@ -153,12 +195,18 @@ class MediaStore:
         digest = hashlib.sha256(data).hexdigest()
         info = AssetInfo(digest, kind, width, height, frames, safe_label(label), ext)
         path = self.root / info.rel_path
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)  # atomic: a crash never leaves half a file under the final name
+        made = getattr(self._local, "made", None)
+        with self._lock:
+            self._pending.discard(path)  # stored again by someone: kept whatever a staged request does
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)  # atomic: a crash never leaves half a file under the final name
+                if made is not None:
+                    made.append(path)
+                    self._pending.add(path)
         return info
 
     def put_image_bytes(self, data: bytes, name: str = "") -> AssetInfo:

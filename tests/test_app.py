@@ -328,6 +328,10 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
         export_preferences(ctx, {"name": "ann", "role": "annotator"})
     msg, files = export_preferences(ctx, admin)
     assert "2 preference pairs" in msg and "Set OMNI_VOTES_REPO" in msg and all(Path(f).is_file() for f in files)
+    # handed out through media/served (the one folder the app serves), under their own names
+    served = (st.home / "media" / "served").resolve()
+    assert all(Path(f).resolve().parent.parent == served for f in files)
+    assert Path(files[0]).name == "preferences.jsonl" and len({Path(f).parent for f in files}) == len(files)
     with fake_hub() as (url, hub), pytest.MonkeyPatch.context() as mp:
         mp.setattr(hub_constants, "HF_HUB_OFFLINE", False)
         mp.setenv("HF_ENDPOINT", url)

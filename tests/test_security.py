@@ -469,10 +469,36 @@ def test_bad_references_and_control_characters_get_the_studios_own_words(hosted)
         np.full((8, 32, 32, 3), 60, np.uint8), base / "edit.mp4"))
     ref = upload(base / "dot.gif")
     try:
-        out = repr(cleo.call("edit", clip, "Make it snow", "weather", ref, None, 0.0, "the model's choice"))
+        out = repr(cleo.call("edit", clip, "Make it snow", "weather", ref, None, 0.0, "the model's choice", False))
     except GradioError as e:
         out = str(e)
     assert "8..4096 pixels a side" in out, out
     with pytest.raises(GradioError, match="control character"):
         cleo.call("generate", "A red circle\x00 moves left.", [], [], None, 16, 3, 3.0, 1)
     assert not [p for p in stored() if p not in before and p.endswith(".png")]  # no refused image was kept
+
+
+def test_a_refused_request_leaves_none_of_its_uploads_in_the_media_store(hosted):
+    """A valid image and a valid video sent with a prompt the studio refuses: nothing of them is kept."""
+    from PIL import Image
+
+    from training.video_io import write_mp4
+
+    url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
+    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    cleo = signed_in(url, "cleo")
+
+    def upload(path: Path) -> dict:
+        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
+        return {"path": up, "meta": {"_type": "gradio.FileData"}}
+
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(base / "fresh.png")
+    clip = write_mp4(np.random.default_rng(6).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), base / "fresh.mp4")
+    before = stored()
+    with pytest.raises(GradioError, match="@Image_3"):
+        cleo.call("generate", "@Image_3 jumps in @Video.", [upload(base / "fresh.png")], [], upload(clip), 16, 3, 3.0, 1)
+    assert stored() == before
+    # the same uploads in a request the studio takes are kept (and the job runs)
+    cleo.call("generate", "@Image_1 jumps in @Video.", [upload(base / "fresh.png")], [], upload(clip), 16, 2, 3.0, 1)
+    new = [p for p in stored() if p not in before]
+    assert any(p.endswith(".png") for p in new) and any(p.endswith(".mp4") for p in new)
