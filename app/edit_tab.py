@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .context import AppContext, UIError
+from .components import UploadedImage
 from .create_tab import build_request, generate, stop, submit, upscale_checkbox
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
@@ -103,7 +104,8 @@ def _edit_request(ctx, user_state, user, video, instruction, kind, reference, ma
     d = build_request(ctx, user, instruction, [], [], video, 16, 10, 3.0, 0, upscale=upscale,
                       task=None if kind == KINDS[0] else kind)
     if reference is not None:
-        d["images"] = [ctx.image_asset(reference)]
+        # the page hands a file path (decoded here, so a bad file gets the studio's own words); code may pass pixels
+        d["images"] = [ctx.upload_image(reference) if isinstance(reference, str) else ctx.image_asset(reference)]
         if "@Image_1" not in d["prompt"]:
             d["prompt"] += " Use @Image_1 as the reference."
     mask = painted_mask(mask_value)
@@ -126,7 +128,7 @@ def build_edit_tab() -> EditTab:
             instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.", elem_id="edit-instruction")
             gr.Examples(EXAMPLES, inputs=[instruction], label="Examples")
             kind = gr.Dropdown(KIND_CHOICES, value=KINDS[0], label="Edit kind", elem_id="edit-kind")
-            reference = gr.Image(label="Reference image (optional, @Image_1)", type="numpy")
+            reference = UploadedImage(label="Reference image (optional, @Image_1)")
             mask = gr.ImageEditor(label="Edit region (optional): paint where the edit may change; "
                                         "everything unpainted stays exactly as in the video",
                                   type="numpy", canvas_size=(MASK_CANVAS, MASK_CANVAS), elem_id="edit-mask",

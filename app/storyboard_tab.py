@@ -14,6 +14,7 @@ from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
+from .components import UploadedImage
 from .create_tab import GALLERY_CSS, build_request, subject_choices, upscale_checkbox
 
 
@@ -217,13 +218,17 @@ def neighbour(ctx: AppContext, user_state, shot_id, prompt: str, direction: str)
 def grid_shot(ctx: AppContext, user_state, grid, rows, cols) -> str:
     if grid is None:
         raise UIError("upload a comic / storyboard grid image first")
-    info = ctx.studio.media.put_image_array(grid[..., :3], "grid.png")
-    try:
-        d = ctx.studio.storyboards.grid_request(info, int(rows or 2), int(cols or 2))
-        MVLRequest.from_dict(d).validate()
-    except (ServiceError, MVLValidationError) as e:
-        raise UIError(str(e)) from e
-    return add_shot(ctx, user_state, "", 2.0, request=d)
+    with ctx.studio.media.staged():  # a refused grid leaves nothing in the media store
+        if isinstance(grid, str):  # the page's upload: decoded here, so a bad file gets the studio's own words
+            grid_id = ctx.upload_image(grid)
+        else:
+            grid_id = ctx.studio.media.put_image_array(np.ascontiguousarray(np.asarray(grid)[..., :3]), "grid.png").id
+        try:
+            d = ctx.studio.storyboards.grid_request(grid_id, int(rows or 2), int(cols or 2))
+            MVLRequest.from_dict(d).validate()
+        except (ServiceError, MVLValidationError) as e:
+            raise UIError(str(e)) from e
+        return add_shot(ctx, user_state, "", 2.0, request=d)
 
 
 def move_shot(ctx: AppContext, user_state, shot_id, delta: int) -> str:
@@ -300,7 +305,7 @@ def build_storyboard_tab() -> StoryboardTab:
         next_shot = gr.Button("Next shot from this one")
         prev_shot = gr.Button("Previous shot from this one")
     with gr.Row():
-        grid = gr.Image(label="Comic / storyboard grid image", type="numpy")
+        grid = UploadedImage(label="Comic / storyboard grid image")
         with gr.Column():
             rows = gr.Number(value=2, precision=0, minimum=1, maximum=4, label="Rows")
             cols = gr.Number(value=2, precision=0, minimum=1, maximum=4, label="Columns")
@@ -368,7 +373,7 @@ def wire_storyboard_tab(tab: StoryboardTab, ctx: AppContext, user_state: gr.Stat
                                                                                  tab.neighbour_prompt], outs)
     tab.prev_shot.click(act(lambda c, us, s, p: neighbour(c, us, s, p, "previous")), [user_state, tab.shot_id,
                                                                                      tab.neighbour_prompt], outs)
-    tab.add_grid.click(act(grid_shot), [user_state, tab.grid, tab.rows, tab.cols], outs)
+    tab.add_grid.click(act(grid_shot), [user_state, tab.grid, tab.rows, tab.cols], outs, api_name="storyboard_add_grid")
     tab.reorder.click(act(reorder), [user_state, tab.order], outs)
     tab.earlier.click(act(lambda c, us, sid: move_shot(c, us, sid, -1)), [user_state, tab.shot_id], outs)
     tab.later.click(act(lambda c, us, sid: move_shot(c, us, sid, +1)), [user_state, tab.shot_id], outs)

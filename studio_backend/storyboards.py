@@ -173,11 +173,12 @@ class StoryboardService:
         return self._check_request(req.to_dict())
 
     @staticmethod
-    def grid_request(grid_asset: AssetInfo, rows: int, cols: int, prompt: str = "") -> dict:
+    def grid_request(grid_asset: AssetInfo | str, rows: int, cols: int, prompt: str = "") -> dict:
         from model.mvl import Storyboard as Board
 
         req = MVLRequest(prompt=prompt or f"Turn the {rows}x{cols} comic grid into one continuous shot.",
-                         storyboard=Board(grid=grid_asset.id, rows=rows, cols=cols), task="storyboard")
+                         storyboard=Board(grid=getattr(grid_asset, "id", grid_asset), rows=rows, cols=cols),
+                         task="storyboard")
         return StoryboardService._check_request(req.to_dict())
 
     # ------------------------------------------------------------ assembly

@@ -502,3 +502,42 @@ def test_a_refused_request_leaves_none_of_its_uploads_in_the_media_store(hosted)
     cleo.call("generate", "@Image_1 jumps in @Video.", [upload(base / "fresh.png")], [], upload(clip), 16, 2, 3.0, 1)
     new = [p for p in stored() if p not in before]
     assert any(p.endswith(".png") for p in new) and any(p.endswith(".mp4") for p in new)
+
+
+def test_damaged_files_in_image_and_video_slots_get_the_studios_own_words(hosted):
+    """Forged files (random bytes under an image's or a video's name) in every image and video slot of
+    Edit, Storyboard and Create: the studio's message names the file, no temporary path, nothing stored."""
+    url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
+    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    cleo = signed_in(url, "cleo")
+
+    def upload(path: Path) -> dict:
+        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
+        return {"path": up, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+
+    junk = np.random.default_rng(9).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    (base / "forged.png").write_bytes(junk)
+    (base / "forged.mp4").write_bytes(junk)
+    good = upload(__import__("training.video_io", fromlist=["write_mp4"]).write_mp4(
+        np.full((8, 32, 32, 3), 90, np.uint8), base / "good.mp4"))
+    before = stored()
+
+    def said(api: str, *args) -> str:
+        try:
+            return repr(cleo.call(api, *args))
+        except GradioError as e:
+            return str(e)
+
+    outs = {
+        "edit reference": said("edit", good, "Make it snow", "weather", upload(base / "forged.png"), None, 0.0,
+                               "the model's choice", False),
+        "storyboard grid": said("storyboard_add_grid", upload(base / "forged.png"), 2, 2),
+        "edit video": said("edit", upload(base / "forged.mp4"), "Make it snow", "weather", None, None, 0.0,
+                           "the model's choice", False),
+        "create video": said("generate", "A red circle moves left in @Video.", [], [], upload(base / "forged.mp4"),
+                             16, 2, 3.0, 1),
+    }
+    for slot, out in outs.items():
+        assert "forged" in out, (slot, out)  # the file is named
+        assert "/tmp/" not in out and "Traceback" not in out, (slot, out)
+    assert stored() == before  # the good video sent with the forged reference was not kept either

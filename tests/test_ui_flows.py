@@ -689,3 +689,26 @@ def test_the_edit_and_storyboard_examples_are_valid_requests(studio_ctx):
         assert task == next(v for k, v in want.items() if k in text), (text, task)
     for text in SHOT_EXAMPLES:
         assert add_shot(ctx, CREATOR, text, 2.0).startswith("Added shot")
+
+
+def test_a_comic_grid_becomes_a_storyboard_shot(studio_ctx, tmp_path):
+    """Storyboard -> Grid to one continuous shot: from the page's upload (a file path) or from pixels."""
+    from PIL import Image
+
+    from app.storyboard_tab import grid_shot
+
+    ctx = studio_ctx
+    grid = np.zeros((64, 64, 3), np.uint8)
+    grid[:32, :32], grid[32:, 32:] = (200, 40, 40), (40, 40, 200)
+    Image.fromarray(grid).save(tmp_path / "grid.png")
+    assert "Added shot 1" in grid_shot(ctx, CREATOR, str(tmp_path / "grid.png"), 2, 2)
+    assert "Added shot 2" in grid_shot(ctx, CREATOR, grid, 2, 2)
+    sb = ctx.studio.storyboards.list(ctx.user(CREATOR), ctx.project(ctx.user(CREATOR)))[0]
+    boards = [sh.request["storyboard"] for sh in sorted(sb.shots, key=lambda x: x.position)]
+    assert boards[0]["grid"] == boards[1]["grid"] and boards[0]["rows"] == 2  # the same pixels, one asset
+    assert np.array_equal(ctx.studio.media.load_image(boards[0]["grid"]), grid)
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    with pytest.raises(UIError, match="bad.png"):
+        grid_shot(ctx, CREATOR, str(tmp_path / "bad.png"), 2, 2)
+    with pytest.raises(UIError, match="upload a comic"):
+        grid_shot(ctx, CREATOR, None, 2, 2)
