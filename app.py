@@ -76,7 +76,7 @@ def build_ui(ctx, home: Path):
     from app.arena_tab import build_arena_tab, wire_arena_tab
     from app.context import DEFAULT_USER, UIError, space_user
     from studio_backend.services import ServiceError
-    from app.create_tab import build_create_tab, history, subject_choices, wire_create_tab
+    from app.create_tab import build_create_tab, history, reattach, subject_choices, wire_create_tab
     from app.edit_tab import build_edit_tab, wire_edit_tab
     from app.jobs_tab import build_jobs_tab, job_rows, wire_jobs_tab
     from app.leaderboard_tab import build_leaderboard_tab, leaderboard, wire_leaderboard_tab
@@ -185,12 +185,18 @@ def build_ui(ctx, home: Path):
         if mode == "accounts":
             refresh_outs.append(accounts.table)
 
+        def follow_running(us, progress=gr.Progress()):  # a generation left running by a reload or a restart
+            yield from reattach(ctx, us, progress)
+
+        follow_outs = [create.result, create.status, create.history]
+
         if mode == "space":
             def from_profile(profile: gr.OAuthProfile | None):  # every page load is a sign-in: the lists are read
                 us = space_user(profile)
                 return (us, who_text(us)) + refresh_all(us)
 
-            demo.load(from_profile, None, [user_state, who] + refresh_outs)
+            demo.load(from_profile, None, [user_state, who] + refresh_outs).then(
+                follow_running, [user_state], follow_outs, api_name=False)
         elif mode == "open":
             def do_sign_in(n, r):
                 try:
@@ -200,7 +206,8 @@ def build_ui(ctx, home: Path):
                 us = {"name": u.name, "role": u.role}
                 return (us, who_text(us)) + refresh_all(us)
 
-            sign_in.click(do_sign_in, [name, role], [user_state, who] + refresh_outs, api_name="sign_in")
+            sign_in.click(do_sign_in, [name, role], [user_state, who] + refresh_outs, api_name="sign_in").then(
+                follow_running, [user_state], follow_outs, api_name=False)
             demo.load(refresh_all, [user_state], refresh_outs)
         else:
             def do_sign_in(n, pw):
@@ -220,10 +227,11 @@ def build_ui(ctx, home: Path):
                 return (us, who_text(us)) + refresh_all(us)
 
             sign_in.click(do_sign_in, [name, password], [user_state, session, who, password] + refresh_outs,
-                          api_name="sign_in")
+                          api_name="sign_in").then(follow_running, [user_state], follow_outs, api_name=False)
             sign_out.click(do_sign_out, [user_state], [user_state, session, who], api_name="sign_out").then(
                 None, None, None, js="() => { window.location.reload(); }")
-            demo.load(resume, [session], [user_state, who] + refresh_outs, api_name=False)
+            demo.load(resume, [session], [user_state, who] + refresh_outs, api_name=False).then(
+                follow_running, [user_state], follow_outs, api_name=False)
     return demo
 
 

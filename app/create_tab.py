@@ -220,6 +220,38 @@ def _after_generation(ctx: AppContext, user_state, job) -> None:
         logging.getLogger("omni.studio").exception("pairing job %s for the arena failed", job.id)
 
 
+def running_generation(ctx: AppContext, user_state):
+    """The newest of this person's generations in this project still queued or running, or None."""
+    try:
+        user = ctx.maybe_user(user_state)
+    except UIError:
+        return None
+    if user is None or user.role == "annotator":
+        return None
+    jobs = ctx.studio.jobs.list(project_id=ctx.project(user), limit=20, user=user)
+    return next((j for j in jobs if j.kind == "generate" and j.user_id == user.id
+                 and j.status in ("queued", "running")), None)
+
+
+def reattach(ctx: AppContext, user_state, progress=None):
+    """After a reload or a restart: the page follows the person's running generation again, with its
+    progress bar, and shows the clip when it is done. Yields (result, status, history); nothing when idle."""
+    job = running_generation(ctx, user_state)
+    if job is None:
+        yield gr.update(), gr.update(), gr.update()
+        return
+    yield gr.update(), f"⏳ Job {job.id} was still generating when the page was left: following it again…", \
+        gr.update()
+    try:
+        done = ctx.wait(job, progress)
+        clip = finished(ctx, done)
+    except UIError as e:
+        yield gr.update(), _error(str(e)), history(ctx, user_state)
+        return
+    yield readable_clip(ctx, done.result_asset_id, done.request.get("prompt", ""), done.seed), \
+        f"Done: job {done.id}, seed {done.seed} (followed again after the page was reloaded).", history(ctx, user_state)
+
+
 def stop(ctx: AppContext, user_state) -> str:
     """Cancel this person's queued and running generations."""
     user = ctx.user(user_state)

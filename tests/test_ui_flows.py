@@ -712,3 +712,27 @@ def test_a_comic_grid_becomes_a_storyboard_shot(studio_ctx, tmp_path):
         grid_shot(ctx, CREATOR, str(tmp_path / "bad.png"), 2, 2)
     with pytest.raises(UIError, match="upload a comic"):
         grid_shot(ctx, CREATOR, None, 2, 2)
+
+
+@_screens_on_failure
+def test_a_reloaded_page_follows_its_running_generation_again(app, chromium):
+    """Generations still queued or running when a page is reloaded (or the app restarted): after the sign-in
+    the Create tab follows the newest one again with its progress bar and plays the clip when it is done."""
+    from model.mvl import MVLRequest
+
+    page = _page(chromium, app, "cleo")  # makes cleo's project
+    page.close()
+    st = Studio.open(app["home"])
+    cleo = st.users.get("cleo")
+    pid = next(p.id for p in st.projects.list(cleo) if p.owner_id == cleo.id)
+    jobs = [st.jobs.submit(cleo, "generate", MVLRequest(f"A red circle moves left, take {k}.", steps=150).to_dict(),
+                           seed=k, project_id=pid) for k in range(3)]
+    page = _page(chromium, app, "cleo")
+    _tab(page, "Create")
+    page.locator("#create-status").get_by_text("following it again").wait_for(timeout=30_000)
+    page.locator("#create-status").get_by_text("followed again").wait_for(timeout=GEN_WAIT * 2)
+    page.wait_for_function(VIDEO_PLAYS, arg="#create-result video", timeout=30_000)
+    followed = int(page.locator("#create-status").inner_text().split("job ")[1].split(",")[0])
+    assert followed in {j.id for j in jobs}
+    assert st.jobs.get(followed).status == "succeeded"
+    page.close()
