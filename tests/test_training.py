@@ -282,6 +282,31 @@ def test_layout_training_resumes_from_the_committed_state_when_its_run_folder_is
     assert json.loads((tmp_path / "state" / "state.json").read_text())["step"] == 3
 
 
+def test_a_layout_model_moved_into_a_2x_vae_resumes_from_its_state_without_runs_or_the_vae(tmp_path):
+    """scripts/train_v2_2x.sh's path: a layout model transplanted into a 2x VAE with the input path; on a new
+    machine (runs/ lost, the 2x VAE's run folder with it) the committed state alone continues the run."""
+    import shutil
+
+    from model.vae import VAEConfig, VideoVAE
+
+    torch.manual_seed(0)
+    main(TrainConfig(stage="sft", out=str(tmp_path / "v2"), families="t2v,boxes", steps=2, layout=True, **TINY))
+    VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4, spatial_down=2)).save_pretrained(tmp_path / "vae2x")
+    cfg = TrainConfig(stage="sft", out=str(tmp_path / "run"), families="t2v,boxes", steps=2, layout=True,
+                      init=str(tmp_path / "v2" / "model"), transplant_vae=str(tmp_path / "vae2x"), patch=4,
+                      input_skip=True, transplant_lr_mult=10.0, state_dir=str(tmp_path / "state"), **TINY)
+    assert main(cfg)["step"] == 2
+    pipe = OmniPipeline.from_pretrained(tmp_path / "state")
+    g = pipe.generator.config
+    assert pipe.vae.config.spatial_down == 2 and g.patch == 4 and g.layout_channels == 4 and g.input_skip
+    shutil.rmtree(tmp_path / "run")
+    shutil.rmtree(tmp_path / "vae2x")  # the VAE it was moved into is gone too: the state carries it
+    cfg.steps = 3
+    assert main(cfg)["step"] == 3
+    again = OmniPipeline.from_pretrained(tmp_path / "run" / "model")
+    assert again.vae.config.spatial_down == 2 and again.generator.config.layout_channels == 4
+
+
 def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
     """scripts/train_gpu.sh --smoke: the GPU command's whole path (render workers, budget, export, state)."""
     env = {**os.environ, "OUT": str(tmp_path / "gpu"), "PY": sys.executable, "OMP_NUM_THREADS": "1"}

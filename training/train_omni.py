@@ -101,15 +101,16 @@ def _rope_split(head_dim: int) -> tuple[int, int, int]:
 
 
 def build_components(cfg: TrainConfig, resume_state: Path | None = None):
+    if resume_state is not None:  # the committed state: a model directory of the EMA weights (its VAE inside:
+        # a transplanted run resumes without the VAE it was moved into, nor a second transplant)
+        pipe = OmniPipeline.from_pretrained(resume_state)
+        return pipe.vae, pipe.generator.train(), pipe.text_encoder, json.loads((resume_state / "state.json").read_text())["earlier"]
     if cfg.transplant_vae and not cfg.init:
         raise SystemExit("--transplant-vae moves a trained generator: give the model to move with --init DIR "
                          "(to train from scratch in that VAE's space, use --vae DIR --patch P)")
     if cfg.transplant_vae and not (Path(cfg.transplant_vae) / "config.json").is_file():
         raise SystemExit(f"--transplant-vae {cfg.transplant_vae}: no VAE there (expected config.json and "
                          "model.safetensors, as python -m training.train_vae writes to OUT/final)")
-    if resume_state is not None:  # the committed state: a model directory of the EMA weights
-        pipe = OmniPipeline.from_pretrained(resume_state)
-        return pipe.vae, pipe.generator.train(), pipe.text_encoder, json.loads((resume_state / "state.json").read_text())["earlier"]
     if cfg.init:
         pipe = OmniPipeline.from_pretrained(cfg.init)
         if cfg.transplant_vae:
