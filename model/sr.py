@@ -48,6 +48,8 @@ class SRConfig:
     nabla_threshold: float = 0.9
     nabla_query_group: int = 1
     nabla_dense_above: float = 0.4  # kept fraction past which a window's attention runs dense (model.nabla)
+    refine: int = 0  # > 0: a small per-frame conv stack (this many channels) on the output, zero-initialised
+    # residual: it joins the 8 x 8 patches seamlessly and sharpens edges across them (0 = none)
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -128,12 +130,19 @@ class SRStage(Component):
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_ada = nn.Linear(d, 2 * d)
         self.final = nn.Linear(d, pdim)
+        self.refine = _refiner(c.refine) if c.refine else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
         """DiT initialisation (model/generator.dit_init): zero adaLN and output, so an untrained stage is bicubic."""
         dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token],
                  [b.ada for b in self.blocks] + [self.final_ada, self.final])
+        if self.refine is not None:  # conv layers as torch initialises them, the last one zero: starts as no-op
+            for m in self.refine:
+                if isinstance(m, nn.Conv2d):
+                    m.reset_parameters()
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
 
     # ------------------------------------------------------------ patches
     def _patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -244,7 +253,17 @@ class SRStage(Component):
             x = blk.target_forward_windows(x, angles, temb, ck, cv, cond.mask, perm, inv, n_windows, attend)
         shift, scale = self.final_ada(temb)[:, None].chunk(2, dim=-1)
         out = self.final(self.final_norm(x) * (1 + scale) + shift)
-        return up + self._unpatchify(out, grid)
+        y = up + self._unpatchify(out, grid)
+        if self.refine is not None:  # per frame: (B, 3, T, H, W) -> (B T, 3, H, W) and back
+            Bq, C, T, H, W = y.shape
+            f = y.transpose(1, 2).reshape(Bq * T, C, H, W)
+            y = (f + self.refine(f)).view(Bq, T, C, H, W).transpose(1, 2)
+        return y
+
+
+def _refiner(ch: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(),
+                         nn.Conv2d(ch, 3, 3, padding=1))
 
 
 def downsample(x: torch.Tensor, scale: int) -> torch.Tensor:

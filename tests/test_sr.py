@@ -140,3 +140,20 @@ def test_a_few_training_steps_stay_close_to_the_input(tmp_path):
     cfg.steps = 8
     again = train_sr.main(cfg)
     assert again["start_step"] == 6 and len(again["losses"]) == 2
+    # the output refiner added to the run in progress: zero-initialised, so the stage computes what it did
+    before = SRStage.from_pretrained(tmp_path / "run" / "ckpt").eval()
+    cfg.steps, cfg.model = 9, tiny(window=(2, 4, 4), text_dim=0, refine=4)
+    grown = train_sr.main(cfg)
+    assert grown["start_step"] == 8 and len(grown["losses"]) == 1
+    after = SRStage.from_pretrained(tmp_path / "run" / "final").eval()
+    assert after.config.refine == 4 and after.refine is not None
+    base, images, _ = inputs(side=8)
+    import dataclasses
+
+    fresh = SRStage(dataclasses.replace(before.config, refine=4))
+    fresh.load_state_dict({**before.state_dict(), **{k: v for k, v in fresh.state_dict().items()
+                                                     if k.startswith("refine.")}}, strict=False)
+    fresh.eval()
+    with torch.no_grad():  # before a step the refiner adds nothing
+        torch.testing.assert_close(fresh(base, fresh.embed_conditions(images)), before(base, before.embed_conditions(images)),
+                                   atol=1e-6, rtol=0)

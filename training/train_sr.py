@@ -130,11 +130,18 @@ def main(cfg: TrainSRConfig) -> dict:
         model = SRStage.from_pretrained(out / "ckpt")
         state = torch.load(state_path, weights_only=False)
         start = int(state["step"])
+        if cfg.model.refine != model.config.refine:  # the refiner added to a run in progress: zero-initialised
+            # (the stage computes what it did), the rest carried; the optimiser's moments start again
+            grown = SRStage(dataclasses.replace(model.config, refine=cfg.model.refine))
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+            model, state = grown, {"step": start}
+            print(f"refiner ({cfg.model.refine} channels) added at step {start}", flush=True)
     else:
         model, state = SRStage(cfg.model), None
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    if state is not None:
+    if state is not None and "opt" in state:
         opt.load_state_dict(state["opt"])
     losses = []
     log = open(out / "log.jsonl", "a")
@@ -184,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     ap.add_argument("--depth", type=int, default=SRConfig.depth)
     ap.add_argument("--heads", type=int, default=SRConfig.heads)
     ap.add_argument("--window", default=",".join(map(str, SRConfig.window)), help="attention window in tokens: t,h,w")
+    ap.add_argument("--refine", type=int, default=0, help="channels of the output's conv refiner (0: none)")
     a = ap.parse_args(argv)
     hd = a.dim // a.heads  # RoPE channels per axis: a quarter of the head for time, the rest split over h, w
     t_ch = 2 * (hd // 8)
@@ -192,7 +200,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     fams = tuple(x for x in a.families.split(",") if x)
     return TrainSRConfig(**kw, families=fams, model=SRConfig(attention=a.attention, dim=a.dim, depth=a.depth,
                                                                  heads=a.heads, rope_split=split,
-                                                                 window=tuple(int(x) for x in a.window.split(","))))
+                                                                 window=tuple(int(x) for x in a.window.split(",")),
+                                                                 refine=a.refine))
 
 
 if __name__ == "__main__":
