@@ -3,7 +3,7 @@ filling the arena (a collection round of world requests x seeds on the active ve
 that turns creators' generations into pairs), the votes available for DPO with a warning below a
 useful minimum, DPO runs as queued train jobs (progress, loss / margin curve, cancel), and
 evaluation rounds: both versions generate the same world requests, and the pairs go to the arena
-for annotators."""
+for annotators; and a few-step distillation of the active version (training.distill), a train job too."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ class TrainingTab:
     arena_info: gr.Markdown = None
     dpo_info: gr.Markdown = None
     refresh: gr.Button = None
+    distill_steps: gr.Radio = None
+    distill_run: gr.Button = None
 
 
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
@@ -182,6 +184,19 @@ def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: i
         raise UIError(str(e)) from e
 
 
+def start_distill(ctx: AppContext, user_state, steps: int):
+    """Queue a few-step distillation of the active version as a train job (the same worker, progress and cancel)."""
+    from studio_backend.train_jobs import submit_distill
+
+    user = ctx.user(user_state)
+    if user.role != "admin":
+        raise UIError("distillation needs the admin role")
+    try:
+        return submit_distill(ctx.studio, user, steps=int(steps))
+    except ServiceError as e:
+        raise UIError(str(e)) from e
+
+
 def dpo_curve(ctx: AppContext, job_id: int):
     import pandas as pd
 
@@ -190,7 +205,9 @@ def dpo_curve(ctx: AppContext, job_id: int):
     log = read_log(ctx.studio, job_id)
     if not log:  # None, not an empty frame: a plot that is first sent no rows draws no bars or lines later (gradio 6)
         return None
-    return pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log for k in ("loss", "margin")],
+    # DPO logs loss and margin; a distillation logs loss, and in its second stage the fake score's loss
+    return pd.DataFrame([{"step": r["step"], "value": r[k], "series": k} for r in log
+                         for k in ("loss", "margin", "fake_loss") if k in r],
                         columns=["step", "value", "series"])
 
 
@@ -298,7 +315,14 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
         dpo_consistent = gr.Checkbox(False, label="Only pairs no vote contradicts on any dimension")
         dpo_run = gr.Button("Run DPO", variant="primary", elem_id="training-run-dpo")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
-    curve = gr.LinePlot(x="step", y="value", color="series", title="DPO loss and implicit reward margin", height=260)
+    gr.Markdown("### Few-step distillation\nThe active version as a teacher: a student that samples in K steps "
+                "without the guidance pass (trajectory matching, then distribution matching), registered as a "
+                "candidate.")
+    with gr.Row():
+        distill_steps = gr.Radio([2, 4, 8], value=4, label="Student steps K", elem_id="training-distill-steps")
+        distill_run = gr.Button("Distil the active version", elem_id="training-run-distill")
+    curve = gr.LinePlot(x="step", y="value", color="series", title="Training loss (DPO: and implicit reward margin)",
+                        height=260)
     gr.Markdown("### Preference export\nThe DPO pairs (Same verdicts left out, trust-weighted) as JSONL and parquet.")
     with gr.Row():
         export = gr.Button("Export preferences", elem_id="export-preferences")
@@ -306,7 +330,7 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
                        dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files,
                        panel, notice, collect_n, collect_seeds, collect_btn, pair_creators, arena_md, dpo_info,
-                       refresh_btn)
+                       refresh_btn, distill_steps, distill_run)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -378,6 +402,16 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank, tab.dpo_consistent],
                       outs + [tab.curve], api_name="run_dpo")
+
+    def run_distill(us, steps, progress=gr.Progress()):
+        try:
+            job = start_distill(ctx, us, steps)
+        except UIError as e:
+            raise gr.Error(str(e))
+        for msg, curve in follow_dpo(ctx, job, progress):
+            yield msg, version_rows(ctx, us), votes_summary(ctx), curve
+
+    tab.distill_run.click(run_distill, [user_state, tab.distill_steps], outs + [tab.curve], api_name="run_distill")
     # its own queue slot: a cancel must not wait behind the run it cancels
     tab.dpo_cancel.click(act(cancel_training), [user_state], outs, api_name="cancel_training",
                          concurrency_id="cancel", concurrency_limit=None)

@@ -46,6 +46,9 @@ class PipelineConfig:
     shift: float = 3.0  # sampling schedule shift (flow_matching.schedule)
     default_steps: int = 10
     default_guidance: float = 3.0
+    # few-step distilled (training/distill.py): guidance is in the weights, so one generator pass per step
+    # (no unconditional row) whatever guidance the request asks for
+    guidance_distilled: bool = False
     # image-to-video: the first latent frame is the encoded image at every step (as Wan2.2's TI2V
     # does), instead of only a condition the model may or may not follow
     anchor_first_frame: bool = True
@@ -276,7 +279,7 @@ class OmniPipeline:
         use_layout = self.generator.config.layout_channels > 0
         pieces = build_conditions([request], [enhanced.prompt], self.vae, self.text_encoder,
                                   layouts=[enhanced.layout if use_layout else None], frames=self.config.frames)[0]
-        use_cfg = guidance != 1.0
+        use_cfg = guidance != 1.0 and not self.config.guidance_distilled
         batch = [pieces, [p for p in pieces if p.kind != TEXT]] if use_cfg else [pieces]
         cond = self.generator.embed_conditions(batch)
         cache = self.generator.condition_cache(cond)  # computed once, reused at every step

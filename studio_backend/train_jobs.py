@@ -1,7 +1,8 @@
-"""Training runs as jobs (DESIGN 3.7): a DPO run is queued like a generation, runs on its own
-worker thread, reports progress at every step, honours cancel at every step, and survives a
-crash: the run saves a checkpoint every few steps under `OMNI_HOME/runs/job-N/`, and a job
-taken back after a restart continues from it on the same frozen set of preference pairs.
+"""Training runs as jobs (DESIGN 3.7): a DPO run (or a few-step distillation, `submit_distill`) is
+queued like a generation, runs on its own worker thread, reports progress at every step, honours
+cancel at every step, and survives a crash: the run saves a checkpoint every few steps under
+`OMNI_HOME/runs/job-N/`, and a job taken back after a restart continues from it (a DPO run on the
+same frozen set of preference pairs, a distillation on its cached teacher trajectories).
 The finished run registers a candidate version with its parent; nothing is promoted here.
 
     python -m studio_backend.train_jobs --home DIR [--steps N] [--beta B] [--lora-rank R] ...  (a DPO job, run here)
@@ -71,6 +72,48 @@ def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
                               model_version_id=parent.id)
 
 
+DISTILL_KEYS = ("steps", "stage", "iters", "batch", "teacher_steps", "requests", "lr", "seed")
+DISTILL_LIMITS = {"steps": (1, 50), "iters": (1, 100_000), "batch": (1, 64), "teacher_steps": (2, 500),
+                  "requests": (1, 10_000), "lr": (1e-7, 1e-2), "seed": (0, 2**31 - 1)}
+
+
+def submit_distill(studio: Studio, user: UserRecord, **settings) -> JobRecord:
+    """Queue a few-step distillation (training.distill) of the active version; errors name the bad setting.
+    The student is registered as a candidate with the active version as its parent."""
+    from training.distill import STAGES, DistillConfig
+
+    require(user, "admin")
+    parent = studio.registry.active()
+    if parent is None:
+        raise ServiceError("no active model version to distil: promote one first")
+    if parent.backend != "embedded" or parent.adapter:
+        raise ServiceError(f"{parent.name} runs on the {parent.backend} backend: distillation trains the embedded "
+                           "model; promote an embedded version first")
+    unknown = set(settings) - set(DISTILL_KEYS)
+    if unknown:
+        raise ServiceError(f"unknown distillation setting {sorted(unknown)[0]!r}; settings: {', '.join(DISTILL_KEYS)}")
+    defaults = asdict(DistillConfig())
+    config = {}
+    for k in DISTILL_KEYS:
+        v = settings.get(k, defaults[k])
+        if k == "stage":
+            if v not in STAGES + ("both",):
+                raise ServiceError(f"distillation stage {v!r}: use trajectory, dmd or both")
+            config[k] = v
+            continue
+        kind = float if k == "lr" else int
+        try:
+            v = kind(v)
+        except (TypeError, ValueError):
+            raise ServiceError(f"distillation setting {k} must be a number, got {v!r}")
+        lo, hi = DISTILL_LIMITS[k]
+        if not lo <= v <= hi:
+            raise ServiceError(f"distillation setting {k}={v} is outside {lo}..{hi}")
+        config[k] = v
+    return studio.jobs.submit(user, "train", {"algorithm": "distill", "config": config}, seed=config["seed"],
+                              model_version_id=parent.id)
+
+
 def read_log(studio: Studio, job_id: int) -> list[dict]:
     """The run's loss / margin records so far (for the Training tab's curve)."""
     path = run_dir(studio, job_id) / "log.jsonl"
@@ -103,6 +146,8 @@ def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lo
 
     jobs = studio.jobs
     req = job.request or {}
+    if req.get("algorithm") == "distill":
+        return _run_distill_job(studio, job, load_pipeline, save_every, lost)
     if req.get("algorithm") != "dpo":
         return jobs.finish(job.id, "failed", f"unknown training algorithm {req.get('algorithm')!r}")
     known = {f.name for f in fields(DPOConfig)}
@@ -160,6 +205,68 @@ def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lo
                                           "resumed": resumed})
     return jobs.finish(job.id, "succeeded", f"trained candidate {name} (version {v.id}) on {len(pairs)} pairs; "
                                             f"schedule an evaluation against version {parent.id}",
+                       model_version_id=v.id)
+
+
+def _run_distill_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lost) -> JobRecord:
+    """A distillation job: the teacher's trajectories (cached in the run folder), then the stages; progress and
+    cancel at every step, a resumed job continues from the run's checkpoint. The student is registered as a
+    candidate whose parent is the teacher."""
+    import torch
+
+    from training.distill import DistillConfig, distill, total_steps
+
+    jobs = studio.jobs
+    out = run_dir(studio, job.id)
+    out.mkdir(parents=True, exist_ok=True)
+    parent = studio.registry.get(job.model_version_id) if job.model_version_id else studio.registry.active()
+    known = {f.name for f in fields(DistillConfig)}
+    cfg = DistillConfig(**{k: v for k, v in (job.request or {}).get("config", {}).items() if k in known},
+                        teacher=parent.path, out=str(out), save_every=save_every)
+    total = total_steps(cfg)
+    log_path = out / "log.jsonl"
+    resumed = (out / "checkpoint.pt").is_file()
+    if not resumed and log_path.exists():
+        log_path.unlink()
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    first, canceled = [], []
+    share = 0.2  # of the progress bar: the teacher's trajectories, then the training steps
+
+    def stopped() -> bool:
+        return bool(canceled) or lost.is_set()
+
+    def on_trajectories(done, n):
+        if jobs.progress(job.id, share * done / n, f"teacher trajectories {done}/{n}") or lost.is_set():
+            canceled.append(0)
+        return stopped()
+
+    def on_step(step, rec):
+        if not first:  # a resumed run: drop the records written after its checkpoint
+            first.append(step)
+            kept = [r for r in read_log(studio, job.id) if r["step"] < step]
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        with log_path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if jobs.progress(job.id, share + (1 - share) * step / total,
+                         f"step {step}/{total} ({rec['stage']}): loss {rec['loss']:.4f}") or lost.is_set():
+            canceled.append(step)
+        return stopped()
+
+    student, log = distill(load_pipeline(parent.path), cfg, on_step, on_trajectories)
+    if lost.is_set():  # another trainer holds the job now: it finishes it
+        return jobs.get(job.id)
+    if canceled:
+        return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{total}")
+    name = f"{parent.name}+distill{cfg.steps}-job{job.id}"
+    student.config.version = name
+    path = student.save_pretrained(studio.home / "models" / f"job-{job.id}")
+    v = studio.registry.register(name, str(path), parent_id=parent.id, run_job_id=job.id,
+                                 metrics={"distilled_steps": cfg.steps, "stage": cfg.stage,
+                                          "final_loss": log[-1]["loss"] if log else None,
+                                          "train_s": round(time.time() - t0, 1), "resumed": resumed})
+    return jobs.finish(job.id, "succeeded", f"distilled candidate {name} (version {v.id}): {cfg.steps} steps, no "
+                                            f"guidance pass; schedule an evaluation against version {parent.id}",
                        model_version_id=v.id)
 
 
