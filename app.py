@@ -177,11 +177,12 @@ def build_ui(ctx, home: Path):
             views = [gr.update(visible=v) for _ in creator_views for v in (maker, not maker)]
             extra = (account_rows(ctx, us),) if mode == "accounts" else ()  # (an admin's list; empty for others)
             return (g, sel, choices, history(ctx, us), *refresh_board(us), *refresh_training(us), job_rows(ctx, us),
-                    *views, *extra)
+                    *views, gr.update(value=ctx.default_steps()), *extra)
 
         refresh_outs = [subjects.gallery, subjects.pick, create.subjects, create.history, board.shots, board.subjects,
                         training.versions, training.votes, training.panel, training.notice, jobs.table]
         refresh_outs += [c for view in creator_views for c in view]
+        refresh_outs.append(create.steps)  # the active version's own step count (a distilled student's K)
         if mode == "accounts":
             refresh_outs.append(accounts.table)
 

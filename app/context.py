@@ -163,6 +163,20 @@ class AppContext:
                 raise UIError(f"job {job.id} is still {j.status} after {self.job_timeout:.0f} s; see the Jobs tab")
             time.sleep(0.15)
 
+    def default_steps(self) -> int:
+        """The active version's own step count (a distilled student: its K; 10 otherwise), read from its
+        model_index.json without loading it; the sampler's default when a page does not ask for more."""
+        import json
+
+        v = self.studio.registry.active()
+        try:
+            if v is not None and (v.backend or "embedded") == "embedded":
+                cfg = json.loads((Path(v.path) / "model_index.json").read_text()).get("config", {})
+                return int(cfg.get("default_steps", 10))
+        except (OSError, ValueError, TypeError):
+            pass
+        return 10
+
     def active_enhancer(self):
         v = self.studio.registry.active()
         if v is None:

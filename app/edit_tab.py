@@ -101,7 +101,7 @@ def edit(ctx: AppContext, user_state, video, instruction, kind, reference, progr
 
 def _edit_request(ctx, user_state, user, video, instruction, kind, reference, mask_value, strength, preserve,
                   upscale):
-    d = build_request(ctx, user, instruction, [], [], video, 16, 10, 3.0, 0, upscale=upscale,
+    d = build_request(ctx, user, instruction, [], [], video, 16, ctx.default_steps(), 3.0, 0, upscale=upscale,
                       task=None if kind == KINDS[0] else kind)
     if reference is not None:
         # the page hands a file path (decoded here, so a bad file gets the studio's own words); code may pass pixels

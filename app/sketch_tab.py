@@ -100,7 +100,7 @@ def sketch_generate(ctx: AppContext, user_state, value, prompt: str, progress=No
         raise UIError("nothing is drawn yet: draw an arrow in red (its head where the subject goes) or a box in yellow")
     frame = np.asarray(Image.fromarray(parsed["frame"]).resize((32, 32), Image.BILINEAR))
     user = ctx.user(user_state)
-    d = build_request(ctx, user, prompt, [], [], None, 16, 10, 3.0, seed, annotations=parsed["ann"],
+    d = build_request(ctx, user, prompt, [], [], None, 16, ctx.default_steps(), 3.0, seed, annotations=parsed["ann"],
                       image_assets=[ctx.image_asset(frame, "sketch-frame.png")])
     return generate(ctx, user_state, d, seed, progress)[0], understood
 

@@ -144,7 +144,8 @@ def add_shot(ctx: AppContext, user_state, prompt: str, duration: float, image_fi
     """A new shot from a prompt with its own references (`@Image_k` for the k-th image, `@Name` for
     a library subject), checked like a Create request before anything is stored."""
     user = ctx.user(user_state)
-    d = request or build_request(ctx, user, prompt, image_files or [], subject_names or [], None, 16, 10, 3.0, 0)
+    d = request or build_request(ctx, user, prompt, image_files or [], subject_names or [], None, 16,
+                                      ctx.default_steps(), 3.0, 0)
     try:
         sh = ctx.studio.storyboards.add_shot(user, _board(ctx, user).id, d, float(duration))
     except ServiceError as e:

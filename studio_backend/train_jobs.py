@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.dpo import DPOConfig
 
     ap = argparse.ArgumentParser(prog="python -m studio_backend.train_jobs",
-                                 description="Run a DPO job of a studio home here.")
+                                 description="Run a DPO job of a studio home here (--resume: a DPO or distillation job).")
     ap.add_argument("--home", required=True, help="studio home with votes")
     ap.add_argument("--resume", action="store_true",
                     help="continue the studio's latest DPO job left running or queued (after a crash or Ctrl-C)")
@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     job = jobs.claim("cli", ("train",), job_id=job_id)
     if job is None:
         raise SystemExit(f"job {job_id} is being run by a live trainer (its lease is renewed): not taken over")
-    print(f"job {job.id}: DPO on the votes of {a.home} ({'resumed' if a.resume else 'new'})", flush=True)
+    what = "distillation" if (job.request or {}).get("algorithm") == "distill" else f"DPO on the votes of {a.home}"
+    print(f"job {job.id}: {what} ({'resumed' if a.resume else 'new'})", flush=True)
     real_progress = jobs.progress
 
     def progress(job_id, fraction, message=""):

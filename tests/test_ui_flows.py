@@ -736,3 +736,24 @@ def test_a_reloaded_page_follows_its_running_generation_again(app, chromium):
     assert followed in {j.id for j in jobs}
     assert st.jobs.get(followed).status == "succeeded"
     page.close()
+
+
+def test_pages_sample_with_the_active_versions_own_step_count(studio_ctx):
+    """A distilled student (default_steps = K in its pipeline config) is sampled in K steps from the pages."""
+    import json
+
+    from app.edit_tab import edit, example_video
+    from app.storyboard_tab import add_shot
+
+    ctx = studio_ctx
+    assert ctx.default_steps() == 10
+    index = Path(ctx.studio.registry.active().path) / "model_index.json"
+    raw = json.loads(index.read_text())
+    raw["config"]["default_steps"] = 4
+    index.write_text(json.dumps(raw))
+    assert ctx.default_steps() == 4
+    edit(ctx, CREATOR, example_video(ctx), "Make it snow in @Video.", "weather", None)
+    assert ctx.studio.jobs.list(limit=1)[0].request["steps"] == 4
+    add_shot(ctx, CREATOR, "A red circle moves left on a meadow.", 2.0)
+    sb = ctx.studio.storyboards.list(ctx.user(CREATOR), ctx.project(ctx.user(CREATOR)))[0]
+    assert sb.shots[0].request["steps"] == 4
