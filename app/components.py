@@ -5,22 +5,20 @@ from __future__ import annotations
 import gradio as gr
 
 
-class UploadedImage(gr.Image):
+def uploaded_image(**kwargs) -> gr.Image:
     """An image slot whose upload reaches the handler as a file path even when Gradio cannot open it, so a
     damaged or forged file gets the studio's own message (AppContext.upload_image) instead of Gradio's
-    generic error with a temporary path in it."""
+    generic error with a temporary path in it. Gradio's own image component (a subclass would need a
+    frontend of its own): only this instance's preprocessing is wrapped."""
+    img = gr.Image(type="filepath", image_mode=None, **kwargs)
+    gradio_preprocess = img.preprocess
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)  # the file as uploaded: the studio converts it
-        super().__init__(*args, **kwargs)
-
-    def get_block_name(self) -> str:  # the frontend is Gradio's own image component
-        return "image"
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         except Exception:
             path = getattr(payload, "path", None)
             return str(path) if path else None
+
+    img.preprocess = preprocess
+    return img

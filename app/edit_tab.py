@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .context import AppContext, UIError
-from .components import UploadedImage
+from .components import uploaded_image
 from .create_tab import build_request, generate, stop, submit, upscale_checkbox
 
 KINDS = ["(let the enhancer decide)", "edit_add", "edit_remove", "edit_replace", "background", "stylize", "weather",
@@ -128,7 +128,7 @@ def build_edit_tab() -> EditTab:
             instruction = gr.Textbox(label="Instruction", value="Make it snow in @Video.", elem_id="edit-instruction")
             gr.Examples(EXAMPLES, inputs=[instruction], label="Examples")
             kind = gr.Dropdown(KIND_CHOICES, value=KINDS[0], label="Edit kind", elem_id="edit-kind")
-            reference = UploadedImage(label="Reference image (optional, @Image_1)")
+            reference = uploaded_image(label="Reference image (optional, @Image_1)")
             mask = gr.ImageEditor(label="Edit region (optional): paint where the edit may change; "
                                         "everything unpainted stays exactly as in the video",
                                   type="numpy", canvas_size=(MASK_CANVAS, MASK_CANVAS), elem_id="edit-mask",

@@ -14,7 +14,7 @@ from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.services import ServiceError
 
 from .context import AppContext, UIError
-from .components import UploadedImage
+from .components import uploaded_image
 from .create_tab import GALLERY_CSS, build_request, subject_choices, upscale_checkbox
 
 
@@ -306,7 +306,7 @@ def build_storyboard_tab() -> StoryboardTab:
         next_shot = gr.Button("Next shot from this one")
         prev_shot = gr.Button("Previous shot from this one")
     with gr.Row():
-        grid = UploadedImage(label="Comic / storyboard grid image")
+        grid = uploaded_image(label="Comic / storyboard grid image")
         with gr.Column():
             rows = gr.Number(value=2, precision=0, minimum=1, maximum=4, label="Rows")
             cols = gr.Number(value=2, precision=0, minimum=1, maximum=4, label="Columns")
