@@ -16,8 +16,13 @@ PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 STATE=assets/train_state/layout2x
 if [ ! -f runs/layout2x/checkpoint.pt ] && [ ! -f "$STATE/state.json" ]; then
-    # a fresh start needs the 2x VAE (resumes from its own checkpoint)
-    [ -f runs/vae2x/final/config.json ] || $PY -m training.train_vae --out runs/vae2x --spatial-down 2 --steps "$VAE_STEPS"
+    # a fresh start needs the 2x VAE: it resumes from runs/vae2x, or from the committed checkpoint when runs/ is lost
+    if [ ! -f runs/vae2x/final/config.json ]; then
+        if [ ! -f runs/vae2x/checkpoint.pt ] && [ -f assets/train_state/vae2x/checkpoint.pt ]; then
+            mkdir -p runs/vae2x && cp assets/train_state/vae2x/checkpoint.pt runs/vae2x/checkpoint.pt
+        fi
+        $PY -m training.train_vae --out runs/vae2x --spatial-down 2 --steps "$VAE_STEPS"
+    fi
 fi
 PLANNED="t2v:4,i2v:2,arrows:2,boxes:2,reasoning:1,image_ref:1,subject_ref:1,novel_view:1,edit_add:1,edit_remove:1,edit_replace:1"
 REST=$($PY -c 'from training.data import SFT_FAMILIES as F; p="'"$PLANNED"'"; n={x.split(":")[0] for x in p.split(",")}; print(",".join(f+":0.5" for f in F if f not in n))')
