@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The super-resolution stage (issue 22) on CPU, resumable on any machine: runs/sr holds the checkpoint and the
+# optimiser; when runs/ is lost, the committed assets/train_state/sr (weights + step; the optimiser's moments
+# start again) takes its place. Re-run the same command to continue. Then the side-by-side benchmark.
+#   bash scripts/train_sr.sh [STEPS]
+# The recipe: dim 128, depth 4, 2 heads, windows of 4 x 8 x 8 tokens, an output conv refiner of 32 channels,
+# batches of 8 random 16 x 16 x 8-frame crops of OmniWorld pairs (every family), half the base clips through
+# the shipped VAE's round trip, blur up to 1 px and noise up to 0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${1:-2000}
+PY=.venv/bin/python
+export OMP_NUM_THREADS=1
+if [ ! -f runs/sr/state.pt ] && [ -f assets/train_state/sr/state.pt ]; then
+    mkdir -p runs/sr && cp -r assets/train_state/sr/ckpt assets/train_state/sr/state.pt runs/sr/
+fi
+$PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 8 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
+    --crop-side 16 --crop-frames 8 --vae assets/models/omni-world/vae --p-vae 0.5 --save-every 100 --refine 32
+$PY -m benchmarks.sr --sr runs/sr/final --cases 4 --json runs/sr/sr.json
