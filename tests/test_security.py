@@ -65,6 +65,17 @@ def hosted(tmp_path_factory):
         stop_app(app)
 
 
+def stored_media(media: Path) -> list[str]:
+    """The media store's own files (served links left out)."""
+    return sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)
+
+
+def upload_file(session: Session, url: str, path: Path) -> dict:
+    """A file uploaded over HTTP as the page does, as the FileData an event takes."""
+    up = session.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
+    return {"path": up, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+
+
 def signed_in(url: str, name: str) -> Session:
     s = Session(url)
     s.call("sign_in", name, PASSWORDS[name])
@@ -174,7 +185,7 @@ def test_visitors_who_are_not_signed_in_cannot_write_media_generate_or_vote(host
 
     url, media = hosted["url"], hosted["home"] / "media"
     add_pairs(hosted["home"], 1, tag="-anon")
-    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    stored = lambda: stored_media(media)  # noqa: E731
     before = stored()
     s = Session(url)
     mp4 = write_mp4(np.full((8, 32, 32, 3), 99, np.uint8), hosted["base"] / "visitor.mp4")
@@ -341,7 +352,7 @@ def test_a_video_bomb_and_a_gif_in_a_video_slot_are_refused_at_once(hosted):
     frames = [Image.fromarray(np.full((256, 256, 3), 40 * k, np.uint8)) for k in range(6)]
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
     media = hosted["home"] / "media"
-    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    stored = lambda: stored_media(media)  # noqa: E731
     cleo = signed_in(url, "cleo")
     for f, words in ((bomb, "million pixels to decode"), (gif, "a GIF goes in an image slot")):
         up = cleo.http.post(url + "gradio_api/upload", files={"files": (f.name, f.read_bytes())}).json()[0]
@@ -448,12 +459,10 @@ def test_bad_references_and_control_characters_get_the_studios_own_words(hosted)
     from PIL import Image
 
     url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
-    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    stored = lambda: stored_media(media)  # noqa: E731
     cleo = signed_in(url, "cleo")
 
-    def upload(path: Path) -> dict:
-        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
-        return {"path": up, "meta": {"_type": "gradio.FileData"}}
+    upload = lambda path: upload_file(cleo, url, path)  # noqa: E731
 
     Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(base / "dot.png")
     Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(base / "dot.gif")
@@ -485,12 +494,10 @@ def test_a_refused_request_leaves_none_of_its_uploads_in_the_media_store(hosted)
     from training.video_io import write_mp4
 
     url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
-    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    stored = lambda: stored_media(media)  # noqa: E731
     cleo = signed_in(url, "cleo")
 
-    def upload(path: Path) -> dict:
-        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
-        return {"path": up, "meta": {"_type": "gradio.FileData"}}
+    upload = lambda path: upload_file(cleo, url, path)  # noqa: E731
 
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(base / "fresh.png")
     clip = write_mp4(np.random.default_rng(6).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), base / "fresh.mp4")
@@ -508,12 +515,10 @@ def test_damaged_files_in_image_and_video_slots_get_the_studios_own_words(hosted
     """Forged files (random bytes under an image's or a video's name) in every image and video slot of
     Edit, Storyboard and Create: the studio's message names the file, no temporary path, nothing stored."""
     url, base, media = hosted["url"], hosted["base"], hosted["home"] / "media"
-    stored = lambda: sorted(p.name for p in media.rglob("*") if p.is_file() and "served" not in p.parts)  # noqa: E731
+    stored = lambda: stored_media(media)  # noqa: E731
     cleo = signed_in(url, "cleo")
 
-    def upload(path: Path) -> dict:
-        up = cleo.http.post(url + "gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
-        return {"path": up, "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+    upload = lambda path: upload_file(cleo, url, path)  # noqa: E731
 
     junk = np.random.default_rng(9).integers(0, 256, 3000, dtype=np.uint8).tobytes()
     (base / "forged.png").write_bytes(junk)
