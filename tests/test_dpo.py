@@ -66,6 +66,7 @@ def test_lora_weights_save_load_and_merge(tmp_path):
     merged = merge_lora(model, pipe.generator.config)
     x = torch.randn(1, 4, 8, 8, 8)
     t = torch.tensor([300.0])
+    from model.conditioning import build_conditions
 
     s = sample("t2v", 1)
     pieces = build_conditions([s.request], [s.request.prompt], pipe.vae, pipe.text_encoder)
