@@ -42,6 +42,7 @@ class EditTab:
     status: gr.Markdown = None
     stop: gr.Button = None
     upscale: gr.Checkbox = None
+    api_edit: gr.Button = None  # hidden: the /edit API endpoint of before
 
 
 def example_video(ctx: AppContext) -> str:
@@ -149,7 +150,7 @@ def build_edit_tab() -> EditTab:
             original = gr.Video(label="Original", interactive=False, loop=True, autoplay=True)
             result = gr.Video(label="Edited", interactive=False, loop=True, autoplay=True, elem_id="edit-result")
     return EditTab(video, example, instruction, kind, reference, mask, run, original, result, strength, preserve,
-                   status, stop_btn, upscale)
+                   status, stop_btn, upscale, gr.Button(visible=False))
 
 
 def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -177,9 +178,10 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
 
     tab.example.click(on_example, [user_state], tab.video)
     tab.video.change(on_video, [user_state, tab.video], tab.mask)
-    tab.run.click(on_edit, [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength,
-                            tab.preserve, tab.upscale],
-                  [tab.original, tab.result, tab.status], api_name="edit")
+    inputs = [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength, tab.preserve]
+    tab.run.click(on_edit, inputs + [tab.upscale], [tab.original, tab.result, tab.status], api_name="edit_run")
+    # the /edit API of before keeps its inputs (no upscale), as Create's /generate does
+    tab.api_edit.click(on_edit, inputs, [tab.original, tab.result, tab.status], api_name="edit")
     # its own queue slot, outside the generations' (a stop must not wait behind what it stops)
     tab.stop.click(lambda us: stop(ctx, us), [user_state], tab.status, api_name=False,
                    concurrency_id="stop-edit", concurrency_limit=None)

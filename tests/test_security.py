@@ -478,7 +478,7 @@ def test_bad_references_and_control_characters_get_the_studios_own_words(hosted)
         np.full((8, 32, 32, 3), 60, np.uint8), base / "edit.mp4"))
     ref = upload(base / "dot.gif")
     try:
-        out = repr(cleo.call("edit", clip, "Make it snow", "weather", ref, None, 0.0, "the model's choice", False))
+        out = repr(cleo.call("edit", clip, "Make it snow", "weather", ref, None, 0.0, "the model's choice"))
     except GradioError as e:
         out = str(e)
     assert "8..4096 pixels a side" in out, out
@@ -535,10 +535,10 @@ def test_damaged_files_in_image_and_video_slots_get_the_studios_own_words(hosted
 
     outs = {
         "edit reference": said("edit", good, "Make it snow", "weather", upload(base / "forged.png"), None, 0.0,
-                               "the model's choice", False),
+                               "the model's choice"),
         "storyboard grid": said("storyboard_add_grid", upload(base / "forged.png"), 2, 2),
         "edit video": said("edit", upload(base / "forged.mp4"), "Make it snow", "weather", None, None, 0.0,
-                           "the model's choice", False),
+                           "the model's choice"),
         "create video": said("generate", "A red circle moves left in @Video.", [], [], upload(base / "forged.mp4"),
                              16, 2, 3.0, 1),
     }
