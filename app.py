@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,8 +26,19 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "models" / "omni-world"
 
 
-@lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()
+
+
 def load_pipeline(path: str):
+    """One loaded pipeline per model directory, however many threads ask at once (the page's plan and the
+    job worker both load the active version on the first generation: unlocked, both loaded it, and
+    transformers' lazy imports, racing, failed the job with "cannot import name 'AutoModel'")."""
+    with _LOAD_LOCK:
+        return _load_pipeline(path)
+
+
+@lru_cache(maxsize=4)
+def _load_pipeline(path: str):
     import torch
 
     from model.pipeline import OmniPipeline

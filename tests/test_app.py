@@ -514,3 +514,24 @@ def test_an_upgraded_shipped_model_directory_becomes_the_active_version(tmp_path
     st.registry.promote(st.users.ensure("studio", "admin"), other.id)
     register_model(st, model_dir)
     assert st.registry.active().name == "elsewhere"
+
+
+def test_first_loads_at_once_share_one_pipeline():
+    """The page's plan and the job worker load the active version together on a studio's first generation;
+    in a fresh process (transformers not imported yet) four threads at once all get the one pipeline
+    (before the lock, three of four failed with "cannot import name 'AutoModel' from 'transformers'")."""
+    script = (
+        "import importlib.util as u, threading\n"
+        "sp = u.spec_from_file_location('app_main', 'app.py'); m = u.module_from_spec(sp); sp.loader.exec_module(m)\n"
+        "errors, got = [], []\n"
+        "def go():\n"
+        "    try: got.append(m.load_pipeline('assets/models/omni-world'))\n"
+        "    except Exception as e: errors.append(repr(e))\n"
+        "ts = [threading.Thread(target=go) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print('RESULT', len(errors), len(got), len({id(p) for p in got}), errors[:1])\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, out.stdout[-2000:] + out.stderr[-2000:]
+    assert line[0].split()[1:4] == ["0", "4", "1"], line[0]
