@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -597,6 +597,26 @@ def _dead_local_owner(owner: str | None, host: str) -> bool:
 
 
 # ---------------------------------------------------------------- arena
+# The arena's hot path (every vote: its writes, and the next pair) as SQL text written once: building the
+# same statements as Core objects cost ~0.4 ms each per call, more than SQLite's own work (measured in
+# benchmarks/votes_http.py). Named parameters and typed columns keep them portable (SQLite, PostgreSQL).
+_V, _C = Vote.__table__.c, Comparison.__table__.c
+_GOLD_OF = text("SELECT id, gold FROM comparisons WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+_TAKEN = text("SELECT idempotency_key, comparison_id, annotator_id FROM votes WHERE idempotency_key IN :keys "
+              "OR (comparison_id IN :cids AND annotator_id IN :annotators)").bindparams(
+    bindparam("keys", expanding=True), bindparam("cids", expanding=True), bindparam("annotators", expanding=True))
+_INSERT_VOTE = text("INSERT INTO votes (idempotency_key, comparison_id, annotator_id, left_is_a, verdicts, overall, "
+                    "seconds, is_gold, created_at) VALUES (:idempotency_key, :comparison_id, :annotator_id, "
+                    ":left_is_a, :verdicts, :overall, :seconds, :is_gold, :created_at) RETURNING id").bindparams(
+    *(bindparam(k, type_=_V[k].type) for k in ("left_is_a", "verdicts", "seconds", "is_gold", "created_at")))
+_BUMP = text("UPDATE comparisons SET vote_count = vote_count + :n WHERE id = :id")
+_NEXT = {gold: text("SELECT id, asset_a, asset_b, request FROM comparisons WHERE id NOT IN "
+                    "(SELECT comparison_id FROM votes WHERE annotator_id = :annotator)"
+                    + {True: " AND gold IS NOT NULL", False: " AND gold IS NULL", None: ""}[gold]
+                    + " ORDER BY vote_count, id LIMIT 1").columns(_C.id, _C.asset_a, _C.asset_b, _C.request)
+         for gold in (True, False, None)}
+
+
 class GroupWriter:
     """Votes are written many to a transaction (group commit): with SQLite's single writer, 32
     annotators committing one by one queue behind each other; here every waiting vote goes into
@@ -662,13 +682,12 @@ class GroupWriter:
         rest inserted with one multi-row INSERT ... RETURNING and the counters bumped per pair."""
         rows = [row for row, _, _ in batch]
         cids = {r["comparison_id"] for r in rows}
-        with self.db.transaction() as s:  # Core rows: this runs for every batch of votes
-            gold = dict(s.execute(select(Comparison.id, Comparison.gold).where(Comparison.id.in_(cids))).all())
+        with self.db.transaction() as s:  # plain rows and SQL text: this runs for every batch of votes
+            gold = dict(s.execute(_GOLD_OF, {"ids": list(cids)}).all())
             # one look-up for both kinds of duplicate (each statement is a round trip into SQLite,
             # and a chance for another thread to take the interpreter lock from the writer)
-            taken = s.execute(select(Vote.idempotency_key, Vote.comparison_id, Vote.annotator_id).where(or_(
-                Vote.idempotency_key.in_([r["idempotency_key"] for r in rows]),
-                and_(Vote.comparison_id.in_(cids), Vote.annotator_id.in_({r["annotator_id"] for r in rows}))))).all()
+            taken = s.execute(_TAKEN, {"keys": [r["idempotency_key"] for r in rows], "cids": list(cids),
+                                       "annotators": list({r["annotator_id"] for r in rows})}).all()
             keys = {k for k, _, _ in taken}
             pairs = {(c, a) for _, c, a in taken}
             fresh = []
@@ -682,17 +701,12 @@ class GroupWriter:
                     keys.add(row["idempotency_key"])
                     pairs.add(pair)
                     fresh.append((dict(row, is_gold=gold[row["comparison_id"]] is not None), box))
-            if not fresh:
-                return
-            ids = s.execute(insert(Vote.__table__).returning(Vote.id, sort_by_parameter_order=True),
-                            [r for r, _ in fresh]).scalars().all()
             bump: dict[int, int] = {}
-            for (r, box), vid in zip(fresh, ids):
-                box["id"] = vid
+            for r, box in fresh:
+                box["id"] = s.execute(_INSERT_VOTE, r).scalar_one()
                 bump[r["comparison_id"]] = bump.get(r["comparison_id"], 0) + 1
-            table = Comparison.__table__  # every pair's counter in one statement (an increment: exact on PostgreSQL too)
-            s.execute(update(table).where(table.c.id.in_(bump))
-                      .values(vote_count=table.c.vote_count + case(bump, value=table.c.id, else_=0)))
+            if bump:  # an increment per pair: exact on PostgreSQL too
+                s.execute(_BUMP, [{"id": c, "n": n} for c, n in bump.items()])
 
     def _write_each(self, batch: list) -> None:
         with self.db.session() as s:
@@ -765,14 +779,10 @@ class ArenaService:
         sides are random and sealed in a token the vote must bring back."""
         require(annotator, "annotator")
         with self.db.read_engine.connect() as conn:  # plain rows, no ORM session: this runs before every vote
-            voted = select(Vote.comparison_id).where(Vote.annotator_id == annotator.id)
-            base = (select(Comparison.id, Comparison.asset_a, Comparison.asset_b, Comparison.request)
-                    .where(Comparison.id.not_in(voted)))
             want_gold = self.rng.random() < self.gold_rate
-            c = conn.execute(base.where(Comparison.gold.is_not(None) if want_gold else Comparison.gold.is_(None))
-                             .order_by(Comparison.vote_count, Comparison.id).limit(1)).first()
+            c = conn.execute(_NEXT[want_gold], {"annotator": annotator.id}).first()
             if c is None:
-                c = conn.execute(base.order_by(Comparison.vote_count, Comparison.id).limit(1)).first()
+                c = conn.execute(_NEXT[None], {"annotator": annotator.id}).first()
             if c is None:
                 return None
             left_is_a = self.rng.random() < 0.5
