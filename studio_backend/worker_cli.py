@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMNI_TORCH_THREADS", "0")),
                     help="torch CPU threads (0 = torch's choice)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="lower this process's CPU priority by N (Unix nice): pages and votes on the same host first")
     ap.add_argument("--exit-when-idle", type=float, default=0.0,
                     help="stop after this many seconds without a job (0 = run until stopped)")
     a = ap.parse_args(argv)
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--kinds takes generate, train or both (comma-separated), not {a.kinds!r}")
     if a.backend != "embedded" and not a.model:
         ap.error(f"--backend {a.backend} needs --model: a diffusers model directory or a Hub id")
+    if a.nice > 0:
+        os.nice(a.nice)  # the worker's torch threads, started below, inherit it
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub id must be in the local cache unless HF_HUB_OFFLINE=0
     import torch
 

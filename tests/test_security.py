@@ -394,6 +394,62 @@ def test_the_json_arena_api_needs_a_session_and_stores_a_resubmitted_vote_once(h
     assert c.post("studio-api/arena/next", headers={"Authorization": f"Bearer {ctok}"}).status_code == 403
 
 
+def test_the_arena_api_in_processes_of_its_own_keeps_the_rules(hosted):
+    """`python -m app.api_server --workers 2` on the studio's home: the same sign-in, roles and blind pairs
+    as the studio's own routes, its pairs' clips served by the studio, a vote resubmitted through other
+    connections (either process) stored once, and nothing else answered (no docs, no files)."""
+    import httpx
+
+    from tests.launched import free_port
+
+    add_pairs(hosted["home"], 3, tag="-apiserver")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.api_server", "--home", str(hosted["home"]), "--port", str(port),
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    api = f"http://127.0.0.1:{port}/"
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                if httpx.get(api + "studio-api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.time() - t0 < 60, proc.stdout.read() if proc.poll() is not None else ""
+            time.sleep(0.3)
+        c = httpx.Client(base_url=api, timeout=60)
+        assert c.post("studio-api/arena/next").status_code == 401
+        for path in ("docs", "openapi.json", "gradio_api/info", "config"):
+            assert c.get(path).status_code == 404, path
+        assert c.post("studio-api/sign-in", json={"name": "ann", "password": "wrong-password"}).status_code == 401
+        tok = c.post("studio-api/sign-in", json={"name": "ann", "password": PASSWORDS["ann"]}).json()["token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        nxt = c.post("studio-api/arena/next", headers=h).json()["next"]
+        assert "secret-model" not in repr(nxt)
+        assert httpx.get(hosted["url"].rstrip("/") + nxt["left"], timeout=60).status_code == 200  # the studio serves it
+        assert c.get(nxt["left"]).status_code == 404  # the API process serves no files
+        first = c.post("studio-api/arena/vote", headers=h, json={"pair": nxt["pair"], "overall": "G"}).json()
+        assert first["stored"] is True
+        for _ in range(4):  # fresh connections: the kernel hands them to either worker process
+            with httpx.Client(base_url=api, timeout=60) as other:
+                again = other.post("studio-api/arena/vote", headers=h, json={"pair": nxt["pair"], "overall": "B"})
+                assert again.status_code == 200 and again.json()["stored"] is False
+        # a token the studio's own route issued works here and the other way round (one database, one secret)
+        tok2 = httpx.post(hosted["url"] + "studio-api/sign-in", json={"name": "ann", "password": PASSWORDS["ann"]},
+                          timeout=60).json()["token"]
+        assert c.post("studio-api/arena/next", headers={"Authorization": f"Bearer {tok2}"}).status_code == 200
+        st = Studio.open(hosted["home"])
+        ann = st.users.get("ann").id
+        mine = [v for v in st.arena.votes() if v["annotator_id"] == ann]
+        assert len(mine) == len({v["comparison_id"] for v in mine})
+        assert sum(1 for v in mine if v["overall"] in ("G", "B")) == len(mine)
+        ctok = c.post("studio-api/sign-in", json={"name": "cleo", "password": PASSWORDS["cleo"]}).json()["token"]
+        assert c.post("studio-api/arena/next", headers={"Authorization": f"Bearer {ctok}"}).status_code == 403
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_two_trainers_never_run_one_job(tmp_path):
     """A job's lease is renewed by its live holder; a second trainer (the studio's worker starting up,
     a CLI `studio_backend.train_jobs --resume`) takes it back only once the lease ran out or its process is gone."""

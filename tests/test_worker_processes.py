@@ -20,12 +20,12 @@ from tests.wan_tiny import save_tiny_wan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start(name: str, home: Path, url: str, model: str) -> subprocess.Popen:
+def _start(name: str, home: Path, url: str, model: str, nice: int = 0) -> subprocess.Popen:
     env = dict(os.environ, OMNI_WAN_MAX_SEQUENCE_LENGTH="16", PYTHONPATH=str(ROOT))
     env.pop("OMNI_DATABASE_URL", None)
     return subprocess.Popen([sys.executable, "-m", "studio_backend.worker", "--home", str(home), "--database-url", url,
                              "--backend", "wan", "--model", model, "--kinds", "generate", "--name", name,
-                             "--poll", "0.05", "--threads", "1", "--exit-when-idle", "3"],
+                             "--poll", "0.05", "--threads", "1", "--exit-when-idle", "3", "--nice", str(nice)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -55,11 +55,13 @@ def test_two_worker_processes_on_one_postgres_database_run_each_job_once(tmp_pat
     user = studio.users.ensure("maker", "creator")
     procs, logs = [], []
     try:
-        for name in ("gpu-host-1", "gpu-host-2"):
+        for name, nice in (("gpu-host-1", 0), ("gpu-host-2", 5)):  # the second one behind a host's pages
             logs.append([])
-            procs.append(_start(name, home, url, model))
+            procs.append(_start(name, home, url, model, nice))
         for p, log in zip(procs, logs):
             _wait_ready(p, log)
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, p.pid) - base for p in procs] == [0, 5]
         jobs = [studio.jobs.submit(user, "generate", MVLRequest(f"a red circle {k}", frames=5, height=16, width=16,
                                                                 steps=2, guidance=1.0).to_dict(), seed=k)
                 for k in range(6)]
