@@ -38,6 +38,18 @@ def run_dir(studio: Studio, job_id: int) -> Path:
     return studio.home / "runs" / f"job-{job_id}"
 
 
+def _checked_number(what: str, name: str, value, kind: type, limits: tuple) -> int | float:
+    """A training setting as a number of its kind within its limits; the error names the setting and the range."""
+    try:
+        v = kind(value)
+    except (TypeError, ValueError):
+        raise ServiceError(f"{what} {name} must be a number, got {value!r}")
+    lo, hi = limits
+    if not lo <= v <= hi:
+        raise ServiceError(f"{what} {name}={v} is outside {lo}..{hi}")
+    return v
+
+
 def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
     """Queue a DPO run on the active version's preference pairs; errors name the bad setting."""
     from training.dpo import DPOConfig
@@ -53,15 +65,7 @@ def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
     config = {}
     for k in DPO_KEYS:
         v = settings.get(k, defaults[k])
-        kind = int if k in INT_KEYS else float
-        try:
-            v = kind(v)
-        except (TypeError, ValueError):
-            raise ServiceError(f"DPO setting {k} must be a number, got {v!r}")
-        lo, hi = LIMITS[k]
-        if not lo <= v <= hi:
-            raise ServiceError(f"DPO setting {k}={v} is outside {lo}..{hi}")
-        config[k] = v
+        config[k] = _checked_number("DPO setting", k, v, int if k in INT_KEYS else float, LIMITS[k])
     if not training_pairs(studio, config["consistent"]):
         if config["consistent"] and training_pairs(studio):
             raise ServiceError("no consistent preference pairs: every pair has a vote that found its winner worse "
@@ -101,15 +105,7 @@ def submit_distill(studio: Studio, user: UserRecord, **settings) -> JobRecord:
                 raise ServiceError(f"distillation stage {v!r}: use trajectory, dmd or both")
             config[k] = v
             continue
-        kind = float if k == "lr" else int
-        try:
-            v = kind(v)
-        except (TypeError, ValueError):
-            raise ServiceError(f"distillation setting {k} must be a number, got {v!r}")
-        lo, hi = DISTILL_LIMITS[k]
-        if not lo <= v <= hi:
-            raise ServiceError(f"distillation setting {k}={v} is outside {lo}..{hi}")
-        config[k] = v
+        config[k] = _checked_number("distillation setting", k, v, float if k == "lr" else int, DISTILL_LIMITS[k])
     return studio.jobs.submit(user, "train", {"algorithm": "distill", "config": config}, seed=config["seed"],
                               model_version_id=parent.id)
 
