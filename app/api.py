@@ -17,13 +17,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from studio_backend.services import DIMENSIONS, ServiceError
 
 from .context import AppContext
 
 PREFIX = "/studio-api"
+MAX_BODY = 16 * 1024  # bytes: a vote or a sign-in is under 1 KB
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object, read at most MAX_BODY bytes (a declared or a streamed larger body is
+    refused with 413 before it is held in memory); 422 for anything but a JSON object."""
+    import json
+
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise HTTPException(413, f"the request body is over {MAX_BODY} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise HTTPException(413, f"the request body is over {MAX_BODY} bytes")
+    try:
+        body = json.loads(bytes(data) or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(422, "the request body must be a JSON object")
+    if not isinstance(body, dict):
+        raise HTTPException(422, "the request body must be a JSON object")
+    return body
 
 
 def install(app, ctx: AppContext) -> None:
@@ -51,7 +74,7 @@ def install(app, ctx: AppContext) -> None:
         return {"ok": True, "accounts": ctx.mode == "accounts"}
 
     @router.post(PREFIX + "/sign-in")
-    def sign_in(body: dict):
+    def sign_in(body: dict = Depends(json_body)):
         if ctx.mode != "accounts":
             raise HTTPException(404, "this studio has no accounts")
         try:
@@ -69,7 +92,7 @@ def install(app, ctx: AppContext) -> None:
             raise HTTPException(403, str(e))
 
     @router.post(PREFIX + "/arena/vote")
-    def arena_vote(body: dict, request: Request):
+    def arena_vote(request: Request, body: dict = Depends(json_body)):
         user = user_of(request)
         token = str(body.get("pair", ""))
         verdicts = body.get("verdicts") or {}

@@ -371,9 +371,26 @@ def test_a_video_bomb_and_a_gif_in_a_video_slot_are_refused_at_once(hosted):
         assert stored() == before
 
 
+def _refuses_oversized_and_malformed_bodies(base: str) -> None:
+    """A body over 16 KB, declared or streamed without a length, is refused (413) before the server holds it;
+    a body that is not a JSON object gets 422; neither is a vote."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for path in ("studio-api/sign-in", "studio-api/arena/vote"):
+            assert c.post(path, content=b"{" + b" " * 1_000_000 + b"}",
+                          headers={"Content-Type": "application/json"}).status_code == 413, path
+            streamed = c.post(path, content=(b" " * 65536 for _ in range(16)),  # chunked: no declared length
+                              headers={"Content-Type": "application/json"})
+            assert streamed.status_code == 413, (path, streamed.status_code)
+            assert c.post(path, content=b"[1, 2]", headers={"Content-Type": "application/json"}).status_code == 422
+            assert c.post(path, content=b"\xff\xfe", headers={"Content-Type": "application/json"}).status_code == 422
+
+
 def test_the_json_arena_api_needs_a_session_and_stores_a_resubmitted_vote_once(hosted):
     import httpx
 
+    _refuses_oversized_and_malformed_bodies(hosted["url"])
     add_pairs(hosted["home"], 2, tag="-api")
     c = httpx.Client(base_url=hosted["url"], timeout=60)
     assert c.post("studio-api/arena/next").status_code == 401
@@ -417,6 +434,7 @@ def test_the_arena_api_in_processes_of_its_own_keeps_the_rules(hosted):
                 pass
             assert proc.poll() is None and time.time() - t0 < 60, proc.stdout.read() if proc.poll() is not None else ""
             time.sleep(0.3)
+        _refuses_oversized_and_malformed_bodies(api)
         c = httpx.Client(base_url=api, timeout=60)
         assert c.post("studio-api/arena/next").status_code == 401
         for path in ("docs", "openapi.json", "gradio_api/info", "config"):
