@@ -162,15 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.nabla")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per measurement (best is kept)")
+    ap.add_argument("--kernel-only", action="store_true",
+                    help="only the kernel rows (random block masks at fixed kept fractions): minutes, not a quarter hour")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows, kernel = [], []
     t_start = time.time()
     with torch.no_grad():
         for seq, kind, layers, blocks, perm, velocity in sequences():
+            if args.kernel_only and kind != "generator":
+                continue
             dense = [F.scaled_dot_product_attention(q, k, v) for q, k, v in layers]
             t_dense = sum(best_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.repeat) for q, k, v in layers)
-            for thr, window, group in SETTINGS:
+            for thr, window, group in ([] if args.kernel_only else SETTINGS):
                 s = nb.NablaSettings(block=64, threshold=thr, sta_window=window, query_group=group, backend="gather")
                 paths = []
                 t_nabla = t_mask = 0.0
