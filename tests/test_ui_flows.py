@@ -725,8 +725,10 @@ def test_a_reloaded_page_follows_its_running_generation_again(app, chromium):
     st = Studio.open(app["home"])
     cleo = st.users.get("cleo")
     pid = next(p.id for p in st.projects.list(cleo) if p.owner_id == cleo.id)
+    # enough queued work that the newest is still waiting when the page has signed in: one 150-step job on
+    # the tiny model takes 0.4 s on a quiet machine (three were all done before the sign-in: a flaky test)
     jobs = [st.jobs.submit(cleo, "generate", MVLRequest(f"A red circle moves left, take {k}.", steps=150).to_dict(),
-                           seed=k, project_id=pid) for k in range(3)]
+                           seed=k, project_id=pid) for k in range(30)]
     page = _page(chromium, app, "cleo")
     _tab(page, "Create")
     page.locator("#create-status").get_by_text("following it again").wait_for(timeout=30_000)
