@@ -36,8 +36,6 @@ def _json(obj: Any) -> Response:
 async def json_body(request: Request) -> dict:
     """The request's JSON object, read at most MAX_BODY bytes (a declared or a streamed larger body is
     refused with 413 before it is held in memory); 422 for anything but a JSON object."""
-    import json
-
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise HTTPException(413, f"the request body is over {MAX_BODY} bytes")
@@ -47,8 +45,8 @@ async def json_body(request: Request) -> dict:
         if len(data) > MAX_BODY:
             raise HTTPException(413, f"the request body is over {MAX_BODY} bytes")
     try:
-        body = json.loads(bytes(data) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+        body = orjson.loads(bytes(data) or b"{}")
+    except orjson.JSONDecodeError:
         raise HTTPException(422, "the request body must be a JSON object")
     if not isinstance(body, dict):
         raise HTTPException(422, "the request body must be a JSON object")

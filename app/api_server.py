@@ -44,9 +44,8 @@ def create_app():
 
     @asynccontextmanager
     async def lifespan(_app):
-        # A few handler threads per process, not anyio's 40: a vote drops the interpreter lock at every
-        # SQLite call, and with 20 threads waiting for it each re-take can wait 20 switch intervals (a
-        # vote's p99 went to 400-900 ms); requests beyond these wait their turn in the event loop instead.
+        # Handler threads per process (OMNI_API_THREADS; anyio's default is 40). Measured this session with
+        # benchmarks/votes_http.py --topology split: 4 and 40 within run-to-run noise, 2 slower; 4 is kept.
         import anyio.to_thread
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads

@@ -679,7 +679,7 @@ class GroupWriter:
     def _write_fast(self, batch: list) -> None:
         """The whole batch in a few statements: duplicates (taken idempotency key, or this annotator
         on this pair, stored or earlier in the batch) are found by one look-up and left out, the
-        rest inserted with one multi-row INSERT ... RETURNING and the counters bumped per pair."""
+        rest inserted one INSERT ... RETURNING each (prepared SQL text) and the counters bumped per pair."""
         rows = [row for row, _, _ in batch]
         cids = {r["comparison_id"] for r in rows}
         with self.db.transaction() as s:  # plain rows and SQL text: this runs for every batch of votes
