@@ -153,13 +153,23 @@ class OmniBlock(nn.Module):
         return c, (k, v)
 
     def target_forward(self, x, x_angles, temb, ck, cv, c_mask):
+        B, N, _ = x.shape
+
+        def attend(q, k, v):  # every target token sees the condition tokens and all target tokens
+            keys = torch.cat([ck, k], dim=2)
+            vals = torch.cat([cv, v], dim=2)
+            mask = torch.cat([c_mask, torch.ones(B, N, dtype=torch.bool, device=x.device)], dim=1)
+            return F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask[:, None, None, :])
+
+        return self.modulated_step(x, x_angles, temb, attend)
+
+    def modulated_step(self, x, x_angles, temb, attend):
+        """The target tokens' adaLN-Zero attention + MLP; `attend(q, k, v)` (each (B, H, N, Dh)) says which keys
+        each query sees (the SR stage's blocks attend inside windows) and returns (B, H, N, Dh)."""
         B, N, D = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(temb)[:, None].chunk(6, dim=-1)
         q, k, v = self._qkv(self.norm1(x) * (1 + sc1) + sh1, x_angles)
-        keys = torch.cat([ck, k], dim=2)
-        vals = torch.cat([cv, v], dim=2)
-        mask = torch.cat([c_mask, torch.ones(B, N, dtype=torch.bool, device=x.device)], dim=1)
-        att = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask[:, None, None, :])
+        att = attend(q, k, v)
         x = x + g1 * self.proj(att.transpose(1, 2).reshape(B, N, D))
         x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
         return x

@@ -132,6 +132,21 @@ class OmniPipeline:
         (d / "model_index.json").write_text(json.dumps(index, indent=1))
         return d
 
+    def save_replacing(self, directory: str | Path) -> Path:
+        """Save into DIRECTORY.tmp, then put it in DIRECTORY's place: a reader (the studio, a resumed run) never
+        sees a half-written model, and a crash mid-save leaves the previous one whole."""
+        import shutil
+
+        final = Path(directory)
+        tmp = final.with_name(final.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        return final
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "OmniPipeline":
         d = Path(directory)

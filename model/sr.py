@@ -86,25 +86,24 @@ class SRBlock(OmniBlock):
     """The generator's block with the target attention inside (shifted) windows."""
 
     def target_forward_windows(self, x, x_angles, temb, ck, cv, c_mask, perm, inv, n_windows, attend):
-        B, N, D = x.shape
-        sh1, sc1, g1, sh2, sc2, g2 = self.ada(temb)[:, None].chunk(6, dim=-1)
-        q, k, v = self._qkv(self.norm1(x) * (1 + sc1) + sh1, x_angles)  # (B, H, N, Dh)
-        Hh, Dh = q.shape[1], q.shape[3]
-        Lw = N // n_windows
+        B, N, _ = x.shape
 
-        def to_windows(t):  # (B, H, N, Dh) -> (B * nW, H, Lw, Dh) in window order
-            t = t[:, :, perm].view(B, Hh, n_windows, Lw, Dh)
-            return t.transpose(1, 2).reshape(B * n_windows, Hh, Lw, Dh)
+        def windowed(q, k, v):  # (B, H, N, Dh) -> attention inside each window (plus the conditions) -> back
+            Hh, Dh = q.shape[1], q.shape[3]
+            Lw = N // n_windows
 
-        def per_window(t):  # condition keys (B, H, Lc, Dh) -> every window of its clip
-            return t[:, None].expand(B, n_windows, *t.shape[1:]).reshape(B * n_windows, *t.shape[1:])
+            def to_windows(t):  # (B, H, N, Dh) -> (B * nW, H, Lw, Dh) in window order
+                t = t[:, :, perm].view(B, Hh, n_windows, Lw, Dh)
+                return t.transpose(1, 2).reshape(B * n_windows, Hh, Lw, Dh)
 
-        cm = c_mask[:, None].expand(B, n_windows, c_mask.shape[1]).reshape(B * n_windows, -1)
-        att = attend(to_windows(q), to_windows(k), to_windows(v), per_window(ck), per_window(cv), cm)
-        att = att.view(B, n_windows, Hh, Lw, Dh).transpose(1, 2).reshape(B, Hh, N, Dh)[:, :, inv]
-        x = x + g1 * self.proj(att.transpose(1, 2).reshape(B, N, D))
-        x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
-        return x
+            def per_window(t):  # condition keys (B, H, Lc, Dh) -> every window of its clip
+                return t[:, None].expand(B, n_windows, *t.shape[1:]).reshape(B * n_windows, *t.shape[1:])
+
+            cm = c_mask[:, None].expand(B, n_windows, c_mask.shape[1]).reshape(B * n_windows, -1)
+            att = attend(to_windows(q), to_windows(k), to_windows(v), per_window(ck), per_window(cv), cm)
+            return att.view(B, n_windows, Hh, Lw, Dh).transpose(1, 2).reshape(B, Hh, N, Dh)[:, :, inv]
+
+        return self.modulated_step(x, x_angles, temb, windowed)
 
 
 class SRStage(Component):

@@ -192,16 +192,22 @@ def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lo
         return jobs.get(job.id)
     if canceled:
         return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{cfg.steps}")
-    name = f"{parent.name}+dpo-job{job.id}"
-    new.config.version = name
-    path = new.save_pretrained(studio.home / "models" / f"job-{job.id}")
-    v = studio.registry.register(name, str(path), parent_id=parent.id, run_job_id=job.id,
-                                 metrics={"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"],
-                                          "final_loss": log[-1]["loss"], "train_s": round(time.time() - t0, 1),
-                                          "resumed": resumed})
-    return jobs.finish(job.id, "succeeded", f"trained candidate {name} (version {v.id}) on {len(pairs)} pairs; "
-                                            f"schedule an evaluation against version {parent.id}",
-                       model_version_id=v.id)
+    return _register_candidate(studio, job, parent, new, f"{parent.name}+dpo-job{job.id}",
+                               {"dpo_pairs": len(pairs), "final_margin": log[-1]["margin"],
+                                "final_loss": log[-1]["loss"], "train_s": round(time.time() - t0, 1),
+                                "resumed": resumed},
+                               "trained candidate {name} (version {id}) on %d pairs" % len(pairs))
+
+
+def _register_candidate(studio: Studio, job: JobRecord, parent, pipe, name: str, metrics: dict,
+                        done: str) -> JobRecord:
+    """A finished training job's model: saved under the studio's models/, registered as a candidate whose parent
+    is `parent`, the job closed with `done` (its {name} and {id} filled in) and the next step named."""
+    pipe.config.version = name
+    path = pipe.save_pretrained(studio.home / "models" / f"job-{job.id}")
+    v = studio.registry.register(name, str(path), parent_id=parent.id, run_job_id=job.id, metrics=metrics)
+    return studio.jobs.finish(job.id, "succeeded", done.format(name=name, id=v.id)
+                              + f"; schedule an evaluation against version {parent.id}", model_version_id=v.id)
 
 
 def _run_distill_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lost) -> JobRecord:
@@ -254,16 +260,11 @@ def _run_distill_job(studio: Studio, job: JobRecord, load_pipeline, save_every, 
         return jobs.get(job.id)
     if canceled:
         return jobs.finish(job.id, "canceled", f"canceled at step {log[-1]['step'] if log else 0}/{total}")
-    name = f"{parent.name}+distill{cfg.steps}-job{job.id}"
-    student.config.version = name
-    path = student.save_pretrained(studio.home / "models" / f"job-{job.id}")
-    v = studio.registry.register(name, str(path), parent_id=parent.id, run_job_id=job.id,
-                                 metrics={"distilled_steps": cfg.steps, "stage": cfg.stage,
-                                          "final_loss": log[-1]["loss"] if log else None,
-                                          "train_s": round(time.time() - t0, 1), "resumed": resumed})
-    return jobs.finish(job.id, "succeeded", f"distilled candidate {name} (version {v.id}): {cfg.steps} steps, no "
-                                            f"guidance pass; schedule an evaluation against version {parent.id}",
-                       model_version_id=v.id)
+    return _register_candidate(studio, job, parent, student, f"{parent.name}+distill{cfg.steps}-job{job.id}",
+                               {"distilled_steps": cfg.steps, "stage": cfg.stage,
+                                "final_loss": log[-1]["loss"] if log else None,
+                                "train_s": round(time.time() - t0, 1), "resumed": resumed},
+                               "distilled candidate {name} (version {id}): %d steps, no guidance pass" % cfg.steps)
 
 
 def load_pipeline(path: str):

@@ -438,17 +438,7 @@ def distill(teacher: OmniPipeline, cfg: DistillConfig, on_step: Callable[[int, d
 
 def export(pipe: OmniPipeline, out: Path, name: str = "model") -> Path:
     """Save a pipeline as OUT/name, replacing the previous one only once the new one is complete."""
-    import shutil
-
-    tmp = out / f"{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    pipe.save_pretrained(tmp)
-    final = out / name
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
+    return pipe.save_replacing(out / name)
 
 
 def main(cfg: DistillConfig, resume: bool = True) -> dict:

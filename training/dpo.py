@@ -141,6 +141,35 @@ def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPO
                          cfg.beta, w)
 
 
+class RunCheckpoint:
+    """One DPO run's checkpoint file (None: no checkpointing): its weights, optimiser, step and log, tagged with
+    the run's settings and pair count so that another run's file is refused rather than continued."""
+
+    def __init__(self, path: str | None, cfg: DPOConfig, n_pairs: int):
+        from pathlib import Path
+
+        self.path = Path(path) if path else None
+        self.tag = {"config": asdict(cfg), "pairs": n_pairs}
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        st = torch.load(self.path, weights_only=False)
+        if st.get("config") != self.tag["config"] or st.get("pairs") != self.tag["pairs"]:
+            raise ValueError(f"{self.path} belongs to another run (different settings or pairs); "
+                             "delete it to start over")
+        return st
+
+    def save(self, step: int, log: list[dict], **state) -> None:
+        """Write to a temporary file, then replace: a crash mid-save leaves the previous checkpoint whole."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({**state, "step": step, "log": log, **self.tag}, tmp)
+        tmp.replace(self.path)
+
+
 def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, checkpoint: str | None = None,
           save_every: int = 0) -> tuple[OmniPipeline, list[dict]]:
     """DPO on the given pairs; returns a new pipeline (merged weights) and the log.
@@ -151,8 +180,6 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     it. Each step draws its pairs and noise from (seed, step) alone, so a run that was stopped
     and resumed ends with the same weights as one that ran straight through.
     """
-    from pathlib import Path
-
     torch.manual_seed(cfg.seed)
     ref = copy.deepcopy(pipe.generator).eval()
     for p in ref.parameters():
@@ -164,23 +191,15 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     log: list[dict] = []
     start = 0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
-        if st.get("config") != asdict(cfg) or st.get("pairs") != len(pairs):
-            raise ValueError(f"{ckpt} belongs to another run (different settings or pairs); delete it to start over")
+    ckpt = RunCheckpoint(checkpoint, cfg, len(pairs))
+    st = ckpt.load()
+    if st is not None:
         policy.load_state_dict(st["policy"])
         opt.load_state_dict(st["opt"])
         start, log = int(st["step"]), list(st["log"])
 
     def save(step: int) -> None:
-        if ckpt is None:
-            return
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step, "log": log,
-                    "config": asdict(cfg), "pairs": len(pairs)}, tmp)
-        tmp.replace(ckpt)
+        ckpt.save(step, log, policy=policy.state_dict(), opt=opt.state_dict())
 
     step = start
     for step in range(start + 1, cfg.steps + 1):

@@ -17,14 +17,13 @@ candidate version is the parent's model plus this adapter.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from model import flow_matching as fm
-from .dpo import DPOConfig, flow_dpo_loss
+from .dpo import DPOConfig, RunCheckpoint, flow_dpo_loss
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections of every Wan block
 DEFAULT_RANK = 8  # DPOConfig.lora_rank 0 means full fine-tuning for the embedded model; Wan trains LoRA only
@@ -100,11 +99,9 @@ def train_lora(backend, pairs: list[dict], cfg: DPOConfig, out: str | Path, on_s
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     log: list[dict] = []
     start = 0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
-        if st.get("config") != asdict(cfg) or st.get("pairs") != len(pairs):
-            raise ValueError(f"{ckpt} belongs to another run (different settings or pairs); delete it to start over")
+    ckpt = RunCheckpoint(checkpoint, cfg, len(pairs))
+    st = ckpt.load()
+    if st is not None:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(tr, st["lora"], adapter_name="dpo")
@@ -112,13 +109,7 @@ def train_lora(backend, pairs: list[dict], cfg: DPOConfig, out: str | Path, on_s
         start, log = int(st["step"]), list(st["log"])
 
     def save(step: int) -> None:
-        if ckpt is None:
-            return
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"lora": lora_state(tr), "opt": opt.state_dict(), "step": step, "log": log,
-                    "config": asdict(cfg), "pairs": len(pairs)}, tmp)
-        tmp.replace(ckpt)
+        ckpt.save(step, log, lora=lora_state(tr), opt=opt.state_dict())
 
     cache: dict[int, tuple] = {}  # per pair: conditions and clean latents (they do not change)
 

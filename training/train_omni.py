@@ -237,15 +237,7 @@ def export_model(ema: OmniGenerator, vae, te, cfg: TrainConfig, step: int, out: 
             carried = {}
     pipe = OmniPipeline(vae, ema, te, RuleEnhancer(enhancer_vocabulary(), te),
                         PipelineConfig(version=f"{cfg.stage}-{step}", shift=cfg.sample_shift, notes=notes, **carried))
-    tmp = out / f"{name}.tmp"
-    pipe.save_pretrained(tmp)
-    final = out / name
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
+    return pipe.save_replacing(out / name)
 
 
 def main(cfg: TrainConfig, resume: bool = True) -> dict:
