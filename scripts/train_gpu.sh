@@ -2,8 +2,9 @@
 # The embedded model v2 at GPU scale in one run that fits a lent GPU machine's 10-minute command limit:
 #   bash scripts/train_gpu.sh            # on a CUDA host (one H200, 16 CPU cores): about 9 minutes
 #   bash scripts/train_gpu.sh --smoke    # the same path on this CPU, a few steps (run by the test suite)
-# It continues the newest committed state of the layout model (assets/train_state/layout4x, else the
-# shipped model with the layout path added), renders the world in worker processes, trains with a
+# It continues the newest committed state of the layout model: the 2x-VAE path (assets/train_state/layout2x,
+# the furthest: its VAE inside), else the 4x one (assets/train_state/layout4x), else the shipped model with the
+# layout path added; renders the world in worker processes, trains with a
 # wall-clock budget and writes the model directory and its log to $OUT (default runs/gpu):
 #   $OUT/model (ready for `python -m training.evaluate --model $OUT/model`), $OUT/state (fp16 EMA +
 #   step + schedule, to commit as assets/train_state/...), $OUT/log.jsonl, $OUT/train.log.
@@ -14,7 +15,8 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 INIT=assets/models/omni-world
-[ -f assets/train_state/layout4x/state.json ] && INIT=assets/train_state/layout4x
+for s in layout4x layout2x; do [ -f assets/train_state/$s/state.json ] && INIT=assets/train_state/$s; done
+echo "init: $INIT"
 FAMS="t2v:4,i2v:2,arrows:2,boxes:2,reasoning:1,image_ref:1,subject_ref:1,novel_view:1,$($PY -c 'from training.data import SFT_FAMILIES as F; print(",".join(f+":0.5" for f in F if f not in ("t2v","i2v","arrows","boxes","reasoning","image_ref","subject_ref","novel_view")))')"
 if [ "${1:-}" = "--smoke" ]; then
   ARGS=(--device cpu --batch 4 --steps 2 --workers 2 --threads 1 --save-every 2 --log-every 1 --max-minutes 5)

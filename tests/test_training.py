@@ -317,6 +317,8 @@ def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
     assert [x["step"] for x in log] == [1, 2] and all(x["loss"] > 0 for x in log)
     pipe = OmniPipeline.from_pretrained(tmp_path / "gpu" / "model")
     assert pipe.generator.config.layout_channels == 4
+    # it continues the furthest committed state: the 2x-VAE path, its VAE inside
+    assert "init: assets/train_state/layout2x" in r.stdout and pipe.vae.config.spatial_down == 2
     assert json.loads((tmp_path / "gpu" / "state" / "state.json").read_text())["step"] == 2
 
 
