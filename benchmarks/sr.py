@@ -71,6 +71,21 @@ def nearest(clip: np.ndarray, s: int = 4) -> np.ndarray:
     return clip.repeat(s, 1).repeat(s, 2)
 
 
+def area_down(clip: np.ndarray, s: int = 4) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the s x s area average: what a 128 x 128 render says at 32 x 32."""
+    t = torch.from_numpy(clip).permute(0, 3, 1, 2).double()
+    return F.avg_pool2d(t, s).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def consistency(hr: np.ndarray, base: np.ndarray) -> dict:
+    """How far the 32 x 32 base clip is from the 128 x 128 target's own 4x area average, and what bicubic makes
+    of that average. The world renders each size on its own (positions and sizes rounded per size, textures
+    point-sampled), so the base clip is not the target's downsample: the gap between `downsampled_bicubic_psnr`
+    and `bicubic_psnr` is what that costs before any stage sees the clip."""
+    down = area_down(hr)
+    return {"base_vs_downsampled_psnr": psnr(base, down), "downsampled_bicubic_psnr": psnr(bicubic(down), hr)}
+
+
 def attributes(clip: np.ndarray, case) -> list[tuple[bool, bool]]:
     """Per truth subject: (shape right, pattern right) as the world's checker reads them off the clip."""
     from training.evaluate import FOUND_PASS
@@ -100,7 +115,7 @@ class Side:
         self.rows: list[dict] = []
 
     def add(self, family: str, hr: np.ndarray, base: np.ndarray, sr_clip: np.ndarray, case) -> dict:
-        row = {"family": family}
+        row = {"family": family, **consistency(hr, base)}
         for name, clip in (("sr", sr_clip), ("bicubic", bicubic(base)), ("nearest", nearest(base))):
             row[f"{name}_psnr"] = psnr(clip, hr)
             row[f"{name}_ssim"] = ssim(clip, hr)
@@ -118,13 +133,44 @@ class Side:
     def summary(self, rows: list[dict] | None = None) -> dict:
         rows = self.rows if rows is None else rows
         out = {"cases": len(rows)}
-        for k in ("sr_psnr", "bicubic_psnr", "nearest_psnr", "sr_ssim", "bicubic_ssim", "nearest_ssim"):
-            out[k] = round(float(np.mean([r[k] for r in rows])), 3) if rows else None
-        if rows:
+        for k in ("sr_psnr", "bicubic_psnr", "nearest_psnr", "sr_ssim", "bicubic_ssim", "nearest_ssim",
+                  "base_vs_downsampled_psnr", "downsampled_bicubic_psnr"):
+            if rows and k in rows[0]:
+                out[k] = round(float(np.mean([r[k] for r in rows])), 3)
+        if rows and "sr_psnr" in rows[0]:
             out["sr_gain_db"] = round(out["sr_psnr"] - out["bicubic_psnr"], 3)
         for k in ("attributes", "base_right", "kept", "lost", "gained"):
-            out[k] = int(sum(r[k] for r in rows))
+            if rows and k in rows[0]:
+                out[k] = int(sum(r[k] for r in rows))
         return out
+
+
+def consistency_report(a) -> int:
+    """`--consistency-only`: per family, bicubic from the world's base clip against bicubic from the target's
+    own area average (a floor on what the renderer's size-by-size rounding costs), no model involved."""
+    from training.evaluate import bench_cases
+    from training.world import FAMILIES
+
+    fams = [f for f in a.families.split(",") if f] or list(FAMILIES)
+    rows = []
+    for fam in fams:
+        for case in bench_cases(fam, a.cases):
+            hr = case.target_hr(4)
+            rows.append({"family": fam, "bicubic_psnr": psnr(bicubic(case.target), hr), **consistency(hr, case.target)})
+    keys = ("bicubic_psnr", "downsampled_bicubic_psnr", "base_vs_downsampled_psnr")
+
+    def mean(rs):
+        return {k: round(float(np.mean([r[k] for r in rs])), 3) for k in keys} | {"cases": len(rs)}
+
+    report = {"cases_per_family": a.cases, "all": mean(rows),
+              "families": {f: mean([r for r in rows if r["family"] == f]) for f in fams}}
+    print(f"{'family':16s} {'bicubic(base)':>14s} {'bicubic(down(HR))':>18s} {'base vs down(HR)':>17s}")
+    for f, m in [*report["families"].items(), ("ALL", report["all"])]:
+        print(f"{f:16s} {m['bicubic_psnr']:14.2f} {m['downsampled_bicubic_psnr']:18.2f} {m['base_vs_downsampled_psnr']:17.2f}")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(report, indent=1))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="timing repeats (best of)")
     ap.add_argument("--no-nabla", action="store_true", help="skip the NABLA against dense rows")
     ap.add_argument("--json", default="", help="write the report here")
+    ap.add_argument("--consistency-only", action="store_true",
+                    help="only how far the world's 32 x 32 clips are from their 128 x 128 renders' downsample (no model)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if a.consistency_only:
+        return consistency_report(a)
 
     from model.pipeline import OmniPipeline
     from model.sr import SRStage

@@ -157,3 +157,26 @@ def test_a_few_training_steps_stay_close_to_the_input(tmp_path):
     with torch.no_grad():  # before a step the refiner adds nothing
         torch.testing.assert_close(fresh(base, fresh.embed_conditions(images)), before(base, before.embed_conditions(images)),
                                    atol=1e-6, rtol=0)
+
+
+def test_the_sr_benchmark_measures_how_far_a_base_clip_is_from_its_targets_downsample(tmp_path):
+    """benchmarks.sr's consistency figures: a base clip that is its target's area average scores inf and
+    bicubic from it is bicubic from the base; the world's own pairs are not (each size rendered on its own)."""
+    import json
+
+    import numpy as np
+
+    from benchmarks import sr as bench
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    hr = bench.nearest(base)
+    assert np.array_equal(bench.area_down(hr), base)
+    c = bench.consistency(hr, base)
+    assert c["base_vs_downsampled_psnr"] == float("inf")
+    assert c["downsampled_bicubic_psnr"] == bench.psnr(bench.bicubic(base), hr)
+    out = tmp_path / "c.json"
+    assert bench.main(["--consistency-only", "--families", "t2v", "--cases", "1", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["all"]["cases"] == 1 and rep["all"]["base_vs_downsampled_psnr"] < 40
+    assert rep["all"]["downsampled_bicubic_psnr"] > rep["all"]["bicubic_psnr"]
