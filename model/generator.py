@@ -54,6 +54,13 @@ class GeneratorConfig:
     # path added computes exactly what it did until training opens it.
     layout_channels: int = 0
     layout_patch: int = 4
+    # A local head at latent resolution (0 = none; else its width): a token covers patch x patch latent cells
+    # (8 x 8 pixels on the 2x VAE with patch 4), so two subjects in one token share one output projection and
+    # their colours merge. The head sees, per latent cell, the transformer's velocity, the noisy latent and the
+    # layout raster pooled to that cell, through convolutions that cross token edges (3 x 3 in space, 3 in
+    # time in the middle layer), its width modulated by the timestep; its last layer starts at zero, so a
+    # trained generator with the head added computes exactly what it did.
+    refine_channels: int = 0
 
 
 @dataclass
@@ -175,6 +182,34 @@ class OmniBlock(nn.Module):
         return x
 
 
+class LatentRefiner(nn.Module):
+    """GeneratorConfig.refine_channels: a residual on the velocity at latent resolution (B, C, T, h, w)."""
+
+    def __init__(self, latent_channels: int, layout_channels: int, width: int, dim: int):
+        super().__init__()
+        self.layout_channels = layout_channels
+        self.inp = nn.Conv3d(2 * latent_channels + layout_channels, width, (1, 3, 3), padding=(0, 1, 1))
+        self.mid = nn.Conv3d(width, width, 3, padding=1)
+        self.out = nn.Conv3d(width, latent_channels, (1, 3, 3), padding=(0, 1, 1))
+        self.film = nn.Linear(dim, 2 * width)  # scale / shift of the middle features from the timestep
+
+    def reset(self) -> None:
+        for m in (self.inp, self.mid):
+            m.reset_parameters()
+        for m in (self.out, self.film):  # the head starts as no change; FiLM as identity
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, v, x, layout, temb):
+        parts = [v, x]
+        if self.layout_channels:
+            parts.append(layout if layout is not None else v.new_zeros(v.shape[0], self.layout_channels, *v.shape[2:]))
+        h = F.silu(self.inp(torch.cat(parts, 1)))
+        scale, shift = self.film(temb).chunk(2, dim=-1)
+        h = F.silu(self.mid(h) * (1 + scale[:, :, None, None, None]) + shift[:, :, None, None, None])
+        return self.out(h)
+
+
 class OmniGenerator(Component):
     config_class = GeneratorConfig
 
@@ -198,6 +233,8 @@ class OmniGenerator(Component):
         self.final = nn.Linear(d, pdim)
         self.skip_ada = nn.Linear(d, pdim) if c.input_skip else None  # the input path's gain per channel
         self.layout_embed = nn.Linear(c.layout_channels * c.layout_patch ** 2, d) if c.layout_channels else None
+        self.refine = LatentRefiner(c.latent_channels, c.layout_channels, c.refine_channels, d) \
+            if c.refine_channels else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -205,6 +242,8 @@ class OmniGenerator(Component):
         zeros = [b.ada for b in self.blocks] + [self.final_ada, self.final]
         zeros += [m for m in (self.skip_ada, self.layout_embed) if m is not None]
         dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token], zeros)
+        if self.refine is not None:
+            self.refine.reset()
 
     # ------------------------------------------------------------ patches
     def patchify(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,4 +350,10 @@ class OmniGenerator(Component):
         out = self.final(self.final_norm(xt) * (1 + scale) + shift)
         if self.skip_ada is not None:
             out = out + self.skip_ada(temb)[:, None] * tokens
-        return self.unpatchify(out, (C, T, h, w))
+        v = self.unpatchify(out, (C, T, h, w))
+        if self.refine is not None:
+            lay = None
+            if self.refine.layout_channels and cond.layout is not None:
+                lay = F.adaptive_avg_pool3d(cond.layout.float(), (T, h, w)).to(v.dtype)
+            v = v + self.refine(v, x, lay, temb)
+        return v

@@ -398,3 +398,64 @@ def test_the_input_path_carries_the_noise_a_narrow_token_cannot(tmp_path):
     with_skip.save_pretrained(tmp_path / "g")
     back = OmniGenerator.from_pretrained(tmp_path / "g")
     assert back.config.input_skip and torch.equal(back.skip_ada.weight, with_skip.skip_ada.weight)
+
+
+def test_the_latent_head_draws_what_a_token_cannot_and_starts_as_no_change(tmp_path):
+    """Patch 4 on 4 channels and 32 wide: a token cannot carry the 64 numbers of a layout-shaped clean latent
+    (random boxes, cell-sharp, inside and across tokens), so the velocity's x0 part stays blurred; the
+    latent-resolution head sees the layout per cell and draws it. Added to a trained generator it changes
+    nothing until trained; it survives save / load, and the condition cache still equals no cache."""
+    from model.generator import LAYOUT, CondPiece
+    from training.train_omni import TrainConfig, with_refine
+
+    def boxes(g, n):  # (n, 4, 1, 32, 32) layout rasters: occupancy of a random box (channel 3), colour 0-2
+        r = torch.zeros(n, 4, 1, 32, 32)
+        for i in range(n):
+            x0, y0 = torch.randint(0, 24, (2,), generator=g).tolist()
+            w, hh = torch.randint(4, 9, (2,), generator=g).tolist()
+            r[i, :, :, y0:y0 + hh, x0:x0 + w] = 1.0
+        return r
+
+    def train(head: int) -> tuple[OmniGenerator, float]:
+        torch.manual_seed(0)
+        gen = OmniGenerator(GeneratorConfig(latent_channels=4, patch=4, dim=32, depth=1, heads=2, text_dim=32,
+                                            rope_split=(4, 6, 6), input_skip=True, layout_channels=4,
+                                            refine_channels=head))
+        opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(1)
+        losses = []
+        for _ in range(150):
+            lay = boxes(g, 8)
+            text = CondPiece(kind=TEXT, data=torch.randn(3, 32, generator=g), mask=torch.ones(3, dtype=torch.bool))
+            cond = gen.embed_conditions([[text, CondPiece(LAYOUT, lay[i])] for i in range(8)])
+            x0 = 2 * torch.nn.functional.avg_pool3d(lay, (1, 4, 4)) - 1  # (8, 4, 1, 8, 8): the boxes, cell-sharp
+            noise = torch.randn(8, 4, 1, 8, 8, generator=g)
+            s = 0.2 + 0.6 * torch.rand(8, generator=g)
+            xs = (1 - s.view(-1, 1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1, 1) * noise
+            loss = ((gen(xs, s * 1000, cond) - (noise - x0)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return gen, float(np.mean(losses[-20:]))
+
+    plain_gen, plain = train(0)
+    headed, with_head = train(16)
+    assert with_head < 0.5 * plain, (with_head, plain)
+    # added to a trained generator, the head changes nothing until trained
+    added = with_refine(plain_gen, TrainConfig(refine=16))
+    assert added.config.refine_channels == 16 and with_refine(plain_gen, TrainConfig()) is plain_gen
+    g = torch.Generator().manual_seed(5)
+    lay = boxes(g, 2)
+    text = CondPiece(kind=TEXT, data=torch.randn(3, 32, generator=g), mask=torch.ones(3, dtype=torch.bool))
+    pieces = [[text, CondPiece(LAYOUT, lay[i])] for i in range(2)]
+    x, t = torch.randn(2, 4, 1, 8, 8, generator=g), torch.tensor([300.0, 800.0])
+    with torch.no_grad():
+        torch.testing.assert_close(added(x, t, added.embed_conditions(pieces)),
+                                   plain_gen(x, t, plain_gen.embed_conditions(pieces)))
+        cond = headed.embed_conditions(pieces)
+        torch.testing.assert_close(headed(x, t, cond, headed.condition_cache(cond)), headed(x, t, cond))
+    headed.save_pretrained(tmp_path / "g")
+    back = OmniGenerator.from_pretrained(tmp_path / "g").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t, back.embed_conditions(pieces)), headed.eval()(x, t, cond))

@@ -75,6 +75,7 @@ class TrainConfig:
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
     input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
     layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
+    refine: int = 0  # > 0: the generator's latent-resolution head of this width (GeneratorConfig.refine_channels); added to an --init model that lacks it
     layout_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) layout path: at the body's
     # fine-tuning lr, Adam moves it by about lr per step, far too slowly (measured: 600 steps at 1e-4 left its
     # weights at 1/20 of the input embedding's scale)
@@ -117,9 +118,9 @@ def build_components(cfg: TrainConfig, resume_state: Path | None = None):
             vae = VideoVAE.from_pretrained(cfg.transplant_vae).eval()
             gen, info = transplant(pipe.generator.eval(), pipe.vae.eval(), vae, cfg.patch, mode=cfg.transplant_mode)
             print("transplant:", json.dumps(info), flush=True)
-            return vae, with_layout(with_input_skip(gen, cfg), cfg).train(), pipe.text_encoder, \
+            return vae, with_paths(gen, cfg).train(), pipe.text_encoder, \
                 {**pipe.config.notes, "transplant": info}
-        return pipe.vae, with_layout(with_input_skip(pipe.generator, cfg), cfg).train(), pipe.text_encoder, \
+        return pipe.vae, with_paths(pipe.generator, cfg).train(), pipe.text_encoder, \
             pipe.config.notes
     if cfg.vae == "tiny":
         vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4))
@@ -132,34 +133,47 @@ def build_components(cfg: TrainConfig, resume_state: Path | None = None):
 
     gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                            text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads), input_skip=cfg.input_skip,
-                           layout_channels=LAYOUT_CHANNELS if cfg.layout else 0)
+                           layout_channels=LAYOUT_CHANNELS if cfg.layout else 0, refine_channels=cfg.refine)
     return vae.eval(), OmniGenerator(gcfg), te, {}
 
 
-def with_input_skip(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
-    """The generator with the input path added when `cfg.input_skip` asks for it and it has none: the
-    same weights and a zero-gain path, so it computes exactly what it did until training opens it."""
-    if not cfg.input_skip or gen.config.input_skip:
-        return gen
-    new = OmniGenerator(replace(gen.config, input_skip=True))
+def _with_path(gen: OmniGenerator, what: str, prefix: str, **change) -> OmniGenerator:
+    """The generator with an optional path added (a config change that only adds zero-initialised
+    parameters under `prefix`): the same weights, so it computes exactly what it did until training opens it."""
+    new = OmniGenerator(replace(gen.config, **change))
     missing, unexpected = new.load_state_dict(gen.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("skip_ada.") for k in missing), (missing, unexpected)
-    print(f"input skip added: {sum(p.numel() for p in new.skip_ada.parameters())} parameters, zero gain", flush=True)
+    assert not unexpected and missing and all(k.startswith(prefix) for k in missing), (missing, unexpected)
+    n = sum(p.numel() for k, p in new.named_parameters() if k.startswith(prefix))
+    print(f"{what} added: {n} parameters, starting as no change", flush=True)
     return new
 
 
+def with_input_skip(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    """The generator with the time-gated input path when `cfg.input_skip` asks for it and it has none."""
+    if not cfg.input_skip or gen.config.input_skip:
+        return gen
+    return _with_path(gen, "input skip", "skip_ada.", input_skip=True)
+
+
 def with_layout(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
-    """The generator with the layout path added when `cfg.layout` asks for it and it has none: the same
-    weights and a zero path, so it computes exactly what it did until training opens it."""
+    """The generator with the layout path when `cfg.layout` asks for it and it has none."""
     from model.layout import LAYOUT_CHANNELS
 
     if not cfg.layout or gen.config.layout_channels:
         return gen
-    new = OmniGenerator(replace(gen.config, layout_channels=LAYOUT_CHANNELS))
-    missing, unexpected = new.load_state_dict(gen.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("layout_embed.") for k in missing), (missing, unexpected)
-    print(f"layout path added: {sum(p.numel() for p in new.layout_embed.parameters())} parameters, zero", flush=True)
-    return new
+    return _with_path(gen, "layout path", "layout_embed.", layout_channels=LAYOUT_CHANNELS)
+
+
+def with_refine(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    """The generator with the latent-resolution head (GeneratorConfig.refine_channels) when `cfg.refine` asks
+    for one and it has none."""
+    if not cfg.refine or gen.config.refine_channels:
+        return gen
+    return _with_path(gen, "latent head", "refine.", refine_channels=cfg.refine)
+
+
+def with_paths(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    return with_refine(with_layout(with_input_skip(gen, cfg), cfg), cfg)
 
 
 def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
