@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,32 @@ def test_the_training_split_scores_trained_compositions_and_the_judge_refuses_it
     r = subprocess.run([sys.executable, "-m", "training.evaluate", "--compare", "noise", "oracle", "--split", "train"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode != 0 and "bench split only" in r.stderr
+
+
+def test_show_cases_draws_each_case_with_and_without_the_truths_layout(tmp_path):
+    """python -m training.show_cases: one row per case; a layout model gets five strips (target, its plan, its
+    clip, the truth's layout, the clip from it), a model without the layout path three."""
+    from PIL import Image
+
+    from model.generator import OmniGenerator
+    from model.layout import LAYOUT_CHANNELS
+    from tests.test_model import tiny_pipeline
+    from training import show_cases
+
+    plain = tiny_pipeline()
+    plain.save_pretrained(tmp_path / "plain")
+    layout = tiny_pipeline()
+    layout.generator = OmniGenerator(replace(layout.generator.config, layout_channels=LAYOUT_CHANNELS)).eval()
+    layout.save_pretrained(tmp_path / "layout")
+    widths = {}
+    for name in ("plain", "layout"):
+        out = tmp_path / f"{name}.png"
+        assert show_cases.main(["--model", str(tmp_path / name), "--family", "t2v", "--n", "2",
+                                "--frames", "0,15", "--out", str(out)]) == 0
+        widths[name] = Image.open(out).size
+    strip = 2 * (show_cases.CELL + 2) + 3 * show_cases.GAP
+    assert widths["plain"][0] == 3 * strip + show_cases.GAP
+    assert widths["layout"][0] == 5 * strip + show_cases.GAP
+    assert widths["layout"][1] > 2 * show_cases.CELL  # two rows
+    with pytest.raises(SystemExit, match="not a model directory"):
+        show_cases.main(["--model", str(tmp_path), "--out", str(tmp_path / "x.png")])
