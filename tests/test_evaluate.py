@@ -122,6 +122,19 @@ def test_a_model_directory_runs_through_omnibench(tmp_path):
         one = E.evaluate(gen, families=("t2v", "edit_remove", "i2v"), limit=2)
     assert list(par["families"]) == ["t2v", "edit_remove", "i2v"]
     assert par["families"] == one["families"] and par["overall"] == one["overall"]
+    # a sampler study: other steps / guidance change the clips, the same in one process or two, and are recorded
+    with one_thread():
+        two_steps = E.evaluate(E.load_model(str(tmp_path / "m"), steps=2, guidance=1.0), families=("t2v",), limit=2)
+    par2 = E.evaluate_parallel(str(tmp_path / "m"), families=("t2v", "i2v"), limit=2, jobs=2,
+                               sampler={"steps": 2, "guidance": 1.0})
+    assert par2["families"]["t2v"] == two_steps["families"]["t2v"]
+    assert two_steps["families"]["t2v"] != one["families"]["t2v"]
+    out = tmp_path / "s.json"
+    r = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", str(tmp_path / "m"), "--family", "t2v",
+                        "--limit", "1", "--steps", "2", "--split", "train", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(out.read_text())["sampler"] == {"steps": 2}
 
 
 def test_the_vae_ceiling_scores_the_truth_after_a_vae_round_trip(tmp_path):

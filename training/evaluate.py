@@ -296,9 +296,10 @@ def vae_ceiling(model_dir: str) -> Generator:
     return run
 
 
-def load_model(spec: str) -> Generator:
+def load_model(spec: str, steps: int | None = None, guidance: float | None = None) -> Generator:
     """A baseline by name, `vae:DIR` (the VAE ceiling), or a model directory (DESIGN 3.4) run through
-    the Omni pipeline."""
+    the Omni pipeline (at its own default steps and the request's guidance unless `steps` / `guidance`
+    override them: a sampler study, not the model's score)."""
     if spec in BASELINES:
         return BASELINES[spec]
     if spec.startswith("vae:"):
@@ -319,8 +320,8 @@ def load_model(spec: str) -> Generator:
         if given_layout:
             from training.data import truth_layout
 
-            return pipe(case.request, layout=truth_layout(case)).frames
-        return pipe(case.request).frames
+            return pipe(case.request, steps=steps, guidance=guidance, layout=truth_layout(case)).frames
+        return pipe(case.request, steps=steps, guidance=guidance).frames
 
     return run
 
@@ -351,15 +352,16 @@ def overall(family_reports: dict) -> dict:
     }
 
 
-def _family_reports(spec: str, families: tuple[str, ...], limit: int | None, split: str = "bench") -> dict:
+def _family_reports(spec: str, families: tuple[str, ...], limit: int | None, split: str = "bench",
+                    sampler: dict | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    return evaluate(load_model(spec), families, limit, split=split)["families"]
+    return evaluate(load_model(spec, **(sampler or {})), families, limit, split=split)["families"]
 
 
 def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jobs: int = 2,
-                      split: str = "bench") -> dict:
+                      split: str = "bench", sampler: dict | None = None) -> dict:
     """The same report as evaluate(load_model(spec)), the families shared among `jobs` processes
     (one thread each): every case is scored exactly as in one process."""
     from concurrent.futures import ProcessPoolExecutor
@@ -370,7 +372,7 @@ def evaluate_parallel(spec: str, families=FAMILIES, limit: int | None = None, jo
     shares = [families[i::jobs] for i in range(jobs) if families[i::jobs]]
     with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as ex:
         n = len(shares)
-        parts = list(ex.map(_family_reports, [spec] * n, shares, [limit] * n, [split] * n))
+        parts = list(ex.map(_family_reports, [spec] * n, shares, [limit] * n, [split] * n, [sampler] * n))
     found = {f: r for part in parts for f, r in part.items()}
     report = {"families": {f: found[f] for f in families}, "split": split}
     report["overall"] = overall(report["families"])
@@ -522,7 +524,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="with --model: share the families among this many processes")
     ap.add_argument("--split", choices=SPLITS, default="bench",
                     help="with --model: bench (held-out compositions, the benchmark) or train (training compositions)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="with a model directory: sample at this many steps instead of its default (a sampler study: "
+                         "use --split train to choose settings, never the benchmark)")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="with a model directory: this guidance instead of each request's own (a sampler study)")
     args = ap.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        ap.error(f"--steps {args.steps}: give 1 or more")
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES
@@ -531,12 +540,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare and args.split != "bench":
         ap.error("--split train: the judge (--compare) works on the bench split only")
     if args.model:
+        sampler = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None}
         if args.jobs > 1:
             load_model(args.model)  # a wrong --model fails here, once, with its message
-            report = evaluate_parallel(args.model, families, args.limit, args.jobs, args.split)
+            report = evaluate_parallel(args.model, families, args.limit, args.jobs, args.split, sampler)
         else:
-            report = evaluate(load_model(args.model), families, args.limit, progress=True, split=args.split)
+            report = evaluate(load_model(args.model, **sampler), families, args.limit, progress=True, split=args.split)
         report["model"] = args.model
+        if sampler:
+            report["sampler"] = sampler
         print(format_table(report))
     else:
         sides = [ReportSource(x) if x.endswith(".json") else load_model(x) for x in args.compare]
