@@ -75,6 +75,7 @@ class TrainConfig:
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
     input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
     layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
+    refine_lr_mult: float = 1.0  # learning-rate multiplier of the latent head
     refine: int = 0  # > 0: the generator's latent-resolution head of this width (GeneratorConfig.refine_channels); added to an --init model that lacks it
     layout_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) layout path: at the body's
     # fine-tuning lr, Adam moves it by about lr per step, far too slowly (measured: 600 steps at 1e-4 left its
@@ -286,11 +287,13 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     for p in ema.parameters():
         p.requires_grad_(False)
     def own_group(n: str) -> bool:
-        return (cfg.transplant_vae and n.startswith(MOVED)) or n.startswith("layout_embed.")
+        return (cfg.transplant_vae and n.startswith(MOVED)) or n.startswith("layout_embed.") or n.startswith("refine.")
 
     groups = [{"params": [p for n, p in gen.named_parameters() if not own_group(n)], "mult": 1.0}]
     if gen.layout_embed is not None:
         groups.append({"params": list(gen.layout_embed.parameters()), "mult": cfg.layout_lr_mult})
+    if gen.refine is not None:  # the latent head starts at zero beside a trained body: it may learn faster
+        groups.append({"params": list(gen.refine.parameters()), "mult": cfg.refine_lr_mult})
     if cfg.transplant_vae:  # the latent layers start far from trained: they may learn faster than the body
         groups.append({"params": [p for n, p in gen.named_parameters() if n.startswith(MOVED)],
                        "mult": cfg.transplant_lr_mult})
