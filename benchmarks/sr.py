@@ -145,6 +145,14 @@ class Side:
         return out
 
 
+def _written(path: str, report: dict) -> int:
+    """Write the report as JSON where --json asks (nothing when it is empty); the command's exit code."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=1))
+    return 0
+
+
 def consistency_report(a) -> int:
     """`--consistency-only`: per family, bicubic from the world's base clip against bicubic from the target's
     own area average (a floor on what the renderer's size-by-size rounding costs), no model involved."""
@@ -181,10 +189,7 @@ def consistency_report(a) -> int:
         print(f"{f:16s} {m['bicubic_psnr']:14.2f} {m['downsampled_bicubic_psnr']:18.2f} {m['base_vs_downsampled_psnr']:17.2f}")
     print(f"pixels within 3 px of a subject: {report['subject_pixels_share']:.0%} of the frame, "
           f"{report['subject_error_share']:.0%} of bicubic's squared error")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(report, indent=1))
-    return 0
+    return _written(a.json, report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         nb = report["nabla"]
         print(f"NABLA vs dense in the SR stage: {nb['dense_ms']:.0f} -> {nb['nabla_ms']:.0f} ms ({nb['speedup']:.2f}x), "
               f"mean |diff| {nb['mean_abs_diff']:.4f}, PSNR change {nb['psnr_change_db']:+.3f} dB")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(report, indent=1))
-    return 0
+    return _written(a.json, report)
 
 
 if __name__ == "__main__":
