@@ -253,3 +253,11 @@ def test_show_cases_draws_each_case_with_and_without_the_truths_layout(tmp_path)
     assert widths["layout"][1] > 2 * show_cases.CELL  # two rows
     with pytest.raises(SystemExit, match="not a model directory"):
         show_cases.main(["--model", str(tmp_path), "--out", str(tmp_path / "x.png")])
+
+
+def test_sampler_overrides_are_refused_where_there_is_no_sampler():
+    """--steps / --guidance set a model directory's sampler: with a baseline, or out of range, a clear error."""
+    for args in (["--model", "oracle", "--steps", "4"], ["--model", "oracle", "--guidance", "30"],
+                 ["--compare", "oracle", "noise", "--steps", "4"]):
+        r = subprocess.run([sys.executable, "-m", "training.evaluate", *args], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and ("--steps / --guidance" in r.stderr or "--guidance 30" in r.stderr), r.stderr

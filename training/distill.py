@@ -436,11 +436,6 @@ def distill(teacher: OmniPipeline, cfg: DistillConfig, on_step: Callable[[int, d
     return student_pipeline(teacher, student, cfg, log), log
 
 
-def export(pipe: OmniPipeline, out: Path, name: str = "model") -> Path:
-    """Save a pipeline as OUT/name, replacing the previous one only once the new one is complete."""
-    return pipe.save_replacing(out / name)
-
-
 def main(cfg: DistillConfig, resume: bool = True) -> dict:
     """The command line's run: OUT/log.jsonl (one line per log_every steps), OUT/model at every checkpoint."""
     torch.set_num_threads(cfg.threads)
@@ -473,8 +468,8 @@ def main(cfg: DistillConfig, resume: bool = True) -> dict:
             window.clear()
         return False
 
-    student, log = distill(teacher, cfg, on_step, on_trajectories, on_save=lambda p, step: export(p, out))
-    path = export(student, out)
+    student, log = distill(teacher, cfg, on_step, on_trajectories, on_save=lambda p, step: p.save_replacing(out / "model"))
+    path = student.save_replacing(out / "model")
     summary = {"model": str(path), "steps": cfg.steps, "iters_done": log[-1]["step"] if log else 0,
                "final": log[-1] if log else None, "seconds": round(time.time() - t0, 1)}
     print(json.dumps(summary), flush=True)

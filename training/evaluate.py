@@ -532,6 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps {args.steps}: give 1 or more")
+    from model.mvl import GUIDANCE_RANGE
+
+    if args.guidance is not None and not GUIDANCE_RANGE[0] <= args.guidance <= GUIDANCE_RANGE[1]:
+        ap.error(f"--guidance {args.guidance}: give {GUIDANCE_RANGE[0]}..{GUIDANCE_RANGE[1]}")
+    if (args.steps is not None or args.guidance is not None) and (
+            not args.model or args.model in BASELINES or args.model.startswith("vae:")):
+        ap.error("--steps / --guidance set a model directory's sampler: give --model DIR (or layout:DIR)")
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES

@@ -75,8 +75,8 @@ class TrainConfig:
     patch: int = 2  # latent pixels per token side: 2 on a 4x VAE's 8x8 latents, 4 keeps the same tokens on a 2x VAE's 16x16
     input_skip: bool = False  # the generator's time-gated input path (model/generator.py); added to an --init model that lacks it
     layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
-    refine_lr_mult: float = 1.0  # learning-rate multiplier of the latent head
     refine: int = 0  # > 0: the generator's latent-resolution head of this width (GeneratorConfig.refine_channels); added to an --init model that lacks it
+    refine_lr_mult: float = 1.0  # learning-rate multiplier of the latent head
     layout_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) layout path: at the body's
     # fine-tuning lr, Adam moves it by about lr per step, far too slowly (measured: 600 steps at 1e-4 left its
     # weights at 1/20 of the input embedding's scale)
