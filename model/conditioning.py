@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .generator import ANNOTATION, IMAGE, LAYOUT, STORYBOARD, SUBJECT, TEXT, VIDEO, CondPiece
-from .layout import LayoutPlan, rasterize_layout
+from .generator import ANNOTATION, GROUNDING, IMAGE, LAYOUT, STORYBOARD, SUBJECT, TEXT, VIDEO, CondPiece
+from .layout import LayoutPlan, rasterize_layout, subject_masks
 from .mvl import Annotations, MVLRequest
 from .vae import to_model_range
 
@@ -71,10 +71,12 @@ def rasterize_annotations(ann: Annotations, side: int = SIDE) -> np.ndarray:
 def build_conditions(requests: list[MVLRequest], prompts: list[str], vae, text_encoder,
                      drop_text: list[bool] | None = None, drop_visual: list[bool] | None = None,
                      latent_frames: int = 8, layouts: list[LayoutPlan | None] | None = None,
-                     frames: int = 16) -> list[list[CondPiece]]:
+                     frames: int = 16, grounding: bool = False) -> list[list[CondPiece]]:
     """Condition pieces per request; media are encoded in two batched VAE calls (images, videos).
     `layouts`: the layout plan of each request (None: no plan), rasterised as a LAYOUT piece; it is kept
-    when the visual references are dropped (it is the enhancer's plan, not a reference)."""
+    when the visual references are dropped (it is the enhancer's plan, not a reference). `grounding`: each
+    plan's subjects also as a GROUNDING piece (their box weights and the pooled text states of their labels,
+    GeneratorConfig.grounding_channels); it is text, so it goes where the text is dropped."""
     B = len(requests)
     drop_text = drop_text or [False] * B
     drop_visual = drop_visual or [False] * B
@@ -121,7 +123,23 @@ def build_conditions(requests: list[MVLRequest], prompts: list[str], vae, text_e
     for i, plan in enumerate(layouts or []):
         if plan is not None and not plan.is_empty():
             pieces[i].append(CondPiece(LAYOUT, torch.from_numpy(rasterize_layout(plan, frames, SIDE))))
+            if grounding and not drop_text[i]:
+                pieces[i].append(grounding_piece(plan, text_encoder, frames))
     return pieces
+
+
+def grounding_piece(plan: LayoutPlan, text_encoder, frames: int = 16) -> CondPiece:
+    """The plan's subjects for the generator's phrase grounding: their box weights (model/layout.subject_masks)
+    and the text encoder's states of each subject's label ("the striped red circle"), averaged over its tokens."""
+    states, mask = text_encoder.encode([s.label for s in plan.subjects])
+    m = mask[..., None].float()
+    vectors = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
+    return CondPiece(GROUNDING, torch.from_numpy(subject_masks(plan, frames, SIDE)), vectors=vectors)
+
+
+def without_text(pieces: list[CondPiece]) -> list[CondPiece]:
+    """The pieces of the classifier-free guidance branch: the text and what is made of it (the grounding) left out."""
+    return [p for p in pieces if p.kind not in (TEXT, GROUNDING)]
 
 
 def _need_array(m, what: str) -> np.ndarray:

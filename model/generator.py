@@ -26,6 +26,9 @@ N_TYPES = 7
 # not a token type: the layout plan's raster (model/layout.py), aligned with the target and added to
 # each target token through its own zero-initialised path
 LAYOUT = 7
+# not a token type either: the plan's subjects grounded by their phrases (GLIGEN, Li et al. 2023; VideoDirectorGPT's
+# Layout2Vid): per subject its box weights and the text encoder's pooled states of the words that name it
+GROUNDING = 8
 
 
 @dataclass
@@ -61,6 +64,13 @@ class GeneratorConfig:
     # time in the middle layer), its width modulated by the timestep; its last layer starts at zero, so a
     # trained generator with the head added computes exactly what it did.
     refine_channels: int = 0
+    # Phrase grounding (0 = none; else its channels): the colour in the layout raster is rendered where the plan
+    # puts it, the shape and pattern words only reach a subject through attention to the whole prompt, which
+    # must also work out which words belong to which box. Here each planned subject's phrase ("a striped red
+    # circle": the text encoder's states, pooled) is projected to this many channels and painted into the
+    # pixels its box wins, then enters each target token beside the layout raster through a zero-initialised
+    # linear path. Text, not pixels: the silhouette and pattern are still the generator's to draw.
+    grounding_channels: int = 0
 
 
 @dataclass
@@ -69,10 +79,11 @@ class CondPiece:
 
     kind: int  # TEXT, IMAGE, SUBJECT, VIDEO, ANNOTATION or STORYBOARD
     data: torch.Tensor  # text: (L, text_dim); visual: latents (C, T, h, w); annotation: raster (A, H, W);
-    # layout: raster (LAYOUT_CHANNELS, frames, H, W)
+    # layout: raster (LAYOUT_CHANNELS, frames, H, W); grounding: box weights (subjects, frames, H, W)
     slot: int = 0
     t0: int = 0  # time position of the first latent frame
     mask: torch.Tensor | None = None  # text: (L,) valid tokens
+    vectors: torch.Tensor | None = None  # grounding: (subjects, text_dim) pooled phrase states
 
 
 @dataclass
@@ -81,6 +92,7 @@ class Conditions:
     pos: torch.Tensor  # (B, L, 3) long
     mask: torch.Tensor  # (B, L) bool, True = real token
     layout: torch.Tensor | None = None  # (B, channels, frames, H, W) layout rasters (zeros: no plan)
+    grounding: torch.Tensor | None = None  # (B, grounding_channels, frames, H, W) phrase maps (zeros: none)
 
 
 # ---------------------------------------------------------------- rotary positions
@@ -233,6 +245,10 @@ class OmniGenerator(Component):
         self.final = nn.Linear(d, pdim)
         self.skip_ada = nn.Linear(d, pdim) if c.input_skip else None  # the input path's gain per channel
         self.layout_embed = nn.Linear(c.layout_channels * c.layout_patch ** 2, d) if c.layout_channels else None
+        g = c.grounding_channels
+        self.ground_proj = nn.Sequential(nn.LayerNorm(c.text_dim), nn.Linear(c.text_dim, g)) if g else None
+        # pooled phrase states -> g channels
+        self.ground_embed = nn.Linear(g * c.layout_patch ** 2, d) if g else None  # zero-initialised
         self.refine = LatentRefiner(c.latent_channels, c.layout_channels, c.refine_channels, d) \
             if c.refine_channels else None
         self.initialize_weights()
@@ -240,7 +256,7 @@ class OmniGenerator(Component):
     def initialize_weights(self) -> None:
         """DiT initialisation: every block starts as identity; the optional input and layout paths at zero."""
         zeros = [b.ada for b in self.blocks] + [self.final_ada, self.final]
-        zeros += [m for m in (self.skip_ada, self.layout_embed) if m is not None]
+        zeros += [m for m in (self.skip_ada, self.layout_embed, self.ground_embed) if m is not None]
         dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token], zeros)
         if self.refine is not None:
             self.refine.reset()
@@ -268,13 +284,14 @@ class OmniGenerator(Component):
         """Embed and pad each request's condition pieces (plus the null token) into one batch."""
         c = self.config
         dev = self.null_token.device
-        seqs, poss, layouts = [], [], []
+        seqs, poss, layouts, groundings = [], [], [], []
         for pieces in batch:
             toks = [self.null_token[0] + self.type_embed.weight[NULL]]
             pos = [torch.zeros(1, 3, dtype=torch.long, device=dev)]
             layouts.append(next((pc.data for pc in pieces if pc.kind == LAYOUT), None))
+            groundings.append(next((self.grounding_map(pc) for pc in pieces if pc.kind == GROUNDING), None))
             for pc in pieces:
-                if pc.kind == LAYOUT:
+                if pc.kind in (LAYOUT, GROUNDING):
                     continue
                 if pc.kind == TEXT:
                     states = pc.data if pc.mask is None else pc.data[pc.mask]
@@ -309,7 +326,20 @@ class OmniGenerator(Component):
         if self.layout_embed is not None and any(r is not None for r in layouts):
             shape = next(r.shape for r in layouts if r is not None)
             layout = torch.stack([torch.zeros(shape) if r is None else r for r in layouts]).to(dev)
-        return Conditions(tokens, pos, mask, layout)
+        grounding = None
+        if self.ground_proj is not None and any(g is not None for g in groundings):
+            ref = next(g for g in groundings if g is not None)
+            grounding = torch.stack([ref.new_zeros(ref.shape) if g is None else g for g in groundings])
+        return Conditions(tokens, pos, mask, layout, grounding)
+
+    def grounding_map(self, piece: CondPiece) -> torch.Tensor | None:
+        """A GROUNDING piece -> (grounding_channels, frames, H, W): each subject's projected phrase painted with
+        its box weights; None when this generator has no grounding path."""
+        if self.ground_proj is None:
+            return None
+        w = self.ground_proj[1].weight
+        vec = self.ground_proj(piece.vectors.to(w.device, w.dtype))  # (S, g)
+        return torch.einsum("sfhw,sg->gfhw", piece.data.to(w.device, vec.dtype), vec)
 
     def condition_cache(self, cond: Conditions) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-layer condition (keys, values): the same at every step, so computed once."""
@@ -340,6 +370,8 @@ class OmniGenerator(Component):
         xt = self.x_embed(tokens)
         if self.layout_embed is not None and cond.layout is not None:
             xt = xt + self.layout_embed(self.layout_tokens(cond.layout, (T, h, w)).to(xt.dtype))
+        if self.ground_embed is not None and cond.grounding is not None:
+            xt = xt + self.ground_embed(self.layout_tokens(cond.grounding, (T, h, w)).to(xt.dtype))
         temb = self.t_embed(timestep_embedding(timestep, 256))
         x_angles = rope_angles(pos[None].expand(B, -1, -1), self.config.rope_split, self.config.rope_theta)
         if cache is None:

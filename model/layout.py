@@ -133,26 +133,39 @@ class LayoutPlan:
         return out + [f"Layout note: {n}" for n in self.notes]
 
 
-def rasterize_layout(plan: LayoutPlan | None, frames: int = 16, side: int = 32, soft: float = 1.0) -> np.ndarray:
-    """(LAYOUT_CHANNELS, frames, side, side) float32: each subject's soft box, painted with its
-    colour, and occupancy. An empty or absent plan is all zeros (the generator then draws freely)."""
-    r = np.zeros((LAYOUT_CHANNELS, frames, side, side), np.float32)
-    if plan is None:
-        return r
+def subject_masks(plan: LayoutPlan | None, frames: int = 16, side: int = 32, soft: float = 1.0) -> np.ndarray:
+    """(subjects, frames, side, side) float32: where each subject's soft box wins the pixel (1 inside, falling
+    linearly to 0 over `soft` px outside the box; where boxes overlap, the later subject wins where its weight
+    is higher), that weight there and 0 elsewhere: at most one subject per pixel."""
+    subs = [] if plan is None else plan.subjects
+    w = np.zeros((len(subs), frames, side, side), np.float32)
     c = (np.arange(side, dtype=np.float32) + 0.5)
-    for s in plan.subjects:
+    occ = np.zeros((frames, side, side), np.float32)
+    for i, s in enumerate(subs):
         boxes = np.asarray(s.boxes, np.float32)
         idx = np.linspace(0, len(boxes) - 1, frames).round().astype(int) if len(boxes) != frames else np.arange(frames)
         for t, k in enumerate(idx):
             x0, y0, x1, y1 = boxes[k] * side
-            # soft edges: 1 inside, falling linearly to 0 over `soft` px outside the box
             wx = np.clip(1 - np.maximum(x0 - c, c - x1) / soft, 0, 1)
             wy = np.clip(1 - np.maximum(y0 - c, c - y1) / soft, 0, 1)
             m = wy[:, None] * wx[None, :]
-            new = m > r[3, t]
-            for ch in range(3):
-                r[ch, t] = np.where(new, m * s.rgb[ch], r[ch, t])
-            r[3, t] = np.maximum(r[3, t], m)
+            new = m > occ[t]
+            w[:i, t] = np.where(new, 0, w[:i, t])
+            w[i, t] = np.where(new, m, 0)
+            occ[t] = np.maximum(occ[t], m)
+    return w
+
+
+def rasterize_layout(plan: LayoutPlan | None, frames: int = 16, side: int = 32, soft: float = 1.0) -> np.ndarray:
+    """(LAYOUT_CHANNELS, frames, side, side) float32: each subject's soft box, painted with its
+    colour, and occupancy. An empty or absent plan is all zeros (the generator then draws freely)."""
+    r = np.zeros((LAYOUT_CHANNELS, frames, side, side), np.float32)
+    if plan is None or plan.is_empty():
+        return r
+    w = subject_masks(plan, frames, side, soft)
+    rgb = np.asarray([s.rgb for s in plan.subjects], np.float32)  # (S, 3)
+    r[:3] = np.einsum("sfhw,sc->cfhw", w, rgb)
+    r[3] = w.sum(0)
     return r
 
 

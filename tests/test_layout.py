@@ -246,3 +246,136 @@ def test_the_plan_picture_shows_each_subject_in_its_colour_where_it_starts():
     assert xs.min() <= 0.1 * 160 + 3 and ys.min() <= 0.1 * 160 + 3  # the start box's outline
     assert xs.max() >= 0.9 * 160 - 6  # the dashed end box / end dot, further right
     assert not (draw_layout(None, size=64) != draw_layout(LayoutPlan(), size=64)).any()
+
+
+def test_subject_masks_give_each_pixel_to_one_subject_and_rebuild_the_raster():
+    from model.layout import subject_masks
+
+    a = np.tile(np.float32([[0.0, 0.0, 0.5, 0.5]]), (16, 1))  # pixels 0..15 of 32
+    b = np.tile(np.float32([[0.25, 0.25, 0.75, 0.75]]), (16, 1))  # pixels 8..23, drawn after a
+    plan = LayoutPlan([PlannedSubject("the red circle", "red", (1.0, 0.0, 0.0), a),
+                       PlannedSubject("the blue square", "blue", (0.0, 0.0, 1.0), b)])
+    w = subject_masks(plan, 16, 32)
+    assert w.shape == (2, 16, 32, 32)
+    assert w[0, 0, 4, 4] == 1 and w[1, 0, 4, 4] == 0  # only a's box
+    assert w[0, 0, 12, 12] == 1 and w[1, 0, 12, 12] == 0  # inside both boxes: the first keeps it (a tie)
+    assert w[0, 0, 16, 16] == 0 and w[1, 0, 16, 16] == 1  # a's soft edge (0.25) inside b: b's weight is higher
+    assert w[0, 0, 20, 20] == 0 and w[1, 0, 20, 20] == 1  # only b's
+    assert w[:, 0, 30, 30].max() == 0  # neither
+    assert (np.count_nonzero(w, axis=0) <= 1).all()  # one subject per pixel
+    r = rasterize_layout(plan, 16, 32)
+    np.testing.assert_allclose(r[3], w.sum(0))
+    np.testing.assert_allclose(r[0], w[0]) and np.testing.assert_allclose(r[2], w[1])
+    assert subject_masks(None).shape == (0, 16, 32, 32)
+
+
+def test_training_phrases_are_the_planners_words_matched_by_colour_never_the_truths():
+    from training.data import truth_layout, with_planned_labels
+
+    smp = next(s for k in range(50) if len((s := sample("t2v", k, "train")).truth.subjects) >= 2)
+    truth = truth_layout(smp)
+    planned = ENH.enhance(smp.request).layout
+    named = with_planned_labels(truth, planned)
+    by_colour = {p.color: p.label for p in planned.subjects}
+    for t, n in zip(truth.subjects, named.subjects):
+        assert n.label == by_colour[t.color] and np.array_equal(n.boxes, t.boxes)
+    unnamed = with_planned_labels(truth, LayoutPlan())
+    assert [s.label for s in unnamed.subjects] == [f"the {s.color} subject" for s in truth.subjects]
+    assert with_planned_labels(None, planned) is None
+
+
+def test_phrase_grounding_starts_at_zero_reads_the_words_in_the_box_and_leaves_with_the_text(tmp_path):
+    from model.conditioning import grounding_piece, without_text
+    from model.generator import GROUNDING, TEXT, CondPiece
+    from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+    from model.vae import VAEConfig, VideoVAE
+    from training.train_omni import TrainConfig, with_grounding
+
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    base = tiny_generator(layout=True)
+    gen = with_grounding(base, TrainConfig(grounding=4)).eval()
+    assert gen.config.grounding_channels == 4 and with_grounding(gen, TrainConfig(grounding=4)) is gen
+    plan = ENH.enhance(MVLRequest(prompt="A striped red circle moves right.")).layout
+    other = LayoutPlan([replace(s, label="checkered red triangle") for s in plan.subjects])
+    text = torch.randn(5, 32)
+    lay = CondPiece(LAYOUT, torch.from_numpy(rasterize_layout(plan)))
+    pieces = [CondPiece(TEXT, text), lay, grounding_piece(plan, te)]
+    reworded = [CondPiece(TEXT, text), lay, grounding_piece(other, te)]
+    assert pieces[2].vectors.shape == (1, 32) and pieces[2].data.shape == (1, 16, 32, 32)
+    x, t = torch.randn(1, 4, 8, 8, 8), torch.tensor([500.0])
+    with torch.no_grad():
+        before = base(x, t, base.embed_conditions([pieces[:2]]))
+        torch.testing.assert_close(gen(x, t, gen.embed_conditions([pieces])), before)  # zero path
+        torch.nn.init.normal_(gen.ground_embed.weight, std=0.1)
+        steered = gen(x, t, gen.embed_conditions([pieces]))
+        assert (steered - before).abs().max() > 1e-3  # the words now reach the box
+        assert (gen(x, t, gen.embed_conditions([reworded])) - steered).abs().max() > 1e-3  # other words, other output
+        # the phrase map is painted where the subject's box is and nowhere else
+        g = gen.embed_conditions([pieces]).grounding[0]
+        assert g.shape == (4, 16, 32, 32)
+        assert torch.equal(g.abs().sum(0) > 0, pieces[2].data[0] > 0)
+    assert [p.kind for p in without_text(pieces)] == [LAYOUT]
+    gen.save_pretrained(tmp_path / "g")
+    back = OmniGenerator.from_pretrained(tmp_path / "g")
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t, back.embed_conditions([pieces])), steered)
+    # build_conditions attaches it where the text is kept, not where the text is dropped
+    vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4)).eval()
+    smp = sample("t2v", 0, "train")
+    p2 = ENH.enhance(smp.request).layout
+    built = build_conditions([smp.request] * 2, ["x", "x"], vae, te, drop_text=[False, True], layouts=[p2, p2],
+                             grounding=True)
+    assert [sum(c.kind == GROUNDING for c in b) for b in built] == [1, 0]
+    assert not any(c.kind == GROUNDING for c in build_conditions([smp.request], ["x"], vae, te, layouts=[p2])[0])
+
+
+def test_grounding_binds_each_phrase_to_its_box_where_the_prompt_alone_cannot():
+    """Two boxes of the same colour, each of a kind named by one word ("alpha": a latent code, "beta": its
+    opposite); the prompt names both in an order the boxes' positions do not follow. Without grounding the
+    generator cannot tell which box is which and learns the average; with it, each box reads its own word."""
+    from model.conditioning import grounding_piece
+    from model.generator import TEXT, CondPiece
+    from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+
+    STEPS = 60  # measured: loss 0.46 without, 0.06 with
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    code = {"alpha": torch.tensor([1.0, -1.0, 1.0, -1.0]), "beta": torch.tensor([-1.0, 1.0, -1.0, 1.0])}
+
+    def scene(g):
+        subs, x0 = [], torch.zeros(4, 1, 8, 8)
+        kinds = ["alpha", "beta"] if torch.rand(1, generator=g) < 0.5 else ["beta", "alpha"]
+        for k, cell in zip(kinds, torch.randperm(4, generator=g)[:2].tolist()):  # two of the four quarters
+            cy, cx = divmod(cell, 2)
+            box = np.float32([cx * 0.5, cy * 0.5, cx * 0.5 + 0.5, cy * 0.5 + 0.5])
+            subs.append(PlannedSubject(k, None, (0.5, 0.5, 0.5), np.tile(box, (1, 1))))
+            x0[:, :, cy * 4:(cy + 1) * 4, cx * 4:(cx + 1) * 4] = code[k].view(4, 1, 1, 1)
+        plan = LayoutPlan(subs, frames=1)
+        states, mask = te.encode([" ".join(sorted(kinds))])  # the prompt: both words, in a fixed order
+        pieces = [CondPiece(TEXT, states[0], mask=mask[0]), CondPiece(LAYOUT, torch.from_numpy(rasterize_layout(plan, 1)))]
+        return pieces, plan, x0
+
+    def train(grounding: int) -> float:
+        torch.manual_seed(0)
+        gen = OmniGenerator(GeneratorConfig(latent_channels=4, patch=2, dim=32, depth=2, heads=2, text_dim=32,
+                                            rope_split=(4, 6, 6), layout_channels=LAYOUT_CHANNELS,
+                                            grounding_channels=grounding))
+        opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(1)
+        losses = []
+        for _ in range(STEPS):
+            batch = [scene(g) for _ in range(8)]
+            pieces = [p + ([grounding_piece(plan, te, frames=1)] if grounding else []) for p, plan, _ in batch]
+            x0 = torch.stack([b[2] for b in batch])
+            noise = torch.randn(x0.shape, generator=g)
+            s = 0.5 + 0.5 * torch.rand(8, generator=g)
+            xs = (1 - s.view(-1, 1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1, 1) * noise
+            v = gen(xs, s * 1000, gen.embed_conditions(pieces))
+            loss = ((v - (noise - x0)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return float(np.mean(losses[-30:]))
+
+    without, with_grounding = train(0), train(4)
+    assert with_grounding < 0.5 * without, (with_grounding, without)

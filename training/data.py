@@ -85,3 +85,22 @@ def truth_layout(smp: WorldSample):
         subs.append(PlannedSubject(f"the {s.color} {s.shape}", s.color, tuple(V.COLORS[s.color]), boxes,
                                    "truth", s.motion))
     return LayoutPlan(subs, frames=len(smp.target))
+
+
+def with_planned_labels(truth, planned):
+    """The truth's layout with each subject named as the planner names it from the request (the phrase
+    grounding reads these words: "checkered blue cross", "@Image_1", "the yellow subject"), matched by colour;
+    a subject the planner did not name is "the <colour> subject", as the planner names what it reads off
+    pixels. So training phrases are the ones inference will give, never the truth's own description."""
+    from dataclasses import replace
+
+    if truth is None:
+        return None
+    pool = list(planned.subjects) if planned is not None else []
+    subs = []
+    for s in truth.subjects:
+        hit = next((p for p in pool if p.color == s.color), None)
+        if hit is not None:
+            pool.remove(hit)
+        subs.append(replace(s, label=hit.label if hit is not None else f"the {s.color} subject"))
+    return replace(truth, subjects=subs)

@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 
 from model import flow_matching as fm
-from model.conditioning import build_conditions
-from model.generator import TEXT, VIDEO, CondPiece, OmniGenerator
+from model.conditioning import build_conditions, without_text
+from model.generator import VIDEO, CondPiece, OmniGenerator
 from model.mvl import MVLRequest
 from model.pipeline import OmniPipeline
 from training.data import SFT_FAMILIES
@@ -144,9 +144,10 @@ def distilled_guidance(teacher: OmniPipeline, cfg: DistillConfig) -> float:
 def condition_pieces(pipe: OmniPipeline, request: MVLRequest) -> list[CondPiece]:
     """The request's condition pieces (with text) exactly as the pipeline builds them at inference."""
     enhanced = pipe.enhancer.enhance(request)
-    use_layout = pipe.generator.config.layout_channels > 0
+    gcfg = pipe.generator.config
     return build_conditions([request], [enhanced.prompt], pipe.vae, pipe.text_encoder,
-                            layouts=[enhanced.layout if use_layout else None], frames=pipe.config.frames)[0]
+                            layouts=[enhanced.layout if gcfg.layout_channels > 0 else None], frames=pipe.config.frames,
+                            grounding=gcfg.grounding_channels > 0)[0]
 
 
 def initial_latents(pipe: OmniPipeline, pieces: list[CondPiece], seed: int, start: float) -> torch.Tensor:
@@ -270,7 +271,7 @@ def student_latents_at(student_pipe: OmniPipeline, item: TrajectoryItem, K: int,
 def _guided_velocity(gen: OmniGenerator, x: torch.Tensor, t: torch.Tensor, pieces: list[list[CondPiece]],
                      guidance: float) -> torch.Tensor:
     """The teacher's velocity with classifier-free guidance, as the pipeline combines it."""
-    uncond = [[p for p in ps if p.kind != TEXT] for ps in pieces]
+    uncond = [without_text(ps) for ps in pieces]
     v = gen(torch.cat([x, x]), torch.cat([t, t]), gen.embed_conditions(pieces + uncond))
     v_c, v_u = v.float().chunk(2)
     return v_u + guidance * (v_c - v_u)

@@ -120,7 +120,7 @@ def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPO
     # conditions carry that plan, as they do at inference
     layouts = [e.layout for e in enhanced] if getattr(policy.config, "layout_channels", 0) > 0 else None
     pieces = build_conditions(requests, prompts, pipe.vae, pipe.text_encoder, layouts=layouts,
-                              frames=pipe.config.frames)
+                              frames=pipe.config.frames, grounding=getattr(policy.config, "grounding_channels", 0) > 0)
     with torch.no_grad():
         xw = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["winner"] for p in pairs]))))
         xl = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["loser"] for p in pairs]))))

@@ -317,10 +317,11 @@ def load_model(spec: str, steps: int | None = None, guidance: float | None = Non
     pipe.set_progress_bar_config(disable=True)
 
     def run(case: WorldSample) -> np.ndarray:
-        if given_layout:
-            from training.data import truth_layout
+        if given_layout:  # the truth's boxes, named as the planner names the subjects
+            from training.data import truth_layout, with_planned_labels
 
-            return pipe(case.request, steps=steps, guidance=guidance, layout=truth_layout(case)).frames
+            lay = with_planned_labels(truth_layout(case), pipe.enhancer.enhance(case.request).layout)
+            return pipe(case.request, steps=steps, guidance=guidance, layout=lay).frames
         return pipe(case.request, steps=steps, guidance=guidance).frames
 
     return run

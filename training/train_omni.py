@@ -34,7 +34,7 @@ from model.precision import autocast, resolve_dtype
 from model.prompt_enhancer import RuleEnhancer
 from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from model.vae import VAEConfig, VideoVAE, to_model_range
-from training.data import sample_stream, truth_layout
+from training.data import sample_stream, truth_layout, with_planned_labels
 from training.transplant import MOVED, transplant
 from training.world.vocab import enhancer_vocabulary
 
@@ -77,6 +77,8 @@ class TrainConfig:
     layout: bool = False  # the layout plan as a pixel-aligned input (model/layout.py); added to an --init model that lacks it
     refine: int = 0  # > 0: the generator's latent-resolution head of this width (GeneratorConfig.refine_channels); added to an --init model that lacks it
     refine_lr_mult: float = 1.0  # learning-rate multiplier of the latent head
+    grounding: int = 0  # > 0: phrase grounding of this many channels (GeneratorConfig.grounding_channels); added to an --init model that lacks it
+    grounding_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) grounding path, as the layout path's
     layout_lr_mult: float = 20.0  # learning-rate multiplier of the (new, zero-initialised) layout path: at the body's
     # fine-tuning lr, Adam moves it by about lr per step, far too slowly (measured: 600 steps at 1e-4 left its
     # weights at 1/20 of the input embedding's scale)
@@ -134,7 +136,8 @@ def build_components(cfg: TrainConfig, resume_state: Path | None = None):
 
     gcfg = GeneratorConfig(latent_channels=vae.config.latent_channels, patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                            text_dim=text_dim, rope_split=_rope_split(cfg.dim // cfg.heads), input_skip=cfg.input_skip,
-                           layout_channels=LAYOUT_CHANNELS if cfg.layout else 0, refine_channels=cfg.refine)
+                           layout_channels=LAYOUT_CHANNELS if cfg.layout else 0, refine_channels=cfg.refine,
+                           grounding_channels=cfg.grounding)
     return vae.eval(), OmniGenerator(gcfg), te, {}
 
 
@@ -173,8 +176,16 @@ def with_refine(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
     return _with_path(gen, "latent head", "refine.", refine_channels=cfg.refine)
 
 
+def with_grounding(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
+    """The generator with phrase grounding (GeneratorConfig.grounding_channels) when `cfg.grounding` asks for it
+    and it has none."""
+    if not cfg.grounding or gen.config.grounding_channels:
+        return gen
+    return _with_path(gen, "phrase grounding", "ground_", grounding_channels=cfg.grounding)
+
+
 def with_paths(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
-    return with_refine(with_layout(with_input_skip(gen, cfg), cfg), cfg)
+    return with_grounding(with_refine(with_layout(with_input_skip(gen, cfg), cfg), cfg), cfg)
 
 
 def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.random.Generator,
@@ -182,7 +193,8 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     """Flow-matching loss of one batch of world samples (shared by the tests and every stage)."""
     B = len(samples)
     requests = [s.request for s in samples]
-    prompts = [enhancer.enhance(r).prompt for r in requests]
+    enhanced = [enhancer.enhance(r) for r in requests]
+    prompts = [e.prompt for e in enhanced]
     drop_t = list(rng.random(B) < cfg.p_drop_text)
     drop_v = list(rng.random(B) < cfg.p_drop_visual)
     base = gen.module if hasattr(gen, "module") else gen
@@ -190,7 +202,10 @@ def training_loss(gen, vae, te, enhancer, samples, cfg: TrainConfig, rng: np.ran
     if base.config.layout_channels:
         drop_l = rng.random(B) < cfg.p_drop_layout
         layouts = [None if d else truth_layout(smp) for smp, d in zip(samples, drop_l)]
-    pieces = build_conditions(requests, prompts, vae, te, drop_text=drop_t, drop_visual=drop_v, layouts=layouts)
+        if base.config.grounding_channels:  # the phrases the planner gives at inference
+            layouts = [with_planned_labels(lay, e.layout) for lay, e in zip(layouts, enhanced)]
+    pieces = build_conditions(requests, prompts, vae, te, drop_text=drop_t, drop_visual=drop_v, layouts=layouts,
+                              grounding=base.config.grounding_channels > 0)
     dev = next(base.parameters()).device
     with torch.no_grad():
         x0 = vae.encode(to_model_range(torch.from_numpy(np.stack([s.target for s in samples]))).to(dev))
@@ -287,11 +302,14 @@ def main(cfg: TrainConfig, resume: bool = True) -> dict:
     for p in ema.parameters():
         p.requires_grad_(False)
     def own_group(n: str) -> bool:
-        return (cfg.transplant_vae and n.startswith(MOVED)) or n.startswith("layout_embed.") or n.startswith("refine.")
+        return (cfg.transplant_vae and n.startswith(MOVED)) or n.startswith(("layout_embed.", "refine.", "ground_"))
 
     groups = [{"params": [p for n, p in gen.named_parameters() if not own_group(n)], "mult": 1.0}]
     if gen.layout_embed is not None:
         groups.append({"params": list(gen.layout_embed.parameters()), "mult": cfg.layout_lr_mult})
+    if gen.ground_embed is not None:
+        groups.append({"params": [p for n, p in gen.named_parameters() if n.startswith("ground_")],
+                       "mult": cfg.grounding_lr_mult})
     if gen.refine is not None:  # the latent head starts at zero beside a trained body: it may learn faster
         groups.append({"params": list(gen.refine.parameters()), "mult": cfg.refine_lr_mult})
     if cfg.transplant_vae:  # the latent layers start far from trained: they may learn faster than the body
