@@ -212,11 +212,13 @@ class LatentRefiner(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, v, x, layout, temb):
+    def forward(self, v, x, layout, temb, extra: torch.Tensor | None = None):
+        """`extra`: (B, width, T, h, w) added to the first layer's features (the grounding's cells)."""
         parts = [v, x]
         if self.layout_channels:
             parts.append(layout if layout is not None else v.new_zeros(v.shape[0], self.layout_channels, *v.shape[2:]))
-        h = F.silu(self.inp(torch.cat(parts, 1)))
+        h = self.inp(torch.cat(parts, 1))
+        h = F.silu(h if extra is None else h + extra)
         scale, shift = self.film(temb).chunk(2, dim=-1)
         h = F.silu(self.mid(h) * (1 + scale[:, :, None, None, None]) + shift[:, :, None, None, None])
         return self.out(h)
@@ -249,6 +251,9 @@ class OmniGenerator(Component):
         self.ground_proj = nn.Sequential(nn.LayerNorm(c.text_dim), nn.Linear(c.text_dim, g)) if g else None
         # pooled phrase states -> g channels
         self.ground_embed = nn.Linear(g * c.layout_patch ** 2, d) if g else None  # zero-initialised
+        # with the latent head too: the phrase map per latent cell into the head's first layer (zero-initialised)
+        self.ground_cell = nn.Conv3d(g, c.refine_channels, (1, 3, 3), padding=(0, 1, 1)) \
+            if g and c.refine_channels else None
         self.refine = LatentRefiner(c.latent_channels, c.layout_channels, c.refine_channels, d) \
             if c.refine_channels else None
         self.initialize_weights()
@@ -256,7 +261,7 @@ class OmniGenerator(Component):
     def initialize_weights(self) -> None:
         """DiT initialisation: every block starts as identity; the optional input and layout paths at zero."""
         zeros = [b.ada for b in self.blocks] + [self.final_ada, self.final]
-        zeros += [m for m in (self.skip_ada, self.layout_embed, self.ground_embed) if m is not None]
+        zeros += [m for m in (self.skip_ada, self.layout_embed, self.ground_embed, self.ground_cell) if m is not None]
         dit_init(self, [self.type_embed.weight, self.slot_embed.weight, self.null_token], zeros)
         if self.refine is not None:
             self.refine.reset()
@@ -387,5 +392,8 @@ class OmniGenerator(Component):
             lay = None
             if self.refine.layout_channels and cond.layout is not None:
                 lay = F.adaptive_avg_pool3d(cond.layout.float(), (T, h, w)).to(v.dtype)
-            v = v + self.refine(v, x, lay, temb)
+            extra = None
+            if self.ground_cell is not None and cond.grounding is not None:
+                extra = self.ground_cell(F.adaptive_avg_pool3d(cond.grounding.float(), (T, h, w)).to(v.dtype))
+            v = v + self.refine(v, x, lay, temb, extra)
         return v

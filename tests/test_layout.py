@@ -319,6 +319,17 @@ def test_phrase_grounding_starts_at_zero_reads_the_words_in_the_box_and_leaves_w
     back = OmniGenerator.from_pretrained(tmp_path / "g")
     with torch.no_grad():
         torch.testing.assert_close(back(x, t, back.embed_conditions([pieces])), steered)
+    # with the latent head as well, the phrase map also enters the head per latent cell: zero at the start
+    from training.train_omni import with_refine
+
+    headed = with_grounding(with_refine(base, TrainConfig(refine=8)), TrainConfig(grounding=4)).eval()
+    assert headed.ground_cell is not None
+    with torch.no_grad():
+        torch.testing.assert_close(headed(x, t, headed.embed_conditions([pieces])), before)
+        torch.nn.init.normal_(headed.ground_cell.weight, std=0.1)
+        torch.nn.init.normal_(headed.refine.out.weight, std=0.1)
+        assert (headed(x, t, headed.embed_conditions([reworded])) -
+                headed(x, t, headed.embed_conditions([pieces]))).abs().max() > 1e-4
     # build_conditions attaches it where the text is kept, not where the text is dropped
     vae = VideoVAE(VAEConfig(channels=(8, 8, 8), latent_channels=4)).eval()
     smp = sample("t2v", 0, "train")

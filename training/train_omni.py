@@ -173,7 +173,7 @@ def with_refine(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
     for one and it has none."""
     if not cfg.refine or gen.config.refine_channels:
         return gen
-    return _with_path(gen, "latent head", "refine.", refine_channels=cfg.refine)
+    return _with_path(gen, "latent head", ("refine.", "ground_cell."), refine_channels=cfg.refine)
 
 
 def with_grounding(gen: OmniGenerator, cfg: TrainConfig) -> OmniGenerator:
