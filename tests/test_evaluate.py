@@ -261,3 +261,28 @@ def test_sampler_overrides_are_refused_where_there_is_no_sampler():
                  ["--compare", "oracle", "noise", "--steps", "4"]):
         r = subprocess.run([sys.executable, "-m", "training.evaluate", *args], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and ("--steps / --guidance" in r.stderr or "--guidance 30" in r.stderr), r.stderr
+
+
+def test_the_race_report_reads_each_arms_logs_and_reports_and_judges_them_case_by_case(tmp_path):
+    from training.race_report import main, race_report
+
+    for name, model, losses in (("plain", E.noise, {20: 0.5, 40: 0.4, 60: 0.3}), ("ground", E.oracle, {20: 0.4, 40: 0.2})):
+        arm = tmp_path / name
+        (arm / "model").mkdir(parents=True)
+        (arm / "model" / "model_index.json").write_text(json.dumps({"config": {"notes": {"step": max(losses)}}}))
+        (arm / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": v}) + "\n" for s, v in losses.items()))
+        (arm / "train.json").write_text(E.report_json(E.evaluate(model, families=("t2v",), limit=2, split="train")))
+    r = race_report(tmp_path, ["plain", "ground"])
+    assert r["matched_steps"] == 2  # steps 20 and 40: the losses are compared where both arms logged
+    plain, ground = r["arms"]["plain"], r["arms"]["ground"]
+    assert (plain["step"], ground["step"]) == (60, 40)
+    assert plain["mean_loss_matched"] == 0.45 and ground["mean_loss_matched"] == 0.3
+    assert ground["train"]["overall"] == 1.0 and plain["train"]["overall"] == 0.0
+    assert ground["train"]["t2v"]["shape_acc"] == 1.0
+    assert ground["train"]["judged_against_plain"] == {"counts": {"G": 2, "S": 0, "B": 0}, "gsb": "inf"}
+    assert "bench" not in ground  # no bench report written: nothing made up
+    out = tmp_path / "r.json"
+    assert main([str(tmp_path), "plain", "ground", "--against", "ground", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["arms"]["plain"]["train"]["judged_against_ground"]["counts"]["B"] == 2
+    with pytest.raises(SystemExit, match="no arm folder nope"):
+        main([str(tmp_path), "plain", "nope"])
