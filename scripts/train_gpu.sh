@@ -8,6 +8,7 @@
 # wall-clock budget and writes the model directory and its log to $OUT (default runs/gpu):
 #   $OUT/model (ready for `python -m training.evaluate --model $OUT/model`), $OUT/state (fp16 EMA +
 #   step + schedule, to commit as assets/train_state/...), $OUT/log.jsonl, $OUT/train.log.
+# EXTRA adds training flags, e.g. EXTRA="--grounding 8" (phrase grounding, added to a state that lacks it).
 # It installs nothing and downloads nothing: the device machine gets this checkout and its .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,5 @@ else
 fi
 $PY -m training.sft --out "$OUT" --init "$INIT" --layout 1 --families "$FAMS" --ema 0.999 --ema-warmup 200 \
     --lr 2e-4 --min-lr 2e-5 --warmup 100 --uniform-time 0.3 --fg-weight 3 --fg-max-s 0.5 --seed 21 \
-    --state-dir "$OUT/state" --fresh "${ARGS[@]}" 2>&1 | grep -v "rms_norm\|Mismatch dtype" | tee "$OUT/train.log"
+    --state-dir "$OUT/state" --fresh "${ARGS[@]}" ${EXTRA:-} 2>&1 | grep -v "rms_norm\|Mismatch dtype" | tee "$OUT/train.log"
 echo "model: $OUT/model; state to commit: $OUT/state"
