@@ -7,6 +7,7 @@
 #   e.g. bash scripts/race.sh 45 plain="" ground="--grounding 8"
 #   LIMIT=1 OUT=/tmp/race bash scripts/race.sh 0.2 plain="" ground="--grounding 4"   (a smoke run)
 # A new path (--refine W, --grounding G) starts at zero beside the trained body, at its own rate multiplier.
+# An arm's FLAGS come last, so they may also override the shared ones (e.g. --fg-max-s 1.0).
 # Each arm keeps a committable state in $OUT/NAME/state (fp16 EMA + step + schedule), as the recipe scripts do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +24,10 @@ NAMES=()
 for spec in "$@"; do
     name=${spec%%=*}; flags=${spec#*=}; NAMES+=("$name")
     # shellcheck disable=SC2086
-    $PY -m training.sft --out "$OUT/$name" --init "$STATE" $flags --steps 100000 --batch 16 \
+    $PY -m training.sft --out "$OUT/$name" --init "$STATE" --steps 100000 --batch 16 \
         --families "$PLANNED,$REST" --ema 0.99 --ema-warmup 50 --lr 5e-5 --min-lr 5e-5 --warmup 20 --save-every 100 \
         --uniform-time 0.3 --fg-weight 3 --fg-max-s 0.5 --seed 17 --max-minutes "$MIN" --fresh --state-dir "$OUT/$name/state" \
-        > "$OUT/$name.log" 2>&1 &
+        $flags > "$OUT/$name.log" 2>&1 &
 done
 wait
 FAMS="--family t2v --family boxes --family arrows --family i2v ${LIMIT:+--limit $LIMIT}"
