@@ -6,6 +6,7 @@
 #   bash scripts/race.sh MINUTES NAME="FLAGS" [NAME="FLAGS" ...]   -> $OUT/NAME/..., $OUT/summary.txt
 #   e.g. bash scripts/race.sh 45 plain="" ground="--grounding 8"
 #   LIMIT=1 OUT=/tmp/race bash scripts/race.sh 0.2 plain="" ground="--grounding 4"   (a smoke run)
+#   SPLITS=train: score the training split only (the decision), not the benchmark
 # A new path (--refine W, --grounding G) starts at zero beside the trained body, at its own rate multiplier.
 # An arm's FLAGS come last, so they may also override the shared ones (e.g. --fg-max-s 1.0).
 # Each arm keeps a committable state in $OUT/NAME/state (fp16 EMA + step + schedule), as the recipe scripts do.
@@ -31,7 +32,7 @@ for spec in "$@"; do
 done
 wait
 FAMS="--family t2v --family boxes --family arrows --family i2v ${LIMIT:+--limit $LIMIT}"
-for split in train bench; do
+for split in ${SPLITS:-train bench}; do
     for a in "${NAMES[@]}"; do
         # shellcheck disable=SC2086
         $PY -m training.evaluate --model "$OUT/$a/model" $FAMS $([ $split = train ] && echo --split train) \
@@ -43,4 +44,4 @@ done
 { for a in "${NAMES[@]}"; do
     echo "== $a: steps $($PY -c "import json; print(json.load(open('$OUT/$a/model/model_index.json'))['config']['notes']['step'])")"
     echo "-- training-split compositions (the decision)"; tail -6 "$OUT/$a/train.txt"
-    echo "-- held-out benchmark"; tail -6 "$OUT/$a/bench.txt"; done; } | tee "$OUT/summary.txt"
+    if [ -f "$OUT/$a/bench.txt" ]; then echo "-- held-out benchmark"; tail -6 "$OUT/$a/bench.txt"; fi; done; } | tee "$OUT/summary.txt"
