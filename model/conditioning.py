@@ -128,6 +128,17 @@ def build_conditions(requests: list[MVLRequest], prompts: list[str], vae, text_e
     return pieces
 
 
+def generator_conditions(requests: list[MVLRequest], enhanced: list, vae, text_encoder, generator_config,
+                         frames: int = 16) -> list[list[CondPiece]]:
+    """The condition pieces a generator reads at inference, from the requests and their enhancements
+    (prompt, layout plan): the plan where the generator has a layout path, its grounding where it has that
+    one. Shared by the pipeline, distillation and DPO, so they build the same conditions."""
+    use_layout = getattr(generator_config, "layout_channels", 0) > 0
+    return build_conditions(requests, [e.prompt for e in enhanced], vae, text_encoder,
+                            layouts=[e.layout for e in enhanced] if use_layout else None, frames=frames,
+                            grounding=getattr(generator_config, "grounding_channels", 0) > 0)
+
+
 def grounding_piece(plan: LayoutPlan, text_encoder, frames: int = 16) -> CondPiece:
     """The plan's subjects for the generator's phrase grounding: their box weights (model/layout.subject_masks)
     and the text encoder's states of each subject's label ("the striped red circle"), averaged over its tokens."""

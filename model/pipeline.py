@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import flow_matching as fm
-from .conditioning import SIDE, build_conditions, without_text
+from .conditioning import SIDE, generator_conditions, without_text
 from .generator import IMAGE, VIDEO, OmniGenerator
 from .layout import LayoutPlan
 from .precision import autocast, resolve_dtype
@@ -291,11 +291,8 @@ class OmniPipeline:
             enhanced.layout = layout
         # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
         # plan is kept in both (guidance strengthens the words, the plan says where)
-        gcfg = self.generator.config
-        use_layout = gcfg.layout_channels > 0
-        pieces = build_conditions([request], [enhanced.prompt], self.vae, self.text_encoder,
-                                  layouts=[enhanced.layout if use_layout else None], frames=self.config.frames,
-                                  grounding=gcfg.grounding_channels > 0)[0]
+        pieces = generator_conditions([request], [enhanced], self.vae, self.text_encoder, self.generator.config,
+                                      frames=self.config.frames)[0]
         use_cfg = guidance != 1.0 and not self.config.guidance_distilled
         batch = [pieces, without_text(pieces)] if use_cfg else [pieces]
         cond = self.generator.embed_conditions(batch)

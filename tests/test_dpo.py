@@ -334,14 +334,14 @@ def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_fr
     pipe = tiny_pipeline()
     pipe.generator = tiny_generator(layout=True)
     seen = []
-    real = D.build_conditions
+    real = D.generator_conditions
 
-    def spy(requests, prompts, *a, **kw):
-        out = real(requests, prompts, *a, **kw)
+    def spy(requests, enhanced, *a, **kw):
+        out = real(requests, enhanced, *a, **kw)
         seen.append([next((p.data for p in pieces if p.kind == LAYOUT), None) for pieces in out])
         return out
 
-    monkeypatch.setattr(D, "build_conditions", spy)
+    monkeypatch.setattr(D, "generator_conditions", spy)
     pairs = _fixed_pairs(2)
     cfg = DPOConfig(steps=2, batch=2, lr=1e-3, beta=2000.0, seed=0)
     new, log = train(pipe, pairs, cfg)
@@ -349,7 +349,9 @@ def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_fr
     # the plan is the one the pipeline renders from for that request
 
     plan = pipe.enhancer.enhance(pairs[0]["request"]).layout
-    ref = real([pairs[0]["request"]], ["x"], pipe.vae, pipe.text_encoder, layouts=[plan], frames=16)[0]
+    from model.conditioning import build_conditions
+
+    ref = build_conditions([pairs[0]["request"]], ["x"], pipe.vae, pipe.text_encoder, layouts=[plan], frames=16)[0]
     assert torch.equal(next(p.data for p in ref if p.kind == LAYOUT), seen[0][0])
     moved = [n for (n, a), b in zip(new.generator.named_parameters(), pipe.generator.parameters())
              if not torch.equal(a, b)]

@@ -265,7 +265,8 @@ def test_subject_masks_give_each_pixel_to_one_subject_and_rebuild_the_raster():
     assert (np.count_nonzero(w, axis=0) <= 1).all()  # one subject per pixel
     r = rasterize_layout(plan, 16, 32)
     np.testing.assert_allclose(r[3], w.sum(0))
-    np.testing.assert_allclose(r[0], w[0]) and np.testing.assert_allclose(r[2], w[1])
+    np.testing.assert_allclose(r[0], w[0])  # red: subject a's weights
+    np.testing.assert_allclose(r[2], w[1])  # blue: subject b's
     assert subject_masks(None).shape == (0, 16, 32, 32)
 
 

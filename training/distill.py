@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from model import flow_matching as fm
-from model.conditioning import build_conditions, without_text
+from model.conditioning import generator_conditions, without_text
 from model.generator import VIDEO, CondPiece, OmniGenerator
 from model.mvl import MVLRequest
 from model.pipeline import OmniPipeline
@@ -143,11 +143,8 @@ def distilled_guidance(teacher: OmniPipeline, cfg: DistillConfig) -> float:
 # ---------------------------------------------------------------- the teacher's trajectories
 def condition_pieces(pipe: OmniPipeline, request: MVLRequest) -> list[CondPiece]:
     """The request's condition pieces (with text) exactly as the pipeline builds them at inference."""
-    enhanced = pipe.enhancer.enhance(request)
-    gcfg = pipe.generator.config
-    return build_conditions([request], [enhanced.prompt], pipe.vae, pipe.text_encoder,
-                            layouts=[enhanced.layout if gcfg.layout_channels > 0 else None], frames=pipe.config.frames,
-                            grounding=gcfg.grounding_channels > 0)[0]
+    return generator_conditions([request], [pipe.enhancer.enhance(request)], pipe.vae, pipe.text_encoder,
+                                pipe.generator.config, frames=pipe.config.frames)[0]
 
 
 def initial_latents(pipe: OmniPipeline, pieces: list[CondPiece], seed: int, start: float) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from model import flow_matching as fm
-from model.conditioning import build_conditions
+from model.conditioning import generator_conditions
 from model.pipeline import OmniPipeline
 from model.vae import to_model_range
 
@@ -114,13 +114,11 @@ def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPO
     """pairs: {"request": MVLRequest, "winner": (T,H,W,3) uint8, "loser": ..., "weight": float}."""
     requests = [p["request"] for p in pairs]
     enhanced = [pipe.enhancer.enhance(r) for r in requests]
-    prompts = [e.prompt for e in enhanced]
     # a layout model (v2) is judged on what it renders from the plan: both clips of a pair were rendered from
     # the same plan (the planner is seeded by the request, the two clips differ in the noise seed), so the
     # conditions carry that plan, as they do at inference
-    layouts = [e.layout for e in enhanced] if getattr(policy.config, "layout_channels", 0) > 0 else None
-    pieces = build_conditions(requests, prompts, pipe.vae, pipe.text_encoder, layouts=layouts,
-                              frames=pipe.config.frames, grounding=getattr(policy.config, "grounding_channels", 0) > 0)
+    pieces = generator_conditions(requests, enhanced, pipe.vae, pipe.text_encoder, policy.config,
+                                  frames=pipe.config.frames)
     with torch.no_grad():
         xw = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["winner"] for p in pairs]))))
         xl = pipe.vae.encode(to_model_range(torch.from_numpy(np.stack([p["loser"] for p in pairs]))))
