@@ -119,10 +119,12 @@ class Side:
         for name, clip in (("sr", sr_clip), ("bicubic", bicubic(base)), ("nearest", nearest(base))):
             row[f"{name}_psnr"] = psnr(clip, hr)
             row[f"{name}_ssim"] = ssim(clip, hr)
-        a_base, a_sr = attributes(base, case), attributes(sr_clip, case)
+        a_base, a_sr, a_bic = attributes(base, case), attributes(sr_clip, case), attributes(bicubic(base), case)
         flat_b = [x for pair in a_base for x in pair]
         flat_s = [x for pair in a_sr for x in pair]
+        flat_c = [x for pair in a_bic for x in pair]
         row["attributes"] = len(flat_b)
+        row["bicubic_lost"] = sum(b and not c for b, c in zip(flat_b, flat_c))  # what upscaling alone costs
         row["kept"] = sum(b and s for b, s in zip(flat_b, flat_s))
         row["lost"] = sum(b and not s for b, s in zip(flat_b, flat_s))
         row["gained"] = sum(s and not b for b, s in zip(flat_b, flat_s))
@@ -139,7 +141,7 @@ class Side:
                 out[k] = round(float(np.mean([r[k] for r in rows])), 3)
         if rows and "sr_psnr" in rows[0]:
             out["sr_gain_db"] = round(out["sr_psnr"] - out["bicubic_psnr"], 3)
-        for k in ("attributes", "base_right", "kept", "lost", "gained"):
+        for k in ("attributes", "base_right", "kept", "lost", "gained", "bicubic_lost"):
             if rows and k in rows[0]:
                 out[k] = int(sum(r[k] for r in rows))
         return out
@@ -272,11 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     t, g = report["truth_base"], report["generated"]
     print(f"\nSR stage {report['sr']} on {t['cases']} held-out cases ({a.cases} per family), one CPU thread")
     print(f"{'input':12s} {'SR dB':>7s} {'bicubic':>8s} {'nearest':>8s} {'gain':>6s} {'SR ssim':>8s} {'bic ssim':>9s}"
-          f" {'attrs':>6s} {'kept':>5s} {'lost':>5s} {'gained':>7s}")
+          f" {'attrs':>6s} {'kept':>5s} {'lost':>5s} {'gained':>7s} {'bic lost':>9s}")
     for name, s in (("truth_base", t), ("generated", g)):
         print(f"{name:12s} {s['sr_psnr']:7.2f} {s['bicubic_psnr']:8.2f} {s['nearest_psnr']:8.2f} {s['sr_gain_db']:6.2f}"
               f" {s['sr_ssim']:8.3f} {s['bicubic_ssim']:9.3f} {s['base_right']:6d} {s['kept']:5d} {s['lost']:5d}"
-              f" {s['gained']:7d}")
+              f" {s['gained']:7d} {s['bicubic_lost']:9d}")
     print(f"speed: base stack {report['base_ms_per_clip']:.0f} ms/clip, SR {report['ms_per_clip']:.0f} ms/clip, "
           f"stack with SR / without = {report['stack_ratio']:.2f}x")
     if "nabla" in report:

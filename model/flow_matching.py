@@ -55,3 +55,16 @@ def schedule(steps: int, shift: float = 3.0) -> torch.Tensor:
 
 def euler_step(x: torch.Tensor, v: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
     return x + (s_next - s) * v
+
+
+def sampler_step(x: torch.Tensor, v: torch.Tensor, s: float, s_next: float, churn: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """One sampler step from level s to s_next. The velocity implies a clean estimate x0 = x - s v and the
+    noise in x, n = x + (1 - s) v; the step re-mixes them at s_next, with a share `churn` of that noise drawn
+    afresh (variance kept: sqrt(1 - churn^2) n + churn * fresh). churn = 0 is exactly `euler_step`."""
+    if churn <= 0.0 or s_next <= 0.0:
+        return euler_step(x, v, s, s_next)
+    x0 = x - s * v
+    n = x + (1 - s) * v
+    fresh = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+    return (1 - s_next) * x0 + s_next * ((1 - churn**2) ** 0.5 * n + churn * fresh)

@@ -66,6 +66,10 @@ class PipelineConfig:
     preserve_grow: int = 1
     # the degradation level the SR stage is told its input has (0 = clean; training draws 0..1 with noise)
     sr_level: float = 0.0
+    # stochastic sampling (flow_matching.sampler_step): the share of each step's noise drawn afresh instead of
+    # the noise the model implies (0 = the deterministic Euler sampler; 1 = fully fresh, as ancestral samplers):
+    # fresh noise lets later steps correct what earlier steps got wrong. Chosen on training-split cases.
+    churn: float = 0.0
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -276,7 +280,7 @@ class OmniPipeline:
     @torch.no_grad()
     def __call__(self, request: MVLRequest, steps: int | None = None, guidance: float | None = None,
                  seed: int | None = None, enhance: bool = True, strength: float | None = None,
-                 preserve: float | None = None, layout: LayoutPlan | None = None,
+                 preserve: float | None = None, layout: LayoutPlan | None = None, churn: float | None = None,
                  callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
                  return_latents: bool = False) -> OmniOutput:
         # 1. check inputs
@@ -284,6 +288,9 @@ class OmniPipeline:
         steps = steps or request.steps or self.config.default_steps
         guidance = request.guidance if guidance is None else guidance
         seed = request.seed if seed is None else seed
+        churn = self.config.churn if churn is None else churn
+        if not 0.0 <= churn <= 1.0:
+            raise ValueError(f"churn {churn}: the share of fresh noise per step must be in [0, 1]")
         self.interrupt = False
         # 2. enhance
         enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
@@ -328,7 +335,7 @@ class OmniPipeline:
             if use_cfg:
                 v_c, v_u = v.chunk(2)
                 v = v_u + guidance * (v_c - v_u)
-            x = fm.euler_step(x, v, s, s_next)
+            x = fm.sampler_step(x, v, s, s_next, churn, g)
             if keep is not None:  # outside the mask the latents follow the source clip's own noising path
                 x = keep["m"] * x + (1 - keep["m"]) * fm.add_noise(keep["z"], keep["noise"], torch.tensor([s_next]))
             if callback_on_step_end is not None:

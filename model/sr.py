@@ -50,6 +50,10 @@ class SRConfig:
     nabla_dense_above: float = 0.4  # kept fraction past which a window's attention runs dense (model.nabla)
     refine: int = 0  # > 0: a small per-frame conv stack (this many channels) on the output, zero-initialised
     # residual: it joins the 8 x 8 patches seamlessly and sharpens edges across them (0 = none)
+    base_conv: int = 0  # > 0: a convolutional path of this width on the base clip at its own resolution, (2+1)D
+    # residual blocks across frames, out through a pixel shuffle to scale x scale sub-pixels per base pixel,
+    # zero-initialised; it sees the clip's neighbouring frames, where an edge's sub-pixel place shows (0 = none)
+    base_conv_depth: int = 4  # residual blocks of that path
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -130,6 +134,7 @@ class SRStage(Component):
         self.final_ada = nn.Linear(d, 2 * d)
         self.final = nn.Linear(d, pdim)
         self.refine = _refiner(c.refine) if c.refine else None
+        self.base_conv = BaseConvPath(c.base_conv, c.base_conv_depth, c.scale) if c.base_conv else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -142,6 +147,8 @@ class SRStage(Component):
                     m.reset_parameters()
             nn.init.zeros_(self.refine[-1].weight)
             nn.init.zeros_(self.refine[-1].bias)
+        if self.base_conv is not None:
+            self.base_conv.initialize_weights()
 
     # ------------------------------------------------------------ patches
     def _patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -253,11 +260,47 @@ class SRStage(Component):
         shift, scale = self.final_ada(temb)[:, None].chunk(2, dim=-1)
         out = self.final(self.final_norm(x) * (1 + scale) + shift)
         y = up + self._unpatchify(out, grid)
+        if self.base_conv is not None:
+            y = y + self.base_conv(base, level)
         if self.refine is not None:  # per frame: (B, 3, T, H, W) -> (B T, 3, H, W) and back
             Bq, C, T, H, W = y.shape
             f = y.transpose(1, 2).reshape(Bq * T, C, H, W)
             y = (f + self.refine(f)).view(Bq, T, C, H, W).transpose(1, 2)
         return y
+
+
+class BaseConvPath(nn.Module):
+    """Sub-pixel detail from the base clip itself: (B, 3, T, h, w) and the degradation level ->
+    a (B, 3, T, h * scale, w * scale) residual. Convolutions at the base resolution are 16x cheaper than at
+    the output's; each residual block is a 3 x 3 spatial then a 3-frame temporal convolution ((2+1)D), so an
+    edge's sub-pixel position, which the renderer's rounding hides in one frame and shows across a moving
+    subject's frames, can be read; the last layer gives scale x scale values per base pixel (pixel shuffle)."""
+
+    def __init__(self, ch: int, depth: int, scale: int):
+        super().__init__()
+        self.scale = scale
+        self.inp = nn.Conv3d(4, ch, 3, padding=1)  # RGB + the degradation level as a constant channel
+        self.spatial = nn.ModuleList([nn.Conv3d(ch, ch, (1, 3, 3), padding=(0, 1, 1)) for _ in range(depth)])
+        self.temporal = nn.ModuleList([nn.Conv3d(ch, ch, (3, 1, 1), padding=(1, 0, 0)) for _ in range(depth)])
+        self.out = nn.Conv3d(ch, 3 * scale * scale, (1, 3, 3), padding=(0, 1, 1))
+
+    def initialize_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                m.reset_parameters()
+        nn.init.zeros_(self.out.weight)  # starts as no change
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, base: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        B, C, T, h, w = base.shape
+        s = self.scale
+        lv = level.to(base.dtype).view(B, 1, 1, 1, 1).expand(B, 1, T, h, w)
+        x = F.silu(self.inp(torch.cat([base, lv], 1)))  # (B, ch, T, h, w)
+        for sp, tp in zip(self.spatial, self.temporal):
+            x = x + tp(F.silu(sp(x)))
+        r = self.out(F.silu(x))  # (B, 3 * s * s, T, h, w)
+        r = r.view(B, 3, s, s, T, h, w).permute(0, 1, 4, 5, 2, 6, 3)  # (B, 3, T, h, s, w, s)
+        return r.reshape(B, 3, T, h * s, w * s)
 
 
 def _refiner(ch: int) -> nn.Sequential:

@@ -8,12 +8,13 @@
 # the shipped VAE's round trip, blur up to 1 px and noise up to 0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-2000}
+STEPS=${1:-4800}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 if [ ! -f runs/sr/state.pt ] && [ -f assets/train_state/sr/state.pt ]; then
     mkdir -p runs/sr && cp -r assets/train_state/sr/ckpt assets/train_state/sr/state.pt runs/sr/
 fi
 $PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 8 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
-    --crop-side 16 --crop-frames 8 --vae assets/models/omni-world/vae --p-vae 0.5 --save-every 100 --refine 32
+    --crop-side 16 --crop-frames 8 --vae assets/models/omni-world/vae --p-vae 0.5 --save-every 100 --refine 32 \
+    --base-conv 48 --base-conv-depth 6
 $PY -m benchmarks.sr --sr runs/sr/final --cases 4 --json runs/sr/sr.json

@@ -258,9 +258,29 @@ def test_show_cases_draws_each_case_with_and_without_the_truths_layout(tmp_path)
 def test_sampler_overrides_are_refused_where_there_is_no_sampler():
     """--steps / --guidance set a model directory's sampler: with a baseline, or out of range, a clear error."""
     for args in (["--model", "oracle", "--steps", "4"], ["--model", "oracle", "--guidance", "30"],
-                 ["--compare", "oracle", "noise", "--steps", "4"]):
+                 ["--compare", "oracle", "noise", "--steps", "4"], ["--model", "oracle", "--churn", "0.5"],
+                 ["--model", "oracle", "--churn", "2"]):
         r = subprocess.run([sys.executable, "-m", "training.evaluate", *args], capture_output=True, text=True, cwd=ROOT)
-        assert r.returncode == 2 and ("--steps / --guidance" in r.stderr or "--guidance 30" in r.stderr), r.stderr
+        assert r.returncode == 2 and ("--steps / --guidance" in r.stderr or "--guidance 30" in r.stderr
+                                      or "--churn 2" in r.stderr), r.stderr
+
+
+def test_a_churn_study_runs_the_stochastic_sampler_and_records_it(tmp_path):
+    """--churn samples a model directory with fresh noise per step (same seed: other clips than Euler's) and
+    the report records the sampler it was run with."""
+    import json
+
+    from tests.test_model import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    for churn in ("0", "1"):
+        assert E.main(["--model", str(tmp_path / "m"), "--family", "t2v", "--limit", "1", "--churn", churn,
+                       "--json", str(tmp_path / f"c{churn}.json")]) == 0
+    a, b = (json.loads((tmp_path / f"c{c}.json").read_text()) for c in ("0", "1"))
+    assert a["sampler"] == {"churn": 0.0} and b["sampler"] == {"churn": 1.0}
+    gen = E.load_model(str(tmp_path / "m"), churn=1.0)
+    case = E.bench_cases("t2v", 1)[0]
+    assert not np.array_equal(gen(case), E.load_model(str(tmp_path / "m"))(case))
 
 
 def test_the_race_report_reads_each_arms_logs_and_reports_and_judges_them_case_by_case(tmp_path):

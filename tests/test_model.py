@@ -169,6 +169,35 @@ def test_flow_matching_convention_recovers_the_data_point():
     torch.testing.assert_close(x, x0)
 
 
+def test_stochastic_sampler_step_is_euler_at_zero_churn_and_lands_on_the_data_point():
+    """flow_matching.sampler_step: churn 0 is the Euler step exactly; with one data point (exact velocity) any
+    churn lands on x0 (the fresh noise only replaces noise); the fresh share keeps unit variance; and the
+    pipeline refuses a churn outside [0, 1] and is deterministic for a seed with churn on."""
+    x0 = torch.tensor([0.7, -1.3])
+    x = torch.tensor([0.1, 0.4])
+    v = (x - x0) / 0.6
+    torch.testing.assert_close(fm.sampler_step(x, v, 0.6, 0.3, 0.0), fm.euler_step(x, v, 0.6, 0.3))
+    g = torch.Generator().manual_seed(0)
+    for churn in (0.5, 1.0):
+        sig = fm.schedule(6, shift=3.0)
+        y = torch.randn(2, generator=g)
+        for i in range(6):
+            y = fm.sampler_step(y, (y - x0) / sig[i], float(sig[i]), float(sig[i + 1]), churn, g)
+        torch.testing.assert_close(y, x0)
+    # fresh noise of unit variance, independent of the old: from pure noise with x0 = 0 (v = x), a fully
+    # fresh step to s' = 0.5 gives 0.5 * new noise
+    xx = torch.randn(200_000, generator=g)
+    out = fm.sampler_step(xx, xx, 1.0, 0.5, 1.0, g)
+    assert abs(float(out.std()) - 0.5) < 0.01 and abs(float(torch.corrcoef(torch.stack([out, xx]))[0, 1])) < 0.01
+    pipe = tiny_pipeline()
+    req = MVLRequest(prompt="a red circle moves right", frames=8, steps=3, seed=4)
+    with pytest.raises(ValueError, match="churn 1.5"):
+        pipe(req, churn=1.5)
+    a, b = pipe(req, churn=0.7).frames, pipe(req, churn=0.7).frames
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, pipe(req, churn=0.0).frames)
+
+
 def test_a_time_conditioned_tiny_model_learns_the_convention():
     """A tiny MLP trained with this module's loss samples near the two data modes."""
     torch.manual_seed(0)

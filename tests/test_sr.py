@@ -120,6 +120,67 @@ def test_nabla_keeping_everything_equals_dense():
     assert (a - c).abs().mean() < 0.1
 
 
+def test_base_conv_path_starts_as_no_change_and_places_sub_pixels_by_hand(tmp_path):
+    """The base-clip conv path: zero-initialised (the stage is still bicubic), its pixel shuffle puts channel
+    c * s * s + i * s + j at sub-pixel (i, j) of every base pixel, it sees neighbouring frames, and it saves."""
+    m = SRStage(tiny(base_conv=8, base_conv_depth=1)).eval()
+    base, images, text = inputs()
+    cond = m.embed_conditions(images, text)
+    with torch.no_grad():
+        assert torch.equal(m(base, cond), m.upsample(base))
+        path = m.base_conv
+        path.out.bias.copy_(torch.arange(48, dtype=torch.float32))  # 3 channels x 4 x 4 sub-pixels, weights zero
+        r = path(base, torch.zeros(1))
+    assert r.shape == (1, 3, 4, 32, 32)
+    ys, xs = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    for c in range(3):
+        want = (c * 16 + (ys % 4) * 4 + (xs % 4)).float()
+        assert torch.equal(r[0, c, 2], want)
+    # temporal reach: a change in frame 0 reaches frames 1 and 2 (through the (2+1)D blocks), not only frame 0
+    with torch.no_grad():
+        for p_ in path.parameters():
+            p_.normal_(0, 0.2)
+        a = path(base, torch.zeros(1))
+        moved = base.clone()
+        moved[:, :, 0] = -moved[:, :, 0]
+        b = path(moved, torch.zeros(1))
+    assert (a[:, :, 2] - b[:, :, 2]).abs().max() > 1e-4  # the input conv and one block: two frames each way
+    assert torch.equal(a[:, :, 3], b[:, :, 3])  # three frames away: outside that reach
+    with torch.no_grad():
+        ref = m(base, cond, level=torch.tensor([0.5]))
+    m.save_pretrained(tmp_path / "sr")
+    again = SRStage.from_pretrained(tmp_path / "sr").eval()
+    assert again.config.base_conv == 8 and again.config.base_conv_depth == 1
+    with torch.no_grad():
+        assert torch.equal(again(base, again.embed_conditions(images, text), level=torch.tensor([0.5])), ref)
+
+
+def test_a_run_grows_the_base_conv_path_without_changing_what_it_computes(tmp_path):
+    """train_sr: a resumed run given --base-conv adds the path at zero (the stage's output is unchanged at the
+    step it is added), keeps the step count, and trains it."""
+    import dataclasses
+
+    from training import train_sr
+
+    cfg = train_sr.TrainSRConfig(out=str(tmp_path / "run"), steps=2, batch=2, crop_frames=2, crop_side=8,
+                                 lr=2e-3, families=("t2v",), log_every=1, save_every=2, dtype="fp32",
+                                 model=tiny(window=(2, 4, 4), text_dim=0))
+    train_sr.main(cfg)
+    before = SRStage.from_pretrained(tmp_path / "run" / "ckpt").eval()
+    cfg.steps, cfg.model = 4, tiny(window=(2, 4, 4), text_dim=0, base_conv=4, base_conv_depth=1)
+    grown = train_sr.main(cfg)
+    assert grown["start_step"] == 2 and len(grown["losses"]) == 2
+    after = SRStage.from_pretrained(tmp_path / "run" / "final").eval()
+    assert after.base_conv is not None and after.config.base_conv == 4
+    assert after.base_conv.out.weight.abs().sum() > 0  # trained off its zero start
+    fresh = SRStage(dataclasses.replace(before.config, base_conv=4, base_conv_depth=1)).eval()
+    missing, _ = fresh.load_state_dict(before.state_dict(), strict=False)
+    assert missing and all(k.startswith("base_conv.") for k in missing)
+    base, images, _ = inputs(side=8)
+    with torch.no_grad():
+        assert torch.equal(fresh(base, fresh.embed_conditions(images)), before(base, before.embed_conditions(images)))
+
+
 def test_a_few_training_steps_stay_close_to_the_input(tmp_path):
     """Training steps on OmniWorld pairs (real 128 x 128 targets, cropped) lower the loss and the output
     downsampled stays close to the base clip it was given."""

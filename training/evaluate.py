@@ -296,7 +296,8 @@ def vae_ceiling(model_dir: str) -> Generator:
     return run
 
 
-def load_model(spec: str, steps: int | None = None, guidance: float | None = None) -> Generator:
+def load_model(spec: str, steps: int | None = None, guidance: float | None = None,
+               churn: float | None = None) -> Generator:
     """A baseline by name, `vae:DIR` (the VAE ceiling), or a model directory (DESIGN 3.4) run through
     the Omni pipeline (at its own default steps and the request's guidance unless `steps` / `guidance`
     override them: a sampler study, not the model's score)."""
@@ -321,8 +322,8 @@ def load_model(spec: str, steps: int | None = None, guidance: float | None = Non
             from training.data import truth_layout, with_planned_labels
 
             lay = with_planned_labels(truth_layout(case), pipe.enhancer.enhance(case.request).layout)
-            return pipe(case.request, steps=steps, guidance=guidance, layout=lay).frames
-        return pipe(case.request, steps=steps, guidance=guidance).frames
+            return pipe(case.request, steps=steps, guidance=guidance, layout=lay, churn=churn).frames
+        return pipe(case.request, steps=steps, guidance=guidance, churn=churn).frames
 
     return run
 
@@ -530,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
                          "use --split train to choose settings, never the benchmark)")
     ap.add_argument("--guidance", type=float, default=None,
                     help="with a model directory: this guidance instead of each request's own (a sampler study)")
+    ap.add_argument("--churn", type=float, default=None,
+                    help="with a model directory: this share of fresh noise per sampling step instead of the model's "
+                         "own (0 = deterministic Euler; a sampler study)")
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps {args.steps}: give 1 or more")
@@ -537,9 +541,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.guidance is not None and not GUIDANCE_RANGE[0] <= args.guidance <= GUIDANCE_RANGE[1]:
         ap.error(f"--guidance {args.guidance}: give {GUIDANCE_RANGE[0]}..{GUIDANCE_RANGE[1]}")
-    if (args.steps is not None or args.guidance is not None) and (
+    if args.churn is not None and not 0.0 <= args.churn <= 1.0:
+        ap.error(f"--churn {args.churn}: give 0..1")
+    if (args.steps is not None or args.guidance is not None or args.churn is not None) and (
             not args.model or args.model in BASELINES or args.model.startswith("vae:")):
-        ap.error("--steps / --guidance set a model directory's sampler: give --model DIR (or layout:DIR)")
+        ap.error("--steps / --guidance / --churn set a model directory's sampler: give --model DIR (or layout:DIR)")
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES
@@ -548,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare and args.split != "bench":
         ap.error("--split train: the judge (--compare) works on the bench split only")
     if args.model:
-        sampler = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None}
+        sampler = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("churn", args.churn))
+                   if v is not None}
         if args.jobs > 1:
             load_model(args.model)  # a wrong --model fails here, once, with its message
             report = evaluate_parallel(args.model, families, args.limit, args.jobs, args.split, sampler)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.precision import autocast, resolve_dtype
 from model.sr import SRConfig, SRStage
 
 
@@ -41,9 +42,13 @@ class TrainSRConfig:
     vae: str | None = None  # a VAE directory: base clips go through its round trip first (the generator's look)
     p_vae: float = 1.0  # fraction of clips that take the VAE round trip (the rest: the rendered base clip itself)
     seed: int = 0
+    dtype: str = "auto"  # compute dtype: auto (probe this machine, model/precision.py) | fp32 | bf16
     log_every: int = 10
     save_every: int = 200
     model: SRConfig = field(default_factory=SRConfig)
+
+
+GROWABLE = ("refine", "base_conv", "base_conv_depth")  # SRConfig fields a resumed run may add (zero-initialised)
 
 
 def learning_rate(step: int, cfg: TrainSRConfig) -> float:
@@ -130,16 +135,19 @@ def main(cfg: TrainSRConfig) -> dict:
         model = SRStage.from_pretrained(out / "ckpt")
         state = torch.load(state_path, weights_only=False)
         start = int(state["step"])
-        if cfg.model.refine != model.config.refine:  # the refiner added to a run in progress: zero-initialised
-            # (the stage computes what it did), the rest carried; the optimiser's moments start again
-            grown = SRStage(dataclasses.replace(model.config, refine=cfg.model.refine))
+        grown_fields = {k: getattr(cfg.model, k) for k in GROWABLE if getattr(cfg.model, k) != getattr(model.config, k)}
+        if grown_fields:  # a path added to a run in progress (the refiner, the base-clip conv path): zero-initialised,
+            # so the stage computes what it did; the rest carried; the optimiser's moments start again
+            grown = SRStage(dataclasses.replace(model.config, **grown_fields))
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+            assert not unexpected and all(k.startswith(("refine.", "base_conv.")) for k in missing), (missing, unexpected)
             model, state = grown, {"step": start}
-            print(f"refiner ({cfg.model.refine} channels) added at step {start}", flush=True)
+            print(f"added at step {start}: {grown_fields}", flush=True)
     else:
         model, state = SRStage(cfg.model), None
     model.train()
+    compute, why = resolve_dtype(cfg.dtype)
+    print(f"compute dtype: {why}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     if state is not None and "opt" in state:
         opt.load_state_dict(state["opt"])
@@ -150,9 +158,10 @@ def main(cfg: TrainSRConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
         batch = make_batch(cfg, seed=step)
-        cond = model.embed_conditions(batch["images"])
-        pred = model(batch["base"], cond, level=batch["level"])
-        loss = F.mse_loss(pred, batch["target"])
+        with autocast("cpu", compute):
+            cond = model.embed_conditions(batch["images"])
+            pred = model(batch["base"], cond, level=batch["level"])
+        loss = F.mse_loss(pred.float(), batch["target"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -192,6 +201,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     ap.add_argument("--heads", type=int, default=SRConfig.heads)
     ap.add_argument("--window", default=",".join(map(str, SRConfig.window)), help="attention window in tokens: t,h,w")
     ap.add_argument("--refine", type=int, default=0, help="channels of the output's conv refiner (0: none)")
+    ap.add_argument("--base-conv", type=int, default=0, help="width of the base-clip conv path (0: none)")
+    ap.add_argument("--base-conv-depth", type=int, default=SRConfig.base_conv_depth, help="its residual blocks")
     a = ap.parse_args(argv)
     hd = a.dim // a.heads  # RoPE channels per axis: a quarter of the head for time, the rest split over h, w
     t_ch = 2 * (hd // 8)
@@ -201,7 +212,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSRConfig:
     return TrainSRConfig(**kw, families=fams, model=SRConfig(attention=a.attention, dim=a.dim, depth=a.depth,
                                                                  heads=a.heads, rope_split=split,
                                                                  window=tuple(int(x) for x in a.window.split(",")),
-                                                                 refine=a.refine))
+                                                                 refine=a.refine, base_conv=a.base_conv,
+                                                                 base_conv_depth=a.base_conv_depth))
 
 
 if __name__ == "__main__":
