@@ -71,3 +71,21 @@ def test_two_steps_resume_sample_and_score(tmp_path):
     te = P._encoder("tiny")
     one = P.sample(net, te, prompt, plan, seed=5, steps=2)
     assert np.array_equal(one, P.sample(net, te, prompt, plan, seed=5, steps=2))  # deterministic for a seed
+
+
+def test_a_lost_run_resumes_from_the_committed_state(tmp_path):
+    """The EMA weights in fp16 + step kept in the repository: a run whose OUT is gone goes on from them."""
+    cfg = P.ProbeConfig(out=str(tmp_path / "run"), steps=2, batch=2, score_cases=1, sample_steps=2,
+                        text_encoder="tiny", state_dir=str(tmp_path / "state"), model=P.PixelUNetConfig(width=8, ground=4))
+    P.train(cfg)
+    meta = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert meta["step"] == 2 and meta["config"]["model"]["width"] == 8
+    from safetensors.torch import load_file
+
+    assert all(v.dtype == torch.float16 for v in load_file(str(tmp_path / "state" / "model.safetensors")).values())
+    cfg.out, cfg.steps = str(tmp_path / "new_machine"), 3
+    assert P.train(cfg)["step"] == 3  # from step 2 of the committed state, not from 0
+    import shutil
+
+    shutil.rmtree(tmp_path / "new_machine")
+    assert P.score(cfg)["step"] == 3  # scored from the committed state alone

@@ -155,6 +155,7 @@ class ProbeConfig:
     sample_steps: int = 20
     guidance: float = 3.0
     text_encoder: str = "minilm"  # minilm | tiny (tests)
+    state_dir: str = ""  # a folder kept in the repository (EMA weights fp16 + step + config), resumed when OUT is lost
     model: PixelUNetConfig = field(default_factory=PixelUNetConfig)
 
 
@@ -218,6 +219,16 @@ def train(cfg: ProbeConfig) -> dict:
         opt.load_state_dict(st["opt"])
         step, hours = st["step"], st["hours"]
         print(f"resumed at step {step}", flush=True)
+    elif cfg.state_dir and (Path(cfg.state_dir) / "state.json").is_file():  # OUT lost: the committed EMA weights
+        from safetensors.torch import load_file
+
+        sd = {k: v.float() for k, v in load_file(str(Path(cfg.state_dir) / "model.safetensors")).items()}
+        net.load_state_dict(sd)
+        ema.load_state_dict(sd)
+        meta = json.loads((Path(cfg.state_dir) / "state.json").read_text())
+        step, hours = int(meta["step"]), float(meta["hours"])
+        print(f"resumed at step {step} from the committed state {cfg.state_dir} (the optimiser's moments start "
+              "again)", flush=True)
     te = _encoder(cfg.text_encoder)
     enh = RuleEnhancer(enhancer_vocabulary())
     stream = sample_stream(("t2v",), cfg.seed * 7919 + step)
@@ -273,6 +284,8 @@ def train(cfg: ProbeConfig) -> dict:
             _save(ck, net, ema, opt, step, hours + (time.time() - t0) / 3600, cfg)
     hours += (time.time() - t0) / 3600
     _save(ck, net, ema, opt, step, hours, cfg)
+    if cfg.state_dir:
+        save_state(Path(cfg.state_dir), ema, step, hours, cfg)
     return {"step": step, "hours": round(hours, 4)}
 
 
@@ -281,6 +294,17 @@ def _save(path: Path, net, ema, opt, step: int, hours: float, cfg: ProbeConfig) 
     torch.save({"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
                 "hours": hours, "config": asdict(cfg)}, tmp)
     tmp.replace(path)
+
+
+def save_state(state_dir: Path, ema: PixelUNet, step: int, hours: float, cfg: ProbeConfig) -> None:
+    """What a new machine needs to go on (small, committed): the EMA weights in fp16 and the step, hours, config."""
+    from safetensors.torch import save_file
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in ema.state_dict().items()}, str(state_dir / "model.safetensors"))
+    (state_dir / "state.json").write_text(json.dumps({
+        "step": step, "hours": round(hours, 4), "config": asdict(cfg),
+        "resume": f"python -m training.pixel_probe --out {cfg.out} --state-dir {state_dir} --minutes M"}, indent=1))
 
 
 @torch.no_grad()
@@ -306,9 +330,17 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
     from training.evaluate import bench_cases, score_case, summarize
     from training.world.vocab import enhancer_vocabulary
 
-    st = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=False)
-    net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
-    net.load_state_dict(st["ema"])
+    ck = Path(cfg.out) / "checkpoint.pt"
+    if ck.is_file():
+        st = torch.load(ck, weights_only=False)
+        net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
+        net.load_state_dict(st["ema"])
+    else:  # the committed state only
+        from safetensors.torch import load_file
+
+        st = json.loads((Path(cfg.state_dir) / "state.json").read_text())
+        net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
+        net.load_state_dict({k: v.float() for k, v in load_file(str(Path(cfg.state_dir) / "model.safetensors")).items()})
     te = _encoder(cfg.text_encoder)
     enh = RuleEnhancer(enhancer_vocabulary())
     scores, clips = [], []
@@ -321,6 +353,7 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
     rep = {"step": st["step"], "hours": st["hours"], "split": split, "cases": len(scores),
            "success": summ["success"],
            "t2v": {k[:-5]: round(v, 4) for k, v in summ.items() if k.endswith("_pass")}}
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / f"score_{split}.json").write_text(json.dumps(rep, indent=1))
     np.save(Path(cfg.out) / f"clips_{split}.npy", np.stack(clips))
     return rep
@@ -337,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=ProbeConfig.score_cases)
     ap.add_argument("--split", default="train", choices=("train", "bench"))
     ap.add_argument("--score-only", action="store_true")
+    ap.add_argument("--state-dir", default="", help="committed state (EMA fp16 + step): written at the end, resumed "
+                                                       "from when OUT is lost")
     ap.add_argument("--text-encoder", default="minilm", choices=("minilm", "tiny"))
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = ProbeConfig(out=a.out, minutes=a.minutes, steps=a.steps, batch=a.batch, score_cases=a.cases,
-                      crop_frames=a.crop_frames,
+                      crop_frames=a.crop_frames, state_dir=a.state_dir,
                       text_encoder=a.text_encoder, model=PixelUNetConfig(width=a.width))
     if not a.score_only:
         print(json.dumps(train(cfg)), flush=True)
