@@ -31,6 +31,7 @@ from .layout import LayoutPlan
 from .precision import autocast, resolve_dtype
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
+from .pixel_generator import PixelGenerator, sample_pixels
 from .sr import SRStage
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from .vae import VideoVAE, to_model_range, to_uint8
@@ -94,9 +95,11 @@ def preserve_unchanged(frames: np.ndarray, source: np.ndarray, reconstruction: n
 
 class OmniPipeline:
     def __init__(self, vae: VideoVAE, generator: OmniGenerator, text_encoder, enhancer: RuleEnhancer,
-                 config: PipelineConfig | None = None, sr: SRStage | None = None):
+                 config: PipelineConfig | None = None, sr: SRStage | None = None,
+                 pixel: PixelGenerator | None = None):
         self.vae = vae.eval()
         self.sr = sr.eval() if sr is not None else None
+        self.pixel = pixel.eval() if pixel is not None else None  # the planned families it serves (config.tasks)
         self.generator = generator.eval()
         self.text_encoder = text_encoder
         self.enhancer = enhancer
@@ -132,6 +135,9 @@ class OmniPipeline:
         if self.sr is not None:
             self.sr.save_pretrained(d / "sr")
             components["sr"] = "SRStage"
+        if self.pixel is not None:
+            self.pixel.save_pretrained(d / "pixel_generator")
+            components["pixel_generator"] = "PixelGenerator"
         index = {"_class": "OmniPipeline", "config": asdict(self.config), "components": components}
         (d / "model_index.json").write_text(json.dumps(index, indent=1))
         return d
@@ -169,7 +175,9 @@ class OmniPipeline:
         enhancer = RuleEnhancer(Vocabulary.load(d / "enhancer"), te)
         cfg = PipelineConfig(**index.get("config", {}))
         sr = SRStage.from_pretrained(d / "sr", device) if (d / "sr" / "config.json").is_file() else None
-        return cls(vae, gen, te, enhancer, cfg, sr=sr)
+        pixel = PixelGenerator.from_pretrained(d / "pixel_generator", device) \
+            if (d / "pixel_generator" / "config.json").is_file() else None
+        return cls(vae, gen, te, enhancer, cfg, sr=sr, pixel=pixel)
 
     # ------------------------------------------------------------ generation
     def check_inputs(self, request: MVLRequest) -> None:
@@ -205,6 +213,42 @@ class OmniPipeline:
             cond = sr.embed_conditions([refs])
             out = sr(base, cond, level=torch.tensor([float(self.config.sr_level)]))
         return to_uint8(out)[0].permute(1, 2, 3, 0).numpy()[:T]
+
+    def _pixel_serves(self, request: MVLRequest, enhanced: Enhanced) -> bool:
+        """The pixel generator takes a request of a family it was trained on, with a plan to render and nothing
+        it cannot read (reference images, a context video, a mask, a storyboard go to the latent generator)."""
+        return (self.pixel is not None and enhanced.task in self.pixel.config.tasks and enhanced.layout is not None
+                and not enhanced.layout.is_empty() and not request.images and not request.subjects
+                and request.video is None and request.mask is None and request.storyboard is None)
+
+    def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
+                    callback_on_step_end) -> OmniOutput:
+        compute, _ = resolve_dtype(self.sample_dtype)
+        it = None
+        if self._progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(total=steps, desc="denoising (pixels)", leave=False)
+
+        def on_step(i, s, x):
+            if it is not None:
+                it.update(1)
+            if callback_on_step_end is not None:
+                upd = callback_on_step_end(self, i, s * fm.TIMESTEP_SCALE, {"latents": x})
+                if upd and "latents" in upd:
+                    return upd["latents"]
+            return None
+
+        frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
+                               self.config.shift, compute, on_step, lambda: self.interrupt)
+        if it is not None:
+            it.close()
+        frames = frames[: request.frames]
+        if request.upscale and self.sr is not None and not self.interrupt:
+            frames = self.upscale(frames, request)
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, steps, 0.0, {"stage": "super-resolution"})
+        return OmniOutput(frames=frames, enhanced=enhanced)
 
     def _anchors_first_frame(self, request: MVLRequest, task: str) -> bool:
         return (self.config.anchor_first_frame and task == "i2v" and len(request.images) >= 1
@@ -296,6 +340,8 @@ class OmniPipeline:
         enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
         if layout is not None:  # a layout given by the caller (a user's own, or a diagnostic) replaces the plan
             enhanced.layout = layout
+        if self._pixel_serves(request, enhanced):
+            return self._pixel_call(request, enhanced, steps, guidance, seed, callback_on_step_end)
         # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
         # plan is kept in both (guidance strengthens the words, the plan says where)
         pieces = generator_conditions([request], [enhanced], self.vae, self.text_encoder, self.generator.config,

@@ -22,121 +22,19 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from model import flow_matching as fm
-from model.generator import timestep_embedding
-from model.layout import LAYOUT_CHANNELS, rasterize_layout, subject_masks
-
-SIDE, FRAMES = 32, 16
-
-
-@dataclass
-class PixelUNetConfig:
-    width: int = 24  # channels at full resolution (x2, x4 at the two coarser levels)
-    blocks: int = 2  # residual blocks per level on the way down (up: the same, on concatenated skips)
-    text_dim: int = 384  # text encoder width
-    ground: int = 16  # channels of the phrase-grounding map (each subject's phrase projected, painted in its box)
-    temb: int = 128  # timestep / text embedding width
-
-
-class Block(nn.Module):
-    """(2+1)D residual block on frames (B, C, T, H, W) run as (B T, C, H, W): 3x3 conv, FiLM from the
-    embedding, a 3-frame temporal conv (depthwise), 3x3 conv. 2D convolutions: far faster on CPU than 3D ones."""
-
-    def __init__(self, cin: int, cout: int, emb: int):
-        super().__init__()
-        self.n1 = nn.GroupNorm(8, cin)
-        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.film = nn.Linear(emb, 2 * cout)
-        self.n2 = nn.GroupNorm(8, cout)
-        self.ct = nn.Conv1d(cout, cout, 3, padding=1, groups=cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        nn.init.zeros_(self.c2.weight)
-        nn.init.zeros_(self.c2.bias)
-
-    def forward(self, x, e, T: int):
-        """x (B T, C, H, W), e (B, emb)."""
-        BT, _, H, W = x.shape
-        B = BT // T
-        h = self.c1(F.silu(self.n1(x)))
-        C = h.shape[1]
-        scale, shift = self.film(e).repeat_interleave(T, 0)[:, :, None, None].chunk(2, 1)
-        h = F.silu(self.n2(h) * (1 + scale) + shift)
-        ht = h.view(B, T, C, H, W).permute(0, 3, 4, 2, 1).reshape(B * H * W, C, T)  # (B H W, C, T)
-        ht = self.ct(ht).view(B, H, W, C, T).permute(0, 4, 3, 1, 2).reshape(BT, C, H, W)
-        h = h + ht
-        return self.skip(x) + self.c2(F.silu(h))
-
-
-class PixelUNet(nn.Module):
-    def __init__(self, cfg: PixelUNetConfig):
-        super().__init__()
-        self.cfg = cfg
-        w, e = cfg.width, cfg.temb
-        self.t_mlp = nn.Sequential(nn.Linear(256, e), nn.SiLU(), nn.Linear(e, e))
-        self.text = nn.Linear(cfg.text_dim, e)
-        self.ground = nn.Linear(cfg.text_dim, cfg.ground)
-        self.inp = nn.Conv2d(3 + LAYOUT_CHANNELS + cfg.ground, w, 3, padding=1)
-        chans = [w, 2 * w, 4 * w]
-        self.down = nn.ModuleList()
-        self.pool = nn.ModuleList()
-        c = w
-        skips = []
-        for i, ch in enumerate(chans):
-            level = nn.ModuleList()
-            for _ in range(cfg.blocks):
-                level.append(Block(c, ch, e))
-                c = ch
-                skips.append(c)
-            self.down.append(level)
-            if i < len(chans) - 1:
-                self.pool.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
-        self.mid = Block(c, c, e)
-        self.up = nn.ModuleList()
-        for i, ch in reversed(list(enumerate(chans))):
-            level = nn.ModuleList()
-            for _ in range(cfg.blocks):
-                level.append(Block(c + skips.pop(), ch, e))
-                c = ch
-            self.up.append(level)
-        self.out_norm = nn.GroupNorm(8, c)
-        self.out = nn.Conv2d(c, 3, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x, s, text_vec, layout, masks, phrases):
-        """x (B, 3, T, H, W) noisy pixels in [-1, 1]; s (B,); text_vec (B, text_dim) pooled prompt (zeros when
-        dropped); layout (B, 4, T, H, W); masks (B, N, T, H, W) box weights; phrases (B, N, text_dim)."""
-        B, _, T, H, W = x.shape
-        e = self.t_mlp(timestep_embedding(fm.to_timestep(s), 256)) + self.text(text_vec)
-        g = torch.einsum("bnthw,bnc->bcthw", masks, self.ground(phrases))  # each phrase painted in its box
-        frames = lambda t: t.transpose(1, 2).reshape(B * T, t.shape[1], H, W)  # noqa: E731
-        h = self.inp(torch.cat([frames(x), frames(layout), frames(g.to(x.dtype))], 1))
-        hs = []
-        for i, level in enumerate(self.down):
-            for blk in level:
-                h = blk(h, e, T)
-                hs.append(h)
-            if i < len(self.pool):
-                h = self.pool[i](h)
-        h = self.mid(h, e, T)
-        for i, level in enumerate(self.up):
-            if i > 0:
-                h = F.interpolate(h, scale_factor=2, mode="nearest")
-            for blk in level:
-                h = blk(torch.cat([h, hs.pop()], 1), e, T)
-        out = self.out(F.silu(self.out_norm(h)))  # (B T, 3, H, W)
-        return out.view(B, T, 3, H, W).transpose(1, 2)
+from model.pixel_generator import FRAMES
+from model.pixel_generator import PixelGenerator as PixelUNet
+from model.pixel_generator import PixelGeneratorConfig as PixelUNetConfig
+from model.pixel_generator import pixel_conditions as conditions
+from model.pixel_generator import sample_pixels
 
 
 @dataclass
@@ -164,32 +62,6 @@ def _encoder(kind: str):
 
     return TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=384)) if kind == "tiny" else \
         build_text_encoder(TextEncoderConfig())
-
-
-def conditions(te, prompts: list[str], plans: list, drop: list[bool]) -> dict:
-    """Pooled prompt, layout raster, box weights and pooled phrases of a batch (zeros where dropped)."""
-    B = len(prompts)
-    states, mask = te.encode(prompts)
-    m = mask[..., None].float()
-    text = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
-    n = max(1, max(len(p.subjects) if p is not None else 0 for p in plans))
-    D = text.shape[1]
-    layout = torch.zeros(B, LAYOUT_CHANNELS, FRAMES, SIDE, SIDE)
-    masks = torch.zeros(B, n, FRAMES, SIDE, SIDE)
-    phrases = torch.zeros(B, n, D)
-    for i, plan in enumerate(plans):
-        if plan is None or plan.is_empty():
-            continue
-        layout[i] = torch.from_numpy(rasterize_layout(plan, FRAMES, SIDE))
-        if drop[i]:
-            continue
-        k = len(plan.subjects)
-        masks[i, :k] = torch.from_numpy(subject_masks(plan, FRAMES, SIDE))
-        ps, pm = te.encode([s.label for s in plan.subjects])
-        pm = pm[..., None].float()
-        phrases[i, :k] = (ps.float() * pm).sum(1) / pm.sum(1).clamp_min(1)
-    text[torch.tensor(drop, dtype=torch.bool)] = 0
-    return {"text_vec": text, "layout": layout, "masks": masks, "phrases": phrases}
 
 
 def _to_pixels(clips: np.ndarray) -> torch.Tensor:
@@ -307,21 +179,31 @@ def save_state(state_dir: Path, ema: PixelUNet, step: int, hours: float, cfg: Pr
         "resume": f"python -m training.pixel_probe --out {cfg.out} --state-dir {state_dir} --minutes M"}, indent=1))
 
 
-@torch.no_grad()
-def sample(net: PixelUNet, te, prompt: str, plan, seed: int, steps: int = 20, guidance: float = 3.0,
-           shift: float = 3.0) -> np.ndarray:
-    """One clip (T, H, W, 3) uint8 from the prompt and the plan: Euler on the shifted schedule, guidance on
-    the prompt and the phrases (the layout kept in both branches, as the pipeline does)."""
-    c = conditions(te, [prompt, prompt], [plan, plan], [False, True])
-    g = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(1, 3, FRAMES, SIDE, SIDE, generator=g)
-    sig = fm.schedule(steps, shift)
-    for i in range(steps):
-        s = float(sig[i])
-        v = net(torch.cat([x, x]), torch.full((2,), s), **c)
-        v = v[1:] + guidance * (v[:1] - v[1:])
-        x = fm.euler_step(x, v, s, float(sig[i + 1]))
-    return ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+def sample(net: PixelUNet, te, prompt: str, plan, seed: int, steps: int = 20, guidance: float = 3.0) -> np.ndarray:
+    return sample_pixels(net, te, prompt, plan, seed, steps, guidance)
+
+
+def export(cfg: ProbeConfig, base_model: str, out_dir: str) -> Path:
+    """A model directory: `base_model` (copied) with the probe's EMA weights as its pixel_generator/ (fp16),
+    the recipe and hours in the component's notes; the pipeline runs it for the families in `tasks`."""
+    import shutil
+
+    from model.pixel_generator import PixelGenerator
+
+    st = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=False)
+    gen = PixelGenerator(PixelUNetConfig(**st["config"]["model"]))
+    gen.load_state_dict(st["ema"])
+    gen.config.notes = {"trained_by": "training.pixel_probe", "step": st["step"], "cpu_hours": round(st["hours"], 3),
+                        "recipe": {k: v for k, v in st["config"].items() if k != "model"}}
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(base_model, out, ignore=shutil.ignore_patterns("*.json.tmp"))
+    gen.save_pretrained(out / "pixel_generator", dtype=torch.float16)
+    index = json.loads((out / "model_index.json").read_text())
+    index["components"]["pixel_generator"] = "PixelGenerator"
+    (out / "model_index.json").write_text(json.dumps(index, indent=1))
+    return out
 
 
 def score(cfg: ProbeConfig, split: str = "train") -> dict:
@@ -370,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=ProbeConfig.score_cases)
     ap.add_argument("--split", default="train", choices=("train", "bench"))
     ap.add_argument("--score-only", action="store_true")
+    ap.add_argument("--export", default="", help="write a model directory: --base (copied) with this run's EMA as "
+                                                 "its pixel_generator/, then stop")
+    ap.add_argument("--base", default="assets/models/omni-world", help="the model directory --export starts from")
     ap.add_argument("--state-dir", default="", help="committed state (EMA fp16 + step): written at the end, resumed "
                                                        "from when OUT is lost")
     ap.add_argument("--text-encoder", default="minilm", choices=("minilm", "tiny"))
@@ -378,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ProbeConfig(out=a.out, minutes=a.minutes, steps=a.steps, batch=a.batch, score_cases=a.cases,
                       crop_frames=a.crop_frames, state_dir=a.state_dir,
                       text_encoder=a.text_encoder, model=PixelUNetConfig(width=a.width))
+    if a.export:
+        print(f"wrote {export(cfg, a.base, a.export)}")
+        return 0
     if not a.score_only:
         print(json.dumps(train(cfg)), flush=True)
     print(json.dumps(score(cfg, a.split)), flush=True)
