@@ -89,3 +89,22 @@ def test_a_lost_run_resumes_from_the_committed_state(tmp_path):
 
     shutil.rmtree(tmp_path / "new_machine")
     assert P.score(cfg)["step"] == 3  # scored from the committed state alone
+
+
+def test_export_writes_a_model_directory_the_pipeline_runs_for_its_families(tmp_path):
+    from model.mvl import MVLRequest
+    from model.pipeline import OmniPipeline
+    from tests.test_model import tiny_pipeline
+
+    base = tiny_pipeline()
+    base.save_pretrained(tmp_path / "base")
+    cfg = P.ProbeConfig(out=str(tmp_path / "run"), steps=1, batch=1, text_encoder="tiny",
+                        model=P.PixelUNetConfig(width=8, ground=4, text_dim=32, temb=16))
+    P.train(cfg)
+    out = P.export(cfg, str(tmp_path / "base"), str(tmp_path / "m"))
+    pipe = OmniPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.pixel is not None and pipe.pixel.config.tasks == ("t2v", "reasoning")
+    assert pipe.pixel.config.notes["step"] == 1
+    clip = pipe(MVLRequest(prompt="A red circle moves right in the desert.", steps=2, seed=1)).frames
+    assert clip.shape == (16, 32, 32, 3)

@@ -57,10 +57,10 @@ class ProbeConfig:
     model: PixelUNetConfig = field(default_factory=PixelUNetConfig)
 
 
-def _encoder(kind: str):
+def _encoder(kind: str, dim: int = 384):
     from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 
-    return TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=384)) if kind == "tiny" else \
+    return TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=dim)) if kind == "tiny" else \
         build_text_encoder(TextEncoderConfig())
 
 
@@ -101,7 +101,7 @@ def train(cfg: ProbeConfig) -> dict:
         step, hours = int(meta["step"]), float(meta["hours"])
         print(f"resumed at step {step} from the committed state {cfg.state_dir} (the optimiser's moments start "
               "again)", flush=True)
-    te = _encoder(cfg.text_encoder)
+    te = _encoder(cfg.text_encoder, cfg.model.text_dim)
     enh = RuleEnhancer(enhancer_vocabulary())
     stream = sample_stream(("t2v",), cfg.seed * 7919 + step)
     rng = np.random.default_rng([cfg.seed, step])
@@ -183,7 +183,7 @@ def sample(net: PixelUNet, te, prompt: str, plan, seed: int, steps: int = 20, gu
     return sample_pixels(net, te, prompt, plan, seed, steps, guidance)
 
 
-def export(cfg: ProbeConfig, base_model: str, out_dir: str) -> Path:
+def export(cfg: ProbeConfig, base_model: str, out_dir: str, tasks: tuple[str, ...] = ("t2v", "reasoning")) -> Path:
     """A model directory: `base_model` (copied) with the probe's EMA weights as its pixel_generator/ (fp16),
     the recipe and hours in the component's notes; the pipeline runs it for the families in `tasks`."""
     import shutil
@@ -191,7 +191,7 @@ def export(cfg: ProbeConfig, base_model: str, out_dir: str) -> Path:
     from model.pixel_generator import PixelGenerator
 
     st = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=False)
-    gen = PixelGenerator(PixelUNetConfig(**st["config"]["model"]))
+    gen = PixelGenerator(PixelUNetConfig(**{**st["config"]["model"], "tasks": tuple(tasks)}))
     gen.load_state_dict(st["ema"])
     gen.config.notes = {"trained_by": "training.pixel_probe", "step": st["step"], "cpu_hours": round(st["hours"], 3),
                         "recipe": {k: v for k, v in st["config"].items() if k != "model"}}
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", default="", help="write a model directory: --base (copied) with this run's EMA as "
                                                  "its pixel_generator/, then stop")
     ap.add_argument("--base", default="assets/models/omni-world", help="the model directory --export starts from")
+    ap.add_argument("--tasks", default="t2v,reasoning", help="with --export: the families the pipeline sends it (measured: "
+                                                              "text-only reasoning requests resolve to t2v-like prompts)")
     ap.add_argument("--state-dir", default="", help="committed state (EMA fp16 + step): written at the end, resumed "
                                                        "from when OUT is lost")
     ap.add_argument("--text-encoder", default="minilm", choices=("minilm", "tiny"))
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                       crop_frames=a.crop_frames, state_dir=a.state_dir,
                       text_encoder=a.text_encoder, model=PixelUNetConfig(width=a.width))
     if a.export:
-        print(f"wrote {export(cfg, a.base, a.export)}")
+        print(f"wrote {export(cfg, a.base, a.export, tuple(t for t in a.tasks.split(',') if t))}")
         return 0
     if not a.score_only:
         print(json.dumps(train(cfg)), flush=True)
