@@ -222,7 +222,7 @@ class OmniPipeline:
                 and request.video is None and request.mask is None and request.storyboard is None)
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
-                    callback_on_step_end) -> OmniOutput:
+                    churn: float, callback_on_step_end) -> OmniOutput:
         compute, _ = resolve_dtype(self.sample_dtype)
         it = None
         if self._progress:
@@ -240,15 +240,20 @@ class OmniPipeline:
             return None
 
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
-                               self.config.shift, compute, on_step, lambda: self.interrupt)
+                               self.config.shift, compute, on_step, lambda: self.interrupt, churn)
         if it is not None:
             it.close()
-        frames = frames[: request.frames]
+        frames = self._super_resolve(frames[: request.frames], request, steps, callback_on_step_end)
+        return OmniOutput(frames=frames, enhanced=enhanced)
+
+    def _super_resolve(self, frames: np.ndarray, request: MVLRequest, steps: int, callback_on_step_end) -> np.ndarray:
+        """Step 7 of either generator's path: the SR stage when the request asks for it and was not interrupted,
+        reported to the callback as one more step."""
         if request.upscale and self.sr is not None and not self.interrupt:
             frames = self.upscale(frames, request)
             if callback_on_step_end is not None:
                 callback_on_step_end(self, steps, 0.0, {"stage": "super-resolution"})
-        return OmniOutput(frames=frames, enhanced=enhanced)
+        return frames
 
     def _anchors_first_frame(self, request: MVLRequest, task: str) -> bool:
         return (self.config.anchor_first_frame and task == "i2v" and len(request.images) >= 1
@@ -341,7 +346,7 @@ class OmniPipeline:
         if layout is not None:  # a layout given by the caller (a user's own, or a diagnostic) replaces the plan
             enhanced.layout = layout
         if self._pixel_serves(request, enhanced):
-            return self._pixel_call(request, enhanced, steps, guidance, seed, callback_on_step_end)
+            return self._pixel_call(request, enhanced, steps, guidance, seed, churn, callback_on_step_end)
         # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
         # plan is kept in both (guidance strengthens the words, the plan says where)
         pieces = generator_conditions([request], [enhanced], self.vae, self.text_encoder, self.generator.config,
@@ -398,8 +403,5 @@ class OmniPipeline:
             frames = preserve_unchanged(frames, source[: len(frames)], rec[: len(frames)], level,
                                         self.config.preserve_grow)
         # 7. super-resolution (Kling-Omni's third stage), when asked for and not interrupted
-        if request.upscale and self.sr is not None and not self.interrupt:
-            frames = self.upscale(frames, request)
-            if callback_on_step_end is not None:
-                callback_on_step_end(self, steps, 0.0, {"stage": "super-resolution"})
+        frames = self._super_resolve(frames, request, steps, callback_on_step_end)
         return OmniOutput(frames=frames, enhanced=enhanced, latents=x if return_latents else None)

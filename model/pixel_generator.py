@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import LAYOUT_CHANNELS, LayoutPlan, rasterize_layout, subject_masks
+from .layout import LAYOUT_CHANNELS, LayoutPlan, rasterize_layout
 
 SIDE, FRAMES = 32, 16
 
@@ -140,13 +140,16 @@ class PixelGenerator(Component):
 
 def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | None], drop: list[bool],
                      frames: int = FRAMES, side: int = SIDE) -> dict:
-    """The generator's inputs besides the noisy clip, for a batch: the pooled prompt, the plan's raster, each
-    planned subject's box weights and pooled phrase. Where `drop` (the guidance branch, or training's text
-    dropout) the words go (prompt and phrases), the plan stays: the plan says where, the words what."""
+    """The generator's inputs besides the noisy clip, for a batch: the pooled prompt, the plan's raster, and
+    each planned subject's box weights and pooled phrase (conditioning.grounding_piece, as the latent
+    generator's grounding). Where `drop` (the guidance branch, or training's text dropout) the words go
+    (prompt and phrases), the plan stays: the plan says where, the words what."""
+    from .conditioning import grounding_piece
+
     B = len(prompts)
     states, mask = text_encoder.encode(prompts)
     m = mask[..., None].float()
-    text = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
+    text = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)  # (B, text_dim) mean over real tokens
     n = max([1] + [len(p.subjects) for p in plans if p is not None])
     layout = torch.zeros(B, LAYOUT_CHANNELS, frames, side, side)
     masks = torch.zeros(B, n, frames, side, side)
@@ -155,13 +158,10 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
         if plan is None or plan.is_empty():
             continue
         layout[i] = torch.from_numpy(rasterize_layout(plan, frames, side))
-        if drop[i]:
-            continue
-        k = len(plan.subjects)
-        masks[i, :k] = torch.from_numpy(subject_masks(plan, frames, side))
-        ps, pm = text_encoder.encode([s.label for s in plan.subjects])
-        pm = pm[..., None].float()
-        phrases[i, :k] = (ps.float() * pm).sum(1) / pm.sum(1).clamp_min(1)
+        if not drop[i]:
+            piece = grounding_piece(plan, text_encoder, frames)
+            k = len(plan.subjects)
+            masks[i, :k], phrases[i, :k] = piece.data, piece.vectors
     text[torch.tensor(drop, dtype=torch.bool)] = 0
     return {"text_vec": text, "layout": layout, "masks": masks, "phrases": phrases}
 
@@ -169,10 +169,11 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
 @torch.no_grad()
 def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPlan | None, seed: int,
                   steps: int = 20, guidance: float = 3.0, shift: float = 3.0, dtype: torch.dtype = torch.float32,
-                  callback=None, interrupted=lambda: False) -> np.ndarray:
-    """One clip (T, H, W, 3) uint8: Euler on the shifted schedule from pure noise, classifier-free guidance on
-    the words (the plan kept in both branches). `callback(i, s, x) -> x | None` after each step (progress,
-    previews, cancel); `interrupted()` stops between steps."""
+                  callback=None, interrupted=lambda: False, churn: float = 0.0) -> np.ndarray:
+    """One clip (T, H, W, 3) uint8: the flow-matching sampler on the shifted schedule from pure noise (Euler, or
+    with `churn` fresh noise per step: flow_matching.sampler_step), classifier-free guidance on the words (the
+    plan kept in both branches). `callback(i, s, x) -> x | None` after each step (progress, previews, cancel);
+    `interrupted()` stops between steps."""
     use_cfg = guidance != 1.0
     c = pixel_conditions(text_encoder, [prompt, prompt] if use_cfg else [prompt], [plan, plan] if use_cfg else [plan],
                          [False, True] if use_cfg else [False])
@@ -188,7 +189,7 @@ def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPl
             v = gen(xin, torch.full((xin.shape[0],), s), **c).float()
         if use_cfg:
             v = v[1:] + guidance * (v[:1] - v[1:])
-        x = fm.euler_step(x, v, s, float(sig[i + 1]))
+        x = fm.sampler_step(x, v, s, float(sig[i + 1]), churn, g)
         if callback is not None:
             upd = callback(i, s, x)
             if upd is not None:

@@ -31,6 +31,8 @@ def test_planned_t2v_goes_to_the_pixel_generator_and_the_rest_to_the_latent_one(
     assert np.array_equal(a, b)  # deterministic for a seed
     assert not np.array_equal(a, plain(req).frames)  # not the latent generator's clip
     assert not np.array_equal(a, pipe(MVLRequest(prompt=req.prompt, frames=16, steps=3, seed=8)).frames)
+    churned = pipe(req, churn=0.7).frames  # the stochastic sampler serves this path too
+    assert np.array_equal(churned, pipe(req, churn=0.7).frames) and not np.array_equal(churned, a)
     short = pipe(MVLRequest(prompt=req.prompt, frames=9, steps=3, seed=7)).frames
     assert short.shape == (9, 32, 32, 3)
     # a family it was not trained for (an image reference) stays with the latent generator

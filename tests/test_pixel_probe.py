@@ -69,8 +69,8 @@ def test_two_steps_resume_sample_and_score(tmp_path):
     net.load_state_dict(st["ema"])
     prompt, plan = _plan()
     te = P._encoder("tiny")
-    one = P.sample(net, te, prompt, plan, seed=5, steps=2)
-    assert np.array_equal(one, P.sample(net, te, prompt, plan, seed=5, steps=2))  # deterministic for a seed
+    one = P.sample_pixels(net, te, prompt, plan, seed=5, steps=2)
+    assert np.array_equal(one, P.sample_pixels(net, te, prompt, plan, seed=5, steps=2))  # deterministic for a seed
 
 
 def test_a_lost_run_resumes_from_the_committed_state(tmp_path):

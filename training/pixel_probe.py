@@ -1,7 +1,8 @@
-"""A probe for issue 18: can a pixel-space (2+1)D U-Net, given the layout plan and the plan's phrase grounding,
-draw the subjects' shapes where the latent DiT draws colour clouds?
+"""Train, score and export the pixel-space text-to-video generator (issue 18; model/pixel_generator.py). It
+began as a probe (can a pixel-space (2+1)D U-Net, given the layout plan and the plan's phrase grounding, draw
+the shapes where the latent DiT draws colour clouds?) and is now how the shipped `pixel_generator/` is made.
 
-Why this probe: a one-step x0 estimate of the 2x-path DiT from a noised truth (truth layout, s <= 0.7) shows
+Why: a one-step x0 estimate of the 2x-path DiT from a noised truth (truth layout, s <= 0.7) shows
 every shape; at s = 0.9 it is a blob, and sampled from pure noise the subjects come out as speckled clouds:
 the shape is never chosen from the words at high noise. Here every input that says where and what is pixel
 aligned (the layout raster, and each subject's phrase painted into its box), the body is convolutional
@@ -10,11 +11,12 @@ and skips at full resolution keep the low-noise regime a local denoising problem
 
     python -m training.pixel_probe --out runs/pixel_probe --minutes 50          # train (resumable), then score
     python -m training.pixel_probe --out runs/pixel_probe --score-only          # score the saved model
+    python -m training.pixel_probe --out runs/pixel_probe --export DIR          # a model directory with it
 
 It trains on the t2v family (flow matching, model/flow_matching.py), one thread, and scores the EMA model
 with the world's checker on training-split compositions (the planner's layout from the request, never the
-truth), the figures the 2x-path DiT is compared on (`--split train --family t2v`). A probe, not a backend:
-the studio does not load it.
+truth), the figures the 2x-path DiT is compared on (`--split train --family t2v`). The studio loads what
+`--export` writes (the pipeline sends it the families in its config's `tasks`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ def _encoder(kind: str, dim: int = 384):
         build_text_encoder(TextEncoderConfig())
 
 
+def _load_committed(state_dir: str) -> tuple[dict, dict]:
+    """The committed state: (EMA weights as fp32 tensors, state.json)."""
+    from safetensors.torch import load_file
+
+    d = Path(state_dir)
+    weights = {k: v.float() for k, v in load_file(str(d / "model.safetensors")).items()}
+    return weights, json.loads((d / "state.json").read_text())
+
+
 def _to_pixels(clips: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(clips).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # (B, 3, T, H, W)
 
@@ -92,12 +103,9 @@ def train(cfg: ProbeConfig) -> dict:
         step, hours = st["step"], st["hours"]
         print(f"resumed at step {step}", flush=True)
     elif cfg.state_dir and (Path(cfg.state_dir) / "state.json").is_file():  # OUT lost: the committed EMA weights
-        from safetensors.torch import load_file
-
-        sd = {k: v.float() for k, v in load_file(str(Path(cfg.state_dir) / "model.safetensors")).items()}
+        sd, meta = _load_committed(cfg.state_dir)
         net.load_state_dict(sd)
         ema.load_state_dict(sd)
-        meta = json.loads((Path(cfg.state_dir) / "state.json").read_text())
         step, hours = int(meta["step"]), float(meta["hours"])
         print(f"resumed at step {step} from the committed state {cfg.state_dir} (the optimiser's moments start "
               "again)", flush=True)
@@ -179,10 +187,6 @@ def save_state(state_dir: Path, ema: PixelUNet, step: int, hours: float, cfg: Pr
         "resume": f"python -m training.pixel_probe --out {cfg.out} --state-dir {state_dir} --minutes M"}, indent=1))
 
 
-def sample(net: PixelUNet, te, prompt: str, plan, seed: int, steps: int = 20, guidance: float = 3.0) -> np.ndarray:
-    return sample_pixels(net, te, prompt, plan, seed, steps, guidance)
-
-
 def export(cfg: ProbeConfig, base_model: str, out_dir: str, tasks: tuple[str, ...] = ("t2v", "reasoning")) -> Path:
     """A model directory: `base_model` (copied) with the probe's EMA weights as its pixel_generator/ (fp16),
     the recipe and hours in the component's notes; the pipeline runs it for the families in `tasks`."""
@@ -218,17 +222,15 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
         net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
         net.load_state_dict(st["ema"])
     else:  # the committed state only
-        from safetensors.torch import load_file
-
-        st = json.loads((Path(cfg.state_dir) / "state.json").read_text())
+        sd, st = _load_committed(cfg.state_dir)
         net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
-        net.load_state_dict({k: v.float() for k, v in load_file(str(Path(cfg.state_dir) / "model.safetensors")).items()})
+        net.load_state_dict(sd)
     te = _encoder(cfg.text_encoder)
     enh = RuleEnhancer(enhancer_vocabulary())
     scores, clips = [], []
     for case in bench_cases("t2v", cfg.score_cases, split=split):
         e = enh.enhance(case.request)
-        clip = sample(net, te, e.prompt, e.layout, case.request.seed, cfg.sample_steps, cfg.guidance)
+        clip = sample_pixels(net, te, e.prompt, e.layout, case.request.seed, cfg.sample_steps, cfg.guidance)
         clips.append(clip)
         scores.append(score_case(case, clip))
     summ = summarize(scores)
