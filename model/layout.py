@@ -189,6 +189,19 @@ def find_colour(img: np.ndarray, rgb, dark: float = 0.5, tol: float = 0.13, min_
     return float((xs.min() + xs.max() + 1) / 2), float((ys.min() + ys.max() + 1) / 2), size
 
 
+def subject_cutout(img: np.ndarray, tol: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
+    """A reference image's subject: the crop around the pixels that differ from the plate (the border's median
+    colour) and its alpha; None when the image shows no such pixels."""
+    a = img.astype(np.float32) / 255
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    m = np.abs(a - np.median(border, 0)).max(-1) > tol
+    if m.sum() < 4:
+        return None
+    ys, xs = np.nonzero(m)
+    sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return a[sl], m[sl].astype(np.float32)
+
+
 def dominant_colour(img: np.ndarray, palette: dict) -> str | None:
     """The palette colour most pixels of a reference image (a subject on a plate) show."""
     best, n_best = None, 0
@@ -311,6 +324,8 @@ class LayoutPlanner:
             rgb = self.palette.get(colour, (0.5, 0.5, 0.5)) if colour else (0.5, 0.5, 0.5)
             seen = find_colour(frame_img, rgb) if frame_img is not None and colour in self.palette else None
             size = self.sizes.get(m["size"]) if m["size"] else None
+            if size is None and m["ref"]:  # a reference image shows the subject at its size
+                size = self._ref_size(request, m["ref"])
             source = "text"
             if seen is not None:
                 size = size or float(min(max(self.sizes.values()), max(min(self.sizes.values()), seen[2])))
@@ -395,7 +410,11 @@ class LayoutPlanner:
             m = next((m for m in mentions if m["ref"] != "@Video"), mentions[0])
             colour = m["color"] or (self._ref_colour(request, m["ref"]) if m["ref"] else None)
             motion = self.motion_of(low.split(";", 1)[1] if ";" in low else low)
-            size = self.sizes.get(m["size"]) if m["size"] else float(rng.choice(sorted(self.sizes.values())))
+            size = self.sizes.get(m["size"]) if m["size"] else None
+            if size is None and m["ref"]:
+                size = self._ref_size(request, m["ref"])
+            if size is None:
+                size = float(rng.choice(sorted(self.sizes.values())))
             offsets = motion_offsets(motion, frames, self.params)
             placed = [(centres_of(s.boxes) * self.side, (s.boxes[:, 2] - s.boxes[:, 0]) * self.side) for s in subs]
             start, _ = self._free_start(rng, offsets, size, "static", frames, placed)
@@ -418,6 +437,17 @@ class LayoutPlanner:
         motion = self.motion_of(text)
         return [{"label": f"the {n} subject", "color": n, "ref": None, "size": None,
                  "motion": motion if n == mover else "still"} for n, _ in seen]
+
+    def _ref_size(self, request, ref: str) -> float | None:
+        """The size (px, within the world's sizes) an @Image_k reference shows its subject at; None otherwise."""
+        k = int(ref.split("_")[1])
+        if not (ref.lower().startswith("@image") and 1 <= k <= len(request.images)):
+            return None
+        cut = subject_cutout(_as_uint8(request.images[k - 1], self.side))
+        if cut is None:
+            return None
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        return float(np.clip(max(cut[1].shape), lo, hi))
 
     def _ref_colour(self, request, ref: str) -> str | None:
         k = int(ref.split("_")[1])

@@ -31,7 +31,7 @@ from .layout import LayoutPlan
 from .precision import autocast, resolve_dtype
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
-from .pixel_generator import PixelGenerator, sample_pixels
+from .pixel_generator import PixelGenerator, request_context, sample_pixels
 from .sr import SRStage
 from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from .vae import VideoVAE, to_model_range, to_uint8
@@ -216,13 +216,18 @@ class OmniPipeline:
 
     def _pixel_serves(self, request: MVLRequest, enhanced: Enhanced) -> bool:
         """The pixel generator takes a request of a family it was trained on, with a plan to render and nothing
-        it cannot read (reference images, a context video, a mask, a storyboard go to the latent generator)."""
-        return (self.pixel is not None and enhanced.task in self.pixel.config.tasks and enhanced.layout is not None
-                and not enhanced.layout.is_empty() and not request.images and not request.subjects
-                and request.video is None and request.mask is None and request.storyboard is None)
+        it cannot read: a text-to-video-only one reads words and the plan (anything with pixels goes to the latent
+        generator); one with context channels also reads images and a context video (model/pixel_generator
+        .pixel_context). Subject libraries, masks and storyboards go to the latent generator."""
+        if (self.pixel is None or enhanced.task not in self.pixel.config.tasks or enhanced.layout is None
+                or enhanced.layout.is_empty() or request.subjects or request.mask is not None
+                or request.storyboard is not None):
+            return False
+        return bool(self.pixel.config.context) or (not request.images and request.video is None)
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
-                    churn: float, callback_on_step_end) -> OmniOutput:
+                    churn: float, callback_on_step_end, strength: float | None = None,
+                    preserve: float | None = None) -> OmniOutput:
         compute, _ = resolve_dtype(self.sample_dtype)
         it = None
         if self._progress:
@@ -239,10 +244,27 @@ class OmniPipeline:
                     return upd["latents"]
             return None
 
+        context, keep_first = request_context(self.pixel, request, enhanced.layout, enhanced.task)
+        # an edit without a mask may start from its source noised to a level (SDEdit), as on the latent path:
+        # only when the call or the request asks (the model's per-task levels were tuned for the latent path)
+        start = strength if strength is not None else request.strength
+        start = self._edit_start(request, enhanced.task, start if start is not None else 1.0)
+        source = None
+        if request.video is not None:
+            from .conditioning import _fit_video
+
+            source = _fit_video(np.asarray(request.video)[..., :3].astype(np.uint8), self.config.frames, self.config.size)
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
-                               self.config.shift, compute, on_step, lambda: self.interrupt, churn)
+                               self.config.shift, compute, on_step, lambda: self.interrupt, churn,
+                               context=context, keep_first=keep_first,
+                               init=source if start < 1.0 else None, start=start)
         if it is not None:
             it.close()
+        level = self._preserve_level(request, enhanced.task, preserve)
+        if level is not None:  # an edit keeps the source's pixels where it changed nothing (no VAE: the source is
+            # its own reconstruction here)
+            frames = preserve_unchanged(frames, source[: len(frames)], source[: len(frames)], level,
+                                        self.config.preserve_grow)
         frames = self._super_resolve(frames[: request.frames], request, steps, callback_on_step_end)
         return OmniOutput(frames=frames, enhanced=enhanced)
 
@@ -346,7 +368,8 @@ class OmniPipeline:
         if layout is not None:  # a layout given by the caller (a user's own, or a diagnostic) replaces the plan
             enhanced.layout = layout
         if self._pixel_serves(request, enhanced):
-            return self._pixel_call(request, enhanced, steps, guidance, seed, churn, callback_on_step_end)
+            return self._pixel_call(request, enhanced, steps, guidance, seed, churn, callback_on_step_end,
+                                    strength, preserve)
         # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
         # plan is kept in both (guidance strengthens the words, the plan says where)
         pieces = generator_conditions([request], [enhanced], self.vae, self.text_encoder, self.generator.config,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import LAYOUT_CHANNELS, LayoutPlan, rasterize_layout
+from .layout import LAYOUT_CHANNELS, LayoutPlan, rasterize_layout, subject_cutout
 
 SIDE, FRAMES = 32, 16
 
@@ -40,6 +40,9 @@ class PixelGeneratorConfig:
     ground: int = 16  # channels of the phrase-grounding map (each subject's phrase projected, painted in its box)
     temb: int = 128  # timestep / text embedding width
     tasks: tuple[str, ...] = ("t2v",)  # task families the pipeline sends here (what it was trained and measured on)
+    # pixel-aligned context channels (0: text-to-video only; CONTEXT_CHANNELS: the context and the appearance
+    # guide of pixel_context, for first-frame, reference and edit families)
+    context: int = 0
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -84,7 +87,7 @@ class PixelGenerator(Component):
         self.t_mlp = nn.Sequential(nn.Linear(256, e), nn.SiLU(), nn.Linear(e, e))
         self.text = nn.Linear(c.text_dim, e)
         self.ground = nn.Linear(c.text_dim, c.ground)
-        self.inp = nn.Conv2d(3 + LAYOUT_CHANNELS + c.ground, w, 3, padding=1)
+        self.inp = nn.Conv2d(3 + LAYOUT_CHANNELS + c.ground + c.context, w, 3, padding=1)
         chans = [w, 2 * w, 4 * w]
         self.down = nn.ModuleList()
         self.pool = nn.ModuleList()
@@ -112,15 +115,21 @@ class PixelGenerator(Component):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, text_vec: torch.Tensor, layout: torch.Tensor,
-                masks: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
+                masks: torch.Tensor, phrases: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 3, T, H, W) noisy pixels in [-1, 1]; s (B,) noise levels; text_vec (B, text_dim) the pooled
         prompt (zeros when dropped); layout (B, 4, T, H, W); masks (B, N, T, H, W) box weights; phrases
-        (B, N, text_dim) -> the velocity (B, 3, T, H, W)."""
+        (B, N, text_dim); context (B, CONTEXT_CHANNELS, T, H, W) from pixel_context (models with
+        config.context) -> the velocity (B, 3, T, H, W)."""
         B, _, T, H, W = x.shape
         e = self.t_mlp(timestep_embedding(fm.to_timestep(s), 256)) + self.text(text_vec)
         g = torch.einsum("bnthw,bnc->bcthw", masks, self.ground(phrases))  # each phrase painted in its box
         frames = lambda t: t.transpose(1, 2).reshape(B * T, t.shape[1], H, W)  # noqa: E731
-        h = self.inp(torch.cat([frames(x), frames(layout.to(x.dtype)), frames(g.to(x.dtype))], 1))
+        parts = [frames(x), frames(layout.to(x.dtype)), frames(g.to(x.dtype))]
+        if self.config.context:
+            if context is None:
+                context = x.new_zeros(B, self.config.context, T, H, W)
+            parts.append(frames(context.to(x.dtype)))
+        h = self.inp(torch.cat(parts, 1))
         hs = []
         for i, level in enumerate(self.down):
             for blk in level:
@@ -138,8 +147,127 @@ class PixelGenerator(Component):
         return out.view(B, T, 3, H, W).transpose(1, 2)
 
 
+# ------------------------------------------------------------------ pixel-aligned context
+CONTEXT_CHANNELS = 8  # context RGB, its weight; appearance guide RGB, its weight
+FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")  # @Image_1 is the clip's first frame (as the planner reads it)
+CONTEXT_TASKS = FIRST_FRAME_TASKS + ("t2v", "image_ref", "edit_add", "edit_remove", "edit_replace")
+
+
+def _crop_box(box: np.ndarray, side: int) -> tuple[int, int, int, int] | None:
+    x0, y0, x1, y1 = (float(v) * side for v in box)
+    ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    ix1, iy1 = min(side, int(np.ceil(x1))), min(side, int(np.ceil(y1)))
+    return (ix0, iy0, ix1, iy1) if ix1 - ix0 >= 2 and iy1 - iy0 >= 2 else None
+
+
+def _paste(canvas: np.ndarray, weight: np.ndarray, patch: np.ndarray, alpha: np.ndarray, box: np.ndarray) -> None:
+    """`patch` (h, w, 3) float and its `alpha` (h, w) resized into `box` (normalised x0, y0, x1, y1) of one frame's
+    canvas (H, W, 3) and weight (H, W); what falls outside the frame is cut."""
+    from PIL import Image
+
+    side = canvas.shape[0]
+    x0, y0, x1, y1 = (float(v) * side for v in box)
+    w, h = max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0)))
+    px, py = int(round(x0)), int(round(y0))
+    rs = lambda a: np.asarray(Image.fromarray(a.astype(np.float32)).resize((w, h), Image.BILINEAR))  # noqa: E731
+    pr = np.stack([rs(patch[..., c]) for c in range(3)], -1)
+    ar = rs(alpha)
+    cx0, cy0, cx1, cy1 = max(0, px), max(0, py), min(side, px + w), min(side, py + h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    sl = (slice(cy0, cy1), slice(cx0, cx1))
+    src = (slice(cy0 - py, cy1 - py), slice(cx0 - px, cx1 - px))
+    a = ar[src][..., None]
+    canvas[sl] = canvas[sl] * (1 - a) + pr[src] * a
+    weight[sl] = np.maximum(weight[sl], ar[src])
+
+
+def _ref_index(label: str, n_images: int) -> int | None:
+    import re
+
+    m = re.fullmatch(r"@image_(\d+)", label.strip().lower())
+    k = int(m.group(1)) if m else 0
+    return k - 1 if 1 <= k <= n_images else None
+
+
+def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frames: int = FRAMES,
+                  side: int = SIDE) -> tuple[np.ndarray, bool]:
+    """What the request shows, pixel-aligned with the clip: (CONTEXT_CHANNELS, frames, side, side) float32 and
+    whether frame 0 is given (kept exactly by the sampler).
+
+    - context RGB + weight: the context video on every frame (weight 1: edits read it and change what the plan
+      says); a first frame (@Image_1 of i2v, arrows, boxes, reasoning) on frame 0 (weight 1) and as a still
+      copy on the other frames (weight 0.5); a place's image ("in @Image_3") as a still copy (0.5).
+    - appearance guide RGB + weight: each planned subject's look carried along its planned boxes: the first
+      frame's pixels inside the subject's frame-0 box, or a reference image's cut-out (@Image_k), pasted into
+      its box on every frame. The plan says where, this says what it looks like; the words say the rest.
+    Pure function of the request's pixels and the plan (never of a benchmark truth)."""
+    from .conditioning import _fit, _fit_video
+
+    ctx = np.zeros((frames, side, side, 3), np.float32)
+    cw = np.zeros((frames, side, side), np.float32)
+    guide = np.zeros((frames, side, side, 3), np.float32)
+    gw = np.zeros((frames, side, side), np.float32)
+    imgs = [_fit(np.asarray(im)[..., :3].astype(np.uint8), side) for im in images
+            if isinstance(im, np.ndarray) and im.ndim == 3]
+    first = None
+    if video is not None:
+        ctx[:] = _fit_video(np.asarray(video)[..., :3].astype(np.uint8), frames, side) / 255.0
+        cw[:] = 1.0
+    elif imgs and task in FIRST_FRAME_TASKS:
+        first = imgs[0] / 255.0
+        ctx[:] = first
+        cw[:] = 0.5
+        cw[0] = 1.0
+    subs = plan.subjects if plan is not None else []
+    used = set()
+    for s in subs:
+        k = _ref_index(s.label, len(imgs))
+        if k is not None:
+            used.add(k)
+            cut = subject_cutout(imgs[k])
+            if cut is not None:
+                for t in range(min(frames, len(s.boxes))):
+                    _paste(guide[t], gw[t], cut[0], cut[1], s.boxes[t])
+        elif first is not None and s.source in ("image", "user", "truth"):
+            b = _crop_box(s.boxes[0], side)
+            if b is not None:
+                patch = first[b[1]:b[3], b[0]:b[2]]
+                box0 = np.float32(b) / side  # the crop's own box: pasted at the same scale it was cut
+                scale = (s.boxes[:, 2:] - s.boxes[:, :2]) / np.maximum(s.boxes[0, 2:] - s.boxes[0, :2], 1e-6)
+                for t in range(min(frames, len(s.boxes))):
+                    c = (s.boxes[t, :2] + s.boxes[t, 2:]) / 2
+                    half = (box0[2:] - box0[:2]) * scale[t] / 2
+                    _paste(guide[t], gw[t], patch, np.ones(patch.shape[:2], np.float32),
+                           np.concatenate([c - half, c + half]))
+    if video is None and first is None:  # a place's image: the first image no subject took
+        place = next((im for i, im in enumerate(imgs) if i not in used), None)
+        if place is not None and task not in FIRST_FRAME_TASKS:
+            ctx[:] = place / 255.0
+            cw[:] = 0.5
+    out = np.concatenate([ctx.transpose(3, 0, 1, 2) * 2 - 1, cw[None], guide.transpose(3, 0, 1, 2) * 2 - 1, gw[None]])
+    out[:3] *= cw[None] > 0  # no context: zeros, not the -1 of black
+    out[4:7] *= gw[None] > 0
+    return out.astype(np.float32), first is not None
+
+
+def request_context(gen: "PixelGenerator", request, plan: LayoutPlan | None, task: str) -> tuple[np.ndarray | None, bool]:
+    """The context a model reads for a request (None for a text-to-video-only model) and whether frame 0 is given."""
+    if not gen.config.context:
+        return None, False
+    return pixel_context(list(request.images), request.video, plan, task)
+
+
+def grow_context(state: dict, context: int = CONTEXT_CHANNELS) -> dict:
+    """A text-to-video pixel generator's weights for a model with `context` more input channels: the new
+    channels' input weights start at zero, so the grown model is the trained one until training moves them."""
+    w = state["inp.weight"]
+    pad = torch.zeros(w.shape[0], context, *w.shape[2:], dtype=w.dtype)
+    return {**state, "inp.weight": torch.cat([w, pad], 1)}
+
+
 def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | None], drop: list[bool],
-                     frames: int = FRAMES, side: int = SIDE) -> dict:
+                     frames: int = FRAMES, side: int = SIDE, contexts: list[np.ndarray] | None = None) -> dict:
     """The generator's inputs besides the noisy clip, for a batch: the pooled prompt, the plan's raster, and
     each planned subject's box weights and pooled phrase (conditioning.grounding_piece, as the latent
     generator's grounding). Where `drop` (the guidance branch, or training's text dropout) the words go
@@ -163,23 +291,36 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
             k = len(plan.subjects)
             masks[i, :k], phrases[i, :k] = piece.data, piece.vectors
     text[torch.tensor(drop, dtype=torch.bool)] = 0
-    return {"text_vec": text, "layout": layout, "masks": masks, "phrases": phrases}
+    out = {"text_vec": text, "layout": layout, "masks": masks, "phrases": phrases}
+    if contexts is not None:  # the request's pixels (pixel_context): kept in the guidance branch, as the plan
+        out["context"] = torch.from_numpy(np.stack(contexts))
+    return out
 
 
 @torch.no_grad()
 def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPlan | None, seed: int,
                   steps: int = 20, guidance: float = 3.0, shift: float = 3.0, dtype: torch.dtype = torch.float32,
-                  callback=None, interrupted=lambda: False, churn: float = 0.0) -> np.ndarray:
+                  callback=None, interrupted=lambda: False, churn: float = 0.0, context: np.ndarray | None = None,
+                  keep_first: bool = False, init: np.ndarray | None = None, start: float = 1.0) -> np.ndarray:
     """One clip (T, H, W, 3) uint8: the flow-matching sampler on the shifted schedule from pure noise (Euler, or
     with `churn` fresh noise per step: flow_matching.sampler_step), classifier-free guidance on the words (the
     plan kept in both branches). `callback(i, s, x) -> x | None` after each step (progress, previews, cancel);
-    `interrupted()` stops between steps."""
+    `interrupted()` stops between steps. `context` (pixel_context) for a model with context channels; with
+    `keep_first`, frame 0 is the context's (the given first frame): it follows that frame's own noising path at
+    every step and is that frame exactly in the result. `init` (T, H, W, 3) uint8 with `start` < 1: denoising starts
+    from that clip noised to level `start` (SDEdit), `steps` steps from there to 0."""
     use_cfg = guidance != 1.0
-    c = pixel_conditions(text_encoder, [prompt, prompt] if use_cfg else [prompt], [plan, plan] if use_cfg else [plan],
-                         [False, True] if use_cfg else [False])
+    n = 2 if use_cfg else 1
+    c = pixel_conditions(text_encoder, [prompt] * n, [plan] * n, [False, True][:n],
+                         contexts=[context] * n if context is not None and gen.config.context else None)
     g = torch.Generator().manual_seed(int(seed))
     x = torch.randn(1, 3, FRAMES, SIDE, SIDE, generator=g)
-    sig = fm.schedule(steps, shift)
+    first = torch.from_numpy(context[None, :3, :1]).float() if keep_first and context is not None else None
+    first_noise = x[:, :, :1].clone()
+    sig = fm.schedule(steps, shift) * start
+    if init is not None and start < 1.0:
+        x0 = torch.from_numpy(np.ascontiguousarray(init)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        x = fm.add_noise(x0, x, torch.tensor([start]))
     for i in range(steps):
         if interrupted():
             break
@@ -190,6 +331,8 @@ def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPl
         if use_cfg:
             v = v[1:] + guidance * (v[:1] - v[1:])
         x = fm.sampler_step(x, v, s, float(sig[i + 1]), churn, g)
+        if first is not None:
+            x[:, :, :1] = fm.add_noise(first, first_noise, torch.tensor([float(sig[i + 1])]))
         if callback is not None:
             upd = callback(i, s, x)
             if upd is not None:

@@ -56,13 +56,13 @@ def test_two_steps_resume_sample_and_score(tmp_path):
     cfg = P.ProbeConfig(out=str(tmp_path / "run"), steps=2, batch=2, score_cases=1, sample_steps=2,
                         text_encoder="tiny", model=P.PixelUNetConfig(width=8, ground=4))
     assert P.train(cfg)["step"] == 2
-    cfg.steps = 3
-    assert P.train(cfg)["step"] == 3  # resumed from the checkpoint
+    cfg.steps = 1
+    assert P.train(cfg)["step"] == 3  # resumed from the checkpoint, one more step
     rep = P.score(cfg)
-    assert rep["step"] == 3 and rep["cases"] == 1 and 0 <= rep["success"] <= 1
+    assert rep["step"] == 3 and rep["t2v"]["cases"] == 1 and 0 <= rep["t2v"]["success"] <= 1
     assert set(rep["t2v"]) >= {"shape_acc", "color_acc", "motion_acc"}
     assert json.loads((tmp_path / "run" / "score_train.json").read_text())["step"] == 3
-    clips = np.load(tmp_path / "run" / "clips_train.npy")
+    clips = np.load(tmp_path / "run" / "clips_train_t2v.npy")
     assert clips.shape == (1, 16, 32, 32, 3) and clips.dtype == np.uint8
     st = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     net = P.PixelUNet(P.PixelUNetConfig(**st["config"]["model"])).eval()
@@ -83,7 +83,7 @@ def test_a_lost_run_resumes_from_the_committed_state(tmp_path):
     from safetensors.torch import load_file
 
     assert all(v.dtype == torch.float16 for v in load_file(str(tmp_path / "state" / "model.safetensors")).values())
-    cfg.out, cfg.steps = str(tmp_path / "new_machine"), 3
+    cfg.out, cfg.steps = str(tmp_path / "new_machine"), 1
     assert P.train(cfg)["step"] == 3  # from step 2 of the committed state, not from 0
     import shutil
 
@@ -108,3 +108,25 @@ def test_export_writes_a_model_directory_the_pipeline_runs_for_its_families(tmp_
     assert pipe.pixel.config.notes["step"] == 1
     clip = pipe(MVLRequest(prompt="A red circle moves right in the desert.", steps=2, seed=1)).frames
     assert clip.shape == (16, 32, 32, 3)
+
+
+def test_a_context_model_grows_from_a_t2v_state_trains_on_pixel_families_and_scores_them(tmp_path):
+    """--context --init-from: the text-to-video state's input weights grown with zeros (the grown model is the
+    trained one on a request without pixels), two steps on first-frame and edit families, scored per family."""
+    from model.pixel_generator import CONTEXT_CHANNELS
+
+    small = dict(width=8, ground=4)
+    t2v = P.ProbeConfig(out=str(tmp_path / "t2v"), steps=1, batch=1, text_encoder="tiny",
+                        state_dir=str(tmp_path / "t2v_state"), model=P.PixelUNetConfig(**small))
+    P.train(t2v)
+    cfg = P.ProbeConfig(out=str(tmp_path / "ctx"), steps=2, batch=2, score_cases=1, sample_steps=2, text_encoder="tiny",
+                        families="i2v:2,edit_remove", score_families="i2v,edit_remove",
+                        init_from=str(tmp_path / "t2v_state"),
+                        model=P.PixelUNetConfig(**small, context=CONTEXT_CHANNELS))
+    assert P.train(cfg)["step"] == 3  # the t2v state's step carries on
+    st = torch.load(tmp_path / "ctx" / "checkpoint.pt", weights_only=False)
+    assert st["ema"]["inp.weight"].shape[1] == 3 + 4 + 4 + CONTEXT_CHANNELS
+    rep = P.score(cfg)
+    assert set(rep) >= {"i2v", "edit_remove"} and rep["i2v"]["cases"] == 1
+    assert rep["i2v"]["first_frame_psnr"] == 1.0  # the given first frame is kept exactly
+    assert P.parse_families("t2v:2,i2v") == {"t2v": 2.0, "i2v": 1.0}

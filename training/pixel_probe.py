@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from model import flow_matching as fm
-from model.pixel_generator import FRAMES
+from model.pixel_generator import CONTEXT_CHANNELS, FRAMES
 from model.pixel_generator import PixelGenerator as PixelUNet
 from model.pixel_generator import PixelGeneratorConfig as PixelUNetConfig
 from model.pixel_generator import pixel_conditions as conditions
-from model.pixel_generator import sample_pixels
+from model.pixel_generator import pixel_context, request_context, sample_pixels
 
 
 @dataclass
@@ -50,13 +50,29 @@ class ProbeConfig:
     fg_weight: float = 3.0  # extra weight on pixels inside the subjects' boxes
     crop_frames: int = 8  # frames per training clip (a random run of the 16): half the compute of whole clips
     seed: int = 0
-    steps: int = 0  # > 0: stop after this many steps (tests)
+    steps: int = 0  # > 0: stop after this many steps of this call (tests)
     score_cases: int = 24
     sample_steps: int = 20
     guidance: float = 3.0
     text_encoder: str = "minilm"  # minilm | tiny (tests)
     state_dir: str = ""  # a folder kept in the repository (EMA weights fp16 + step + config), resumed when OUT is lost
+    # the task families drawn (name:weight,...) and scored; with model.context the request's pixels are read
+    # (model/pixel_generator.pixel_context)
+    families: str = "t2v"
+    score_families: str = "t2v"
+    # start a context model from a text-to-video state (its input weights grown with zeros: grow_context)
+    init_from: str = ""
     model: PixelUNetConfig = field(default_factory=PixelUNetConfig)
+
+
+def parse_families(spec: str) -> dict[str, float]:
+    """"t2v:2,i2v" -> {"t2v": 2.0, "i2v": 1.0}."""
+    out = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if part:
+            name, _, w = part.partition(":")
+            out[name] = float(w or 1.0)
+    return out
 
 
 def _encoder(kind: str, dim: int = 384):
@@ -109,17 +125,29 @@ def train(cfg: ProbeConfig) -> dict:
         step, hours = int(meta["step"]), float(meta["hours"])
         print(f"resumed at step {step} from the committed state {cfg.state_dir} (the optimiser's moments start "
               "again)", flush=True)
+    elif cfg.init_from:  # a new run from a trained (text-to-video) state: its step and hours carry on
+        from model.pixel_generator import grow_context
+
+        sd, meta = _load_committed(cfg.init_from)
+        if cfg.model.context and sd["inp.weight"].shape[1] + cfg.model.context == net.inp.weight.shape[1]:
+            sd = grow_context(sd, cfg.model.context)
+        net.load_state_dict(sd)
+        ema.load_state_dict(sd)
+        step, hours = int(meta["step"]), float(meta["hours"])
+        print(f"started from {cfg.init_from} (step {step}, {hours:.2f} CPU h)", flush=True)
     te = _encoder(cfg.text_encoder, cfg.model.text_dim)
     enh = RuleEnhancer(enhancer_vocabulary())
-    stream = sample_stream(("t2v",), cfg.seed * 7919 + step)
+    fams = parse_families(cfg.families)
+    stream = sample_stream(tuple(fams), cfg.seed * 7919 + step, weights=fams)
     rng = np.random.default_rng([cfg.seed, step])
     g = torch.Generator().manual_seed(cfg.seed * 31 + step)
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
     log = open(out / "log.jsonl", "a")
     t_start = t0 = time.time()
     losses = []
+    first_step = step
     while True:
-        if cfg.steps and step >= cfg.steps:
+        if cfg.steps and step - first_step >= cfg.steps:
             break
         if not cfg.steps and time.time() - t_start > 60 * cfg.minutes:
             break
@@ -127,13 +155,16 @@ def train(cfg: ProbeConfig) -> dict:
         enhanced = [enh.enhance(s.request) for s in samples]
         plans = [with_planned_labels(truth_layout(s), e.layout) for s, e in zip(samples, enhanced)]
         drop = list(rng.random(cfg.batch) < cfg.p_drop_text)
-        c = conditions(te, [e.prompt for e in enhanced], plans, drop)
+        contexts = [pixel_context(list(s.request.images), s.request.video, p, e.task)[0]
+                    for s, p, e in zip(samples, plans, enhanced)] if cfg.model.context else None
+        c = conditions(te, [e.prompt for e in enhanced], plans, drop, contexts=contexts)
         x0 = _to_pixels(np.stack([s.target for s in samples]))
         if cfg.crop_frames < FRAMES:  # a run of frames: the net has no absolute time, so it samples all 16 later
-            f0 = int(rng.integers(0, FRAMES - cfg.crop_frames + 1))
+            # (with context, half the crops hold frame 0, where a first frame is given)
+            f0 = 0 if cfg.model.context and rng.random() < 0.5 else int(rng.integers(0, FRAMES - cfg.crop_frames + 1))
             sl = slice(f0, f0 + cfg.crop_frames)
             x0 = x0[:, :, sl].contiguous()
-            c = {**c, "layout": c["layout"][:, :, sl].contiguous(), "masks": c["masks"][:, :, sl].contiguous()}
+            c = {**c, **{k: c[k][:, :, sl].contiguous() for k in ("layout", "masks", "context") if k in c}}
         noise = torch.randn(x0.shape, generator=g)
         s = fm.sample_training_s(cfg.batch, g, 1.0, uniform_fraction=0.3)
         xs = fm.add_noise(x0, noise, s)
@@ -227,19 +258,23 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
         net.load_state_dict(sd)
     te = _encoder(cfg.text_encoder)
     enh = RuleEnhancer(enhancer_vocabulary())
-    scores, clips = [], []
-    for case in bench_cases("t2v", cfg.score_cases, split=split):
-        e = enh.enhance(case.request)
-        clip = sample_pixels(net, te, e.prompt, e.layout, case.request.seed, cfg.sample_steps, cfg.guidance)
-        clips.append(clip)
-        scores.append(score_case(case, clip))
-    summ = summarize(scores)
-    rep = {"step": st["step"], "hours": st["hours"], "split": split, "cases": len(scores),
-           "success": summ["success"],
-           "t2v": {k[:-5]: round(v, 4) for k, v in summ.items() if k.endswith("_pass")}}
+    rep = {"step": st["step"], "hours": st["hours"], "split": split}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    for fam in parse_families(cfg.score_families):
+        scores, clips = [], []
+        for case in bench_cases(fam, cfg.score_cases, split=split):
+            e = enh.enhance(case.request)
+            ctx, keep = request_context(net, case.request, e.layout, e.task)
+            clip = sample_pixels(net, te, e.prompt, e.layout, case.request.seed, cfg.sample_steps, cfg.guidance,
+                                 context=ctx, keep_first=keep)
+            clips.append(clip)
+            scores.append(score_case(case, clip))
+        summ = summarize(scores)
+        rep[fam] = {"cases": len(scores), "success": summ["success"],
+                    **{k[:-5]: round(v, 4) for k, v in summ.items() if k.endswith("_pass")}}
+        np.save(Path(cfg.out) / f"clips_{split}_{fam}.npy", np.stack(clips))
+        print(json.dumps({fam: rep[fam]}), flush=True)
     (Path(cfg.out) / f"score_{split}.json").write_text(json.dumps(rep, indent=1))
-    np.save(Path(cfg.out) / f"clips_{split}.npy", np.stack(clips))
     return rep
 
 
@@ -262,11 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", default="", help="committed state (EMA fp16 + step): written at the end, resumed "
                                                        "from when OUT is lost")
     ap.add_argument("--text-encoder", default="minilm", choices=("minilm", "tiny"))
+    ap.add_argument("--families", default=ProbeConfig.families, help="families drawn in training, name:weight,...")
+    ap.add_argument("--score-families", default="", help="families scored (default: those trained)")
+    ap.add_argument("--context", action="store_true", help="a model that reads the request's pixels "
+                                                            "(first frame, references, context video)")
+    ap.add_argument("--init-from", default="", help="start from this committed state (a t2v one is grown)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = ProbeConfig(out=a.out, minutes=a.minutes, steps=a.steps, batch=a.batch, score_cases=a.cases,
                       crop_frames=a.crop_frames, state_dir=a.state_dir,
-                      text_encoder=a.text_encoder, model=PixelUNetConfig(width=a.width))
+                      text_encoder=a.text_encoder, families=a.families, score_families=a.score_families or a.families,
+                      init_from=a.init_from,
+                      model=PixelUNetConfig(width=a.width, context=CONTEXT_CHANNELS if a.context else 0))
     if a.export:
         print(f"wrote {export(cfg, a.base, a.export, tuple(t for t in a.tasks.split(',') if t))}")
         return 0
