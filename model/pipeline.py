@@ -217,13 +217,12 @@ class OmniPipeline:
     def _pixel_serves(self, request: MVLRequest, enhanced: Enhanced) -> bool:
         """The pixel generator takes a request of a family it was trained on, with a plan to render and nothing
         it cannot read: a text-to-video-only one reads words and the plan (anything with pixels goes to the latent
-        generator); one with context channels also reads images and a context video (model/pixel_generator
-        .pixel_context). Subject libraries, masks and storyboards go to the latent generator."""
+        generator); one with context channels also reads images, library subjects' views and a context video
+        (model/pixel_generator.pixel_context). Masks and storyboards go to the latent generator."""
         if (self.pixel is None or enhanced.task not in self.pixel.config.tasks or enhanced.layout is None
-                or enhanced.layout.is_empty() or request.subjects or request.mask is not None
-                or request.storyboard is not None):
+                or enhanced.layout.is_empty() or request.mask is not None or request.storyboard is not None):
             return False
-        return bool(self.pixel.config.context) or (not request.images and request.video is None)
+        return bool(self.pixel.config.context) or (not request.images and request.video is None and not request.subjects)
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
                     churn: float, callback_on_step_end, strength: float | None = None,

@@ -150,7 +150,8 @@ class PixelGenerator(Component):
 # ------------------------------------------------------------------ pixel-aligned context
 CONTEXT_CHANNELS = 8  # context RGB, its weight; appearance guide RGB, its weight
 FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")  # @Image_1 is the clip's first frame (as the planner reads it)
-CONTEXT_TASKS = FIRST_FRAME_TASKS + ("t2v", "image_ref", "edit_add", "edit_remove", "edit_replace")
+CONTEXT_TASKS = FIRST_FRAME_TASKS + ("t2v", "image_ref", "subject_ref", "novel_view", "edit_add", "edit_remove",
+                                      "edit_replace")
 
 
 def _crop_box(box: np.ndarray, side: int) -> tuple[int, int, int, int] | None:
@@ -182,16 +183,21 @@ def _paste(canvas: np.ndarray, weight: np.ndarray, patch: np.ndarray, alpha: np.
     weight[sl] = np.maximum(weight[sl], ar[src])
 
 
-def _ref_index(label: str, n_images: int) -> int | None:
+def _reference(label: str, images: list, subjects: list) -> tuple[str, int] | None:
+    """("image", i) for a subject named @Image_{i+1}, ("subject", j) for @Subject_{j+1} (the enhancer's name for the
+    request's (j+1)-th library subject), when the request has it; None otherwise."""
     import re
 
-    m = re.fullmatch(r"@image_(\d+)", label.strip().lower())
-    k = int(m.group(1)) if m else 0
-    return k - 1 if 1 <= k <= n_images else None
+    m = re.fullmatch(r"@(image|subject)_(\d+)", label.strip().lower())
+    if not m:
+        return None
+    k = int(m.group(2)) - 1
+    pool = images if m.group(1) == "image" else subjects
+    return (m.group(1), k) if 0 <= k < len(pool) else None
 
 
 def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frames: int = FRAMES,
-                  side: int = SIDE) -> tuple[np.ndarray, bool]:
+                  side: int = SIDE, subjects: list | None = None) -> tuple[np.ndarray, bool]:
     """What the request shows, pixel-aligned with the clip: (CONTEXT_CHANNELS, frames, side, side) float32 and
     whether frame 0 is given (kept exactly by the sampler).
 
@@ -199,8 +205,9 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
       says); a first frame (@Image_1 of i2v, arrows, boxes, reasoning) on frame 0 (weight 1) and as a still
       copy on the other frames (weight 0.5); a place's image ("in @Image_3") as a still copy (0.5).
     - appearance guide RGB + weight: each planned subject's look carried along its planned boxes: the first
-      frame's pixels inside the subject's frame-0 box, or a reference image's cut-out (@Image_k), pasted into
-      its box on every frame. The plan says where, this says what it looks like; the words say the rest.
+      frame's pixels inside the subject's frame-0 box, or a reference's cut-out (@Image_k, or the first view of
+      library subject k, @Subject_k; `subjects` holds each library subject's views), pasted into its box on
+      every frame. The plan says where, this says what it looks like; the words say the rest.
     Pure function of the request's pixels and the plan (never of a benchmark truth)."""
     from .conditioning import _fit, _fit_video
 
@@ -219,13 +226,15 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
         ctx[:] = first
         cw[:] = 0.5
         cw[0] = 1.0
+    views = [_fit(np.asarray(v[0])[..., :3].astype(np.uint8), side) for v in (subjects or []) if len(v)]
     subs = plan.subjects if plan is not None else []
     used = set()
     for s in subs:
-        k = _ref_index(s.label, len(imgs))
-        if k is not None:
-            used.add(k)
-            cut = subject_cutout(imgs[k])
+        ref = _reference(s.label, imgs, views)
+        if ref is not None:
+            if ref[0] == "image":
+                used.add(ref[1])
+            cut = subject_cutout(imgs[ref[1]] if ref[0] == "image" else views[ref[1]])
             if cut is not None:
                 for t in range(min(frames, len(s.boxes))):
                     _paste(guide[t], gw[t], cut[0], cut[1], s.boxes[t])
@@ -255,7 +264,7 @@ def request_context(gen: "PixelGenerator", request, plan: LayoutPlan | None, tas
     """The context a model reads for a request (None for a text-to-video-only model) and whether frame 0 is given."""
     if not gen.config.context:
         return None, False
-    return pixel_context(list(request.images), request.video, plan, task)
+    return pixel_context(list(request.images), request.video, plan, task, subjects=list(request.subjects.values()))
 
 
 def grow_context(state: dict, context: int = CONTEXT_CHANNELS) -> dict:

@@ -360,3 +360,25 @@ def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_fr
     seen.clear()
     train(tiny_pipeline(), pairs, cfg)
     assert seen and all(x is None for x in seen[0])
+
+
+def test_pairs_the_pixel_generator_rendered_train_the_pixel_generator():
+    """A model whose pixel generator serves t2v: DPO on t2v pairs moves that generator toward the winners (the
+    margin grows) and leaves the latent generator as it was; the new pipeline keeps its pixel generator."""
+    from tests.test_pixel_generator import with_pixel
+
+    pipe = with_pixel(tiny_pipeline())
+    pairs = _fixed_pairs(4)
+    import training.dpo as D
+
+    assert all(D.pixel_served(pipe, p) for p in pairs)
+    cfg = DPOConfig(steps=25, batch=4, lr=1e-3, beta=2000.0, seed=0)
+    new, log = train(pipe, pairs, cfg)
+    assert np.mean([r["margin"] for r in log[-5:]]) > max(0.0, np.mean([r["margin"] for r in log[:5]]))
+    assert new.pixel is not None and new.pixel is not pipe.pixel
+    assert any(not torch.equal(a, b) for a, b in zip(new.pixel.parameters(), pipe.pixel.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(new.generator.parameters(), pipe.generator.parameters()))
+    assert new.config.notes["dpo"]["pixel_pairs"] == 4
+    # without a pixel generator the same pairs train the latent one, as before
+    plain, _ = train(tiny_pipeline(), pairs, DPOConfig(steps=2, batch=2, lr=1e-3, beta=2000.0, seed=0))
+    assert plain.pixel is None

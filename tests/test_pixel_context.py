@@ -118,3 +118,11 @@ def test_the_pipeline_sends_first_frame_and_edit_requests_to_a_context_model_onl
     gen.config.context = 0  # a text-to-video-only model leaves requests with pixels to the latent generator
     gen.inp = torch.nn.Conv2d(3 + 4 + 4, 8, 3, padding=1)
     assert np.array_equal(pipe(i2v).frames, plain(i2v).frames)
+
+
+def test_a_library_subject_is_drawn_from_its_first_view():
+    view = _frame(colour=(230, 200, 30), at=(9, 9), size=14, bg=(200, 200, 200))
+    plan = LayoutPlan([PlannedSubject("@Subject_1", "yellow", (0.9, 0.8, 0.1), _track(2, 18, y=10, size=12), "text")])
+    c, _ = pixel_context([], None, plan, "subject_ref", subjects=[[view]])
+    assert c[7, 0][10:22, 2:14].min() == 1 and c[7, 0].sum() == 144 and c[7, 15][10:22, 18:30].min() == 1
+    assert pixel_context([], None, plan, "subject_ref")[0][7].max() == 0  # no library: nothing to paste

@@ -11,6 +11,10 @@ weighted per pair (annotator trust x agreement). Noise levels come from the same
 distribution as pretraining (flow_matching.sample_training_s). The generator is trained in
 full or through LoRA adapters (peft), which can be merged back for shipping.
 
+A model with a pixel-space generator (model/pixel_generator.py) renders the families it serves there: the pairs
+of those requests train the pixel generator (the same loss on pixels, its conditions and context as at
+inference), the other pairs the latent generator; a round changes whichever generator rendered its pairs.
+
 This module is the algorithm and imports nothing of the studio; DPO on a studio's votes is a
 studio job (studio_backend.train_jobs, which calls `train`):
 
@@ -110,6 +114,35 @@ def merge_lora(model, base_config):
     return merged.eval()
 
 
+def pixel_pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, g: torch.Generator):
+    """Flow-DPO on the pixel generator: the clips in [-1, 1] as they were rendered, the conditions (words, plan,
+    context) the pipeline gives that request (model/pixel_generator.pixel_conditions, request_context)."""
+    from model.pixel_generator import pixel_conditions, request_context
+
+    requests = [p["request"] for p in pairs]
+    enhanced = [pipe.enhancer.enhance(r) for r in requests]
+    contexts = [request_context(policy, r, e.layout, e.task)[0] for r, e in zip(requests, enhanced)]
+    c = pixel_conditions(pipe.text_encoder, [e.prompt for e in enhanced], [e.layout for e in enhanced],
+                         [False] * len(pairs), contexts=contexts if policy.config.context else None)
+    px = lambda key: torch.from_numpy(np.stack([p[key] for p in pairs])).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # noqa: E731
+    xw, xl = px("winner"), px("loser")
+    noise = torch.randn(xw.shape, generator=g)  # shared by winner and loser
+    s = fm.sample_training_s(len(pairs), g, cfg.time_shift)
+    xs_w, xs_l = fm.add_noise(xw, noise, s), fm.add_noise(xl, noise, s)
+    v_w, v_l = policy(xs_w, s, **c), policy(xs_l, s, **c)
+    with torch.no_grad():
+        ref_w, ref_l = ref(xs_w, s, **c), ref(xs_l, s, **c)
+    w = torch.tensor([float(p.get("weight", 1.0)) for p in pairs])
+    return flow_dpo_loss(v_w, v_l, ref_w, ref_l, fm.velocity_target(xw, noise), fm.velocity_target(xl, noise),
+                         cfg.beta, w)
+
+
+def pixel_served(pipe: OmniPipeline, pair: dict) -> bool:
+    """Whether the pipeline renders this pair's request with its pixel generator."""
+    r = pair["request"]
+    return pipe.pixel is not None and pipe._pixel_serves(r, pipe.enhancer.enhance(r))
+
+
 def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, g: torch.Generator):
     """pairs: {"request": MVLRequest, "winner": (T,H,W,3) uint8, "loser": ..., "weight": float}."""
     requests = [p["request"] for p in pairs]
@@ -179,13 +212,20 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     and resumed ends with the same weights as one that ran straight through.
     """
     torch.manual_seed(cfg.seed)
+    in_pixels = [i for i, p in enumerate(pairs) if pixel_served(pipe, p)]
+    in_latents = [i for i in range(len(pairs)) if i not in set(in_pixels)]
     ref = copy.deepcopy(pipe.generator).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     policy = copy.deepcopy(pipe.generator).train()
     if cfg.lora_rank > 0:
         policy = add_lora(policy, cfg.lora_rank)
-    params = [p for p in policy.parameters() if p.requires_grad]
+    params = [p for p in policy.parameters() if p.requires_grad] if in_latents else []
+    pixel_policy = pixel_ref = None
+    if in_pixels:  # the pixel generator's pairs train it in full (1.6M parameters: no adapters needed)
+        pixel_ref = copy.deepcopy(pipe.pixel).eval().requires_grad_(False)
+        pixel_policy = copy.deepcopy(pipe.pixel).train()
+        params += list(pixel_policy.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     log: list[dict] = []
     start = 0
@@ -193,18 +233,29 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     st = ckpt.load()
     if st is not None:
         policy.load_state_dict(st["policy"])
+        if pixel_policy is not None:
+            pixel_policy.load_state_dict(st["pixel_policy"])
         opt.load_state_dict(st["opt"])
         start, log = int(st["step"]), list(st["log"])
 
     def save(step: int) -> None:
-        ckpt.save(step, log, policy=policy.state_dict(), opt=opt.state_dict())
+        extra = {"pixel_policy": pixel_policy.state_dict()} if pixel_policy is not None else {}
+        ckpt.save(step, log, policy=policy.state_dict(), opt=opt.state_dict(), **extra)
 
     step = start
     for step in range(start + 1, cfg.steps + 1):
         rng = np.random.default_rng([cfg.seed, step])
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         idx = rng.choice(len(pairs), size=min(cfg.batch, len(pairs)), replace=len(pairs) < cfg.batch)
-        loss, margin = pair_batch_loss(policy, ref, pipe, [pairs[i] for i in idx], cfg, g)
+        pix = [pairs[i] for i in idx if i in set(in_pixels)]
+        lat = [pairs[i] for i in idx if i not in set(in_pixels)]
+        parts = []  # (loss, margins, pairs) of each generator's share of the batch
+        if lat:
+            parts.append((*pair_batch_loss(policy, ref, pipe, lat, cfg, g), len(lat)))
+        if pix:
+            parts.append((*pixel_pair_batch_loss(pixel_policy, pixel_ref, pipe, pix, cfg, g), len(pix)))
+        loss = sum(l_ * n for l_, _, n in parts) / sum(n for _, _, n in parts)
+        margin = torch.cat([m for _, m, _ in parts])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -218,9 +269,11 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
         if stop:
             break
     gen = merge_lora(policy, pipe.generator.config) if cfg.lora_rank > 0 else policy.eval()
-    new = OmniPipeline(pipe.vae, gen, pipe.text_encoder, pipe.enhancer, copy.deepcopy(pipe.config))
+    pixel = pixel_policy.eval() if pixel_policy is not None else pipe.pixel
+    new = OmniPipeline(pipe.vae, gen, pipe.text_encoder, pipe.enhancer, copy.deepcopy(pipe.config), sr=pipe.sr,
+                       pixel=pixel)
     new.config.notes = {**pipe.config.notes, "dpo": {"config": asdict(cfg), "pairs": len(pairs),
-                                                     "final": log[-1] if log else None}}
+                                                     "pixel_pairs": len(in_pixels), "final": log[-1] if log else None}}
     return new, log
 
 

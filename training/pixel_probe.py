@@ -155,7 +155,8 @@ def train(cfg: ProbeConfig) -> dict:
         enhanced = [enh.enhance(s.request) for s in samples]
         plans = [with_planned_labels(truth_layout(s), e.layout) for s, e in zip(samples, enhanced)]
         drop = list(rng.random(cfg.batch) < cfg.p_drop_text)
-        contexts = [pixel_context(list(s.request.images), s.request.video, p, e.task)[0]
+        contexts = [pixel_context(list(s.request.images), s.request.video, p, e.task,
+                                  subjects=list(s.request.subjects.values()))[0]
                     for s, p, e in zip(samples, plans, enhanced)] if cfg.model.context else None
         c = conditions(te, [e.prompt for e in enhanced], plans, drop, contexts=contexts)
         x0 = _to_pixels(np.stack([s.target for s in samples]))
