@@ -71,6 +71,9 @@ class PipelineConfig:
     # the noise the model implies (0 = the deterministic Euler sampler; 1 = fully fresh, as ancestral samplers):
     # fresh noise lets later steps correct what earlier steps got wrong. Chosen on training-split cases.
     churn: float = 0.0
+    # the pixel generator's guidance interval (lo, hi]: classifier-free guidance only at noise levels inside it, one
+    # conditional pass elsewhere (Kynkaenniemi et al. 2024). Chosen on training-split cases; (0, 1] = every step.
+    pixel_guidance_interval: tuple = (0.0, 1.0)
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -256,7 +259,8 @@ class OmniPipeline:
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
                                self.config.shift, compute, on_step, lambda: self.interrupt, churn,
                                context=context, keep_first=keep_first,
-                               init=source if start < 1.0 else None, start=start)
+                               init=source if start < 1.0 else None, start=start,
+                               guidance_interval=tuple(self.config.pixel_guidance_interval))
         if it is not None:
             it.close()
         level = self._preserve_level(request, enhanced.task, preserve)
@@ -340,10 +344,12 @@ class OmniPipeline:
     @torch.no_grad()
     def source_and_reconstruction(self, request: MVLRequest) -> tuple[np.ndarray, np.ndarray]:
         """The context video at the model's size (uint8) and its VAE reconstruction: what an edit
-        that changed nothing would decode to."""
+        that changed nothing would decode to (the source itself where the pixel generator renders the edit)."""
         from model.conditioning import _fit_video
 
         source = _fit_video(np.asarray(request.video), self.config.frames, self.config.size)
+        if self._pixel_serves(request, self.enhancer.enhance(request)):  # no VAE on the pixel path
+            return source, source
         z = self.vae.encode(to_model_range(torch.from_numpy(source[None])))
         return source, to_uint8(self.vae.decode(z, self.config.frames))[0].numpy()
 

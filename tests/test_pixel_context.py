@@ -126,3 +126,30 @@ def test_a_library_subject_is_drawn_from_its_first_view():
     c, _ = pixel_context([], None, plan, "subject_ref", subjects=[[view]])
     assert c[7, 0][10:22, 2:14].min() == 1 and c[7, 0].sum() == 144 and c[7, 15][10:22, 18:30].min() == 1
     assert pixel_context([], None, plan, "subject_ref")[0][7].max() == 0  # no library: nothing to paste
+
+
+def test_guidance_only_inside_its_interval():
+    """guidance_interval (lo, hi]: guided passes only at those noise levels; an empty interval is guidance 1."""
+    from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+
+    torch.manual_seed(2)
+    gen = PixelGenerator(PixelGeneratorConfig(width=8, ground=4, text_dim=32, temb=16)).eval()
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.startswith("out.") or ".c2." in name:
+                p.normal_(0, 0.05)
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    plan = LayoutPlan([PlannedSubject("the red square", "red", (0.86, 0.12, 0.12), _track(4, 20), "text", "right")])
+    calls = []
+    gen.register_forward_hook(lambda m, a, out: calls.append(a[0].shape[0]))
+    run = lambda g, gi=(0.0, 1.0): sample_pixels(gen, te, "the red square moves right", plan, 4, 4, g,  # noqa: E731
+                                                 guidance_interval=gi)
+    full = run(3.0)
+    assert calls == [2, 2, 2, 2]
+    calls.clear()
+    none = run(3.0, (0.0, 0.0))
+    assert calls == [1, 1, 1, 1] and np.array_equal(none, run(1.0))
+    calls.clear()
+    part = run(3.0, (0.9, 1.0))  # the shifted schedule's first steps are above 0.9
+    assert calls[0] == 2 and calls[-1] == 1
+    assert not np.array_equal(part, full) and not np.array_equal(part, none)
