@@ -308,7 +308,7 @@ class LayoutPlanner:
         if request.images and task in ("i2v", "arrows", "boxes", "reasoning") and request.video is None:
             frame_img = _as_uint8(request.images[0], self.side)
         plan = LayoutPlan(frames=frames)
-        if task in EDIT_PLANNED:
+        if task in EDIT_PLANNED + VIDEO_PLANNED:
             return self._plan_edit(request, text, task, frames, rng)
         if request.video is not None or request.storyboard is not None or task not in PLANNED_TASKS:
             return plan  # other edits, shots and storyboards keep their own structure (not planned yet)
@@ -389,7 +389,8 @@ class LayoutPlanner:
 
     def _plan_edit(self, request, text: str, task: str, frames: int, rng) -> LayoutPlan:
         """Add / remove / replace: the context video's subjects where it shows them, less the one removed,
-        recoloured where replaced, plus the one added (its start chosen freely, its motion from the words)."""
+        recoloured where replaced, plus the one added (its start chosen freely, its motion from the words).
+        The other edits (VIDEO_PLANNED): the video's subjects where they are, each the words name called by them."""
         plan = LayoutPlan(frames=frames)
         if request.video is None:
             return plan
@@ -399,7 +400,7 @@ class LayoutPlanner:
         if task == "edit_remove":
             gone = {m["color"] for m in mentions if m["color"]}
             subs = [s for s in subs if s.color not in gone]
-        elif task == "edit_replace" and mentions:
+        elif task in ("edit_replace", "combined") and mentions and (task == "edit_replace" or "replace " in low):
             old = mentions[0]["color"]
             new = mentions[1] if len(mentions) > 1 else None
             colour = (new["color"] or (self._ref_colour(request, new["ref"]) if new["ref"] else None)) if new else None
@@ -422,6 +423,12 @@ class LayoutPlanner:
             rgb = self.palette.get(colour, (0.5, 0.5, 0.5))
             subs.append(PlannedSubject(m["label"], colour, tuple(float(x) for x in rgb),
                                        self._boxes(centres, size * zoom), "text", motion))
+        elif task in VIDEO_PLANNED:
+            for m in mentions:
+                for s in subs:
+                    if m["color"] and s.color == m["color"] and s.label.startswith("the ") and s.source == "video" \
+                            and s.label.endswith(" subject"):
+                        s.label = m["label"]
         plan.subjects = subs
         return plan
 
@@ -508,6 +515,8 @@ class LayoutPlanner:
 # tasks whose subjects the planner places; the others keep their own structure for now
 # edits whose subjects the planner reads off the context video (and adds, removes or recolours)
 EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
+# edits that change how things look, not where they are: the plan is the context video's subjects where it shows them
+VIDEO_PLANNED = ("background", "stylize", "material", "effects", "weather", "combined")
 # (a sketch's outline already says where its subject is: not planned over it)
 PLANNED_TASKS = ("t2v", "reasoning", "i2v", "image_ref", "subject_ref", "novel_view", "arrows", "boxes")
 

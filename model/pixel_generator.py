@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import LAYOUT_CHANNELS, LayoutPlan, rasterize_layout, subject_cutout
+from .layout import LAYOUT_CHANNELS, VIDEO_PLANNED, LayoutPlan, rasterize_layout, subject_cutout
 
 SIDE, FRAMES = 32, 16
 
@@ -151,7 +151,7 @@ class PixelGenerator(Component):
 CONTEXT_CHANNELS = 8  # context RGB, its weight; appearance guide RGB, its weight
 FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")  # @Image_1 is the clip's first frame (as the planner reads it)
 CONTEXT_TASKS = FIRST_FRAME_TASKS + ("t2v", "image_ref", "subject_ref", "novel_view", "edit_add", "edit_remove",
-                                      "edit_replace")
+                                      "edit_replace") + VIDEO_PLANNED
 
 
 def _crop_box(box: np.ndarray, side: int) -> tuple[int, int, int, int] | None:
@@ -204,6 +204,7 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
     - context RGB + weight: the context video on every frame (weight 1: edits read it and change what the plan
       says); a first frame (@Image_1 of i2v, arrows, boxes, reasoning) on frame 0 (weight 1) and as a still
       copy on the other frames (weight 0.5); a place's image ("in @Image_3") as a still copy (0.5).
+      An edit's image that no subject takes (a new background, a style) goes in the guide at weight 0.5.
     - appearance guide RGB + weight: each planned subject's look carried along its planned boxes: the first
       frame's pixels inside the subject's frame-0 box, or a reference's cut-out (@Image_k, or the first view of
       library subject k, @Subject_k; `subjects` holds each library subject's views), pasted into its box on
@@ -249,11 +250,15 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
                     half = (box0[2:] - box0[:2]) * scale[t] / 2
                     _paste(guide[t], gw[t], patch, np.ones(patch.shape[:2], np.float32),
                            np.concatenate([c - half, c + half]))
-    if video is None and first is None:  # a place's image: the first image no subject took
-        place = next((im for i, im in enumerate(imgs) if i not in used), None)
-        if place is not None and task not in FIRST_FRAME_TASKS:
+    place = next((im for i, im in enumerate(imgs) if i not in used), None)
+    if place is not None and first is None:  # an image no subject took: a place (or a style) to show
+        if video is None:
             ctx[:] = place / 255.0
             cw[:] = 0.5
+        else:  # an edit's reference (a new background, a style): in the guide, at half weight where nothing is pasted
+            free = gw == 0
+            guide[free] = (place / 255.0)[None].repeat(frames, 0)[free]
+            gw[free] = 0.5
     out = np.concatenate([ctx.transpose(3, 0, 1, 2) * 2 - 1, cw[None], guide.transpose(3, 0, 1, 2) * 2 - 1, gw[None]])
     out[:3] *= cw[None] > 0  # no context: zeros, not the -1 of black
     out[4:7] *= gw[None] > 0

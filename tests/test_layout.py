@@ -10,7 +10,8 @@ import torch
 
 from model.conditioning import build_conditions
 from model.generator import LAYOUT, GeneratorConfig, OmniGenerator
-from model.layout import EDIT_PLANNED, LAYOUT_CHANNELS, PLANNED_TASKS, LayoutPlan, PlannedSubject, rasterize_layout
+from model.layout import (EDIT_PLANNED, LAYOUT_CHANNELS, PLANNED_TASKS, VIDEO_PLANNED, LayoutPlan, PlannedSubject,
+                          rasterize_layout)
 from model.mvl import Annotations, Arrow, Box, MVLRequest
 from model.precision import decide
 from model.prompt_enhancer import RuleEnhancer
@@ -46,6 +47,28 @@ def test_the_planner_plans_every_planned_family_in_frame_and_deterministically(f
         # every subject the words name and colour is planned with that colour (an edit: the target's)
         named = {t.color for t in smp.truth.subjects if t.color in req.prompt or family in EDIT_PLANNED}
         assert named <= {s.color for s in plan.subjects}, (family, req.prompt)
+
+
+@pytest.mark.parametrize("family", VIDEO_PLANNED)
+def test_look_edits_plan_the_video_subjects_where_they_are(family):
+    """Background, style, material, effects, weather and combined edits: the context video's subjects, read off its
+    pixels, where they are in every frame; the one the words name is called by them (combined: a replaced subject
+    takes its new colour and name)."""
+    from training.data import truth_layout
+
+    for seed in range(6):
+        smp = sample(family, seed, "bench")
+        req = stripped(smp.request)
+        plan = ENH.enhance(req).layout
+        assert plan is not None and not plan.is_empty(), (family, req.prompt)
+        assert plan.to_dict() == ENH.enhance(stripped(smp.request)).layout.to_dict()
+        truth = truth_layout(smp)
+        assert {s.color for s in plan.subjects} <= {s.color for s in truth.subjects} | {None}, (req.prompt,)
+        for s in plan.subjects:
+            t = next(t for t in truth.subjects if t.color == s.color)
+            assert np.abs(centres(s.boxes) - centres(t.boxes)).max() < 0.08, (family, s.label)  # where the video shows it
+            if any(m["color"] == s.color for m in ENH.planner.mentions(req.prompt)) and s.source == "video":
+                assert not s.label.endswith(" subject"), (req.prompt, s.label)
 
 
 def test_planned_tracks_follow_the_motion_words_on_a_static_camera():

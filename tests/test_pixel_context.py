@@ -153,3 +153,20 @@ def test_guidance_only_inside_its_interval():
     part = run(3.0, (0.9, 1.0))  # the shifted schedule's first steps are above 0.9
     assert calls[0] == 2 and calls[-1] == 1
     assert not np.array_equal(part, full) and not np.array_equal(part, none)
+
+
+def test_an_edit_reference_no_subject_takes_is_the_guide_at_half_weight():
+    """"Replace the background of @Video with @Image_1": the new place in the guide (weight 0.5), the video in
+    the context (weight 1)."""
+    from training.world.families import sample
+
+    from model.prompt_enhancer import RuleEnhancer
+    from training.world.vocab import enhancer_vocabulary
+
+    enh = RuleEnhancer(enhancer_vocabulary())
+    smp = next(s for s in (sample("background", k, "train") for k in range(40)) if s.request.images)
+    e = enh.enhance(smp.request)
+    c, keep = pixel_context(list(smp.request.images), smp.request.video, e.layout, e.task)
+    assert not keep and c[3].min() == 1 and np.allclose(c[7], 0.5)
+    plate = ((c[4:7, 3].transpose(1, 2, 0) + 1) * 127.5).round().astype(np.uint8)
+    assert np.array_equal(plate, smp.request.images[0])

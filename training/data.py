@@ -72,11 +72,11 @@ def truth_layout(smp: WorldSample):
     None for the others. The generator learns to render into these boxes; at inference the
     planner's boxes (made from the request alone) take their place. OmniBench uses this only for the
     labelled 'truth layout' diagnostic, never for the model's own figures."""
-    from model.layout import EDIT_PLANNED, PLANNED_TASKS, LayoutPlan, PlannedSubject
+    from model.layout import EDIT_PLANNED, PLANNED_TASKS, VIDEO_PLANNED, LayoutPlan, PlannedSubject
     from training.world import vocab as V
     from training.world.render import BASE
 
-    if smp.family not in PLANNED_TASKS + EDIT_PLANNED:
+    if smp.family not in PLANNED_TASKS + EDIT_PLANNED + VIDEO_PLANNED:
         return None
     subs = []
     for s in smp.truth.subjects:
