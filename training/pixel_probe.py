@@ -194,6 +194,8 @@ def train(cfg: ProbeConfig) -> dict:
             log.flush()
         if step % 200 == 0:
             _save(ck, net, ema, opt, step, hours + (time.time() - t0) / 3600, cfg)
+        if step % 1000 == 0 and cfg.state_dir:  # what a new machine resumes from, kept as it goes
+            save_state(Path(cfg.state_dir), ema, step, hours + (time.time() - t0) / 3600, cfg)
     hours += (time.time() - t0) / 3600
     _save(ck, net, ema, opt, step, hours, cfg)
     if cfg.state_dir:
