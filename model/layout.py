@@ -305,7 +305,7 @@ class LayoutPlanner:
         rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, 7])
         camera = self.camera_of(text)
         frame_img = None
-        if request.images and task in ("i2v", "arrows", "boxes", "reasoning") and request.video is None:
+        if request.images and task in FIRST_FRAME_TASKS and request.video is None:
             frame_img = _as_uint8(request.images[0], self.side)
         plan = LayoutPlan(frames=frames)
         if task in EDIT_PLANNED + VIDEO_PLANNED:
@@ -424,11 +424,10 @@ class LayoutPlanner:
             subs.append(PlannedSubject(m["label"], colour, tuple(float(x) for x in rgb),
                                        self._boxes(centres, size * zoom), "text", motion))
         elif task in VIDEO_PLANNED:
-            for m in mentions:
-                for s in subs:
-                    if m["color"] and s.color == m["color"] and s.label.startswith("the ") and s.source == "video" \
-                            and s.label.endswith(" subject"):
-                        s.label = m["label"]
+            for s in subs:  # the words' name (their first mention of its colour) for a subject read off the video
+                m = next((m for m in mentions if m["color"] == s.color), None)
+                if m is not None:
+                    s.label = m["label"]
         plan.subjects = subs
         return plan
 
@@ -515,6 +514,8 @@ class LayoutPlanner:
 # tasks whose subjects the planner places; the others keep their own structure for now
 # edits whose subjects the planner reads off the context video (and adds, removes or recolours)
 EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
+# tasks whose @Image_1 is the clip's first frame (the planner reads the subjects off it)
+FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")
 # edits that change how things look, not where they are: the plan is the context video's subjects where it shows them
 VIDEO_PLANNED = ("background", "stylize", "material", "effects", "weather", "combined")
 # (a sketch's outline already says where its subject is: not planned over it)

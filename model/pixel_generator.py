@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import LAYOUT_CHANNELS, VIDEO_PLANNED, LayoutPlan, rasterize_layout, subject_cutout
+from .layout import FIRST_FRAME_TASKS, LAYOUT_CHANNELS, LayoutPlan, rasterize_layout, subject_cutout
 
 SIDE, FRAMES = 32, 16
 
@@ -149,9 +149,6 @@ class PixelGenerator(Component):
 
 # ------------------------------------------------------------------ pixel-aligned context
 CONTEXT_CHANNELS = 8  # context RGB, its weight; appearance guide RGB, its weight
-FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")  # @Image_1 is the clip's first frame (as the planner reads it)
-CONTEXT_TASKS = FIRST_FRAME_TASKS + ("t2v", "image_ref", "subject_ref", "novel_view", "edit_add", "edit_remove",
-                                      "edit_replace") + VIDEO_PLANNED
 
 
 def _crop_box(box: np.ndarray, side: int) -> tuple[int, int, int, int] | None:

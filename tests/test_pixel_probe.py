@@ -129,4 +129,3 @@ def test_a_context_model_grows_from_a_t2v_state_trains_on_pixel_families_and_sco
     rep = P.score(cfg)
     assert set(rep) >= {"i2v", "edit_remove"} and rep["i2v"]["cases"] == 1
     assert rep["i2v"]["first_frame_psnr"] == 1.0  # the given first frame is kept exactly
-    assert P.parse_families("t2v:2,i2v") == {"t2v": 2.0, "i2v": 1.0}

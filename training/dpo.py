@@ -212,8 +212,8 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     and resumed ends with the same weights as one that ran straight through.
     """
     torch.manual_seed(cfg.seed)
-    in_pixels = [i for i, p in enumerate(pairs) if pixel_served(pipe, p)]
-    in_latents = [i for i in range(len(pairs)) if i not in set(in_pixels)]
+    in_pixels = {i for i, p in enumerate(pairs) if pixel_served(pipe, p)}
+    in_latents = len(pairs) > len(in_pixels)
     ref = copy.deepcopy(pipe.generator).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -247,8 +247,8 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
         rng = np.random.default_rng([cfg.seed, step])
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         idx = rng.choice(len(pairs), size=min(cfg.batch, len(pairs)), replace=len(pairs) < cfg.batch)
-        pix = [pairs[i] for i in idx if i in set(in_pixels)]
-        lat = [pairs[i] for i in idx if i not in set(in_pixels)]
+        pix = [pairs[i] for i in idx if i in in_pixels]
+        lat = [pairs[i] for i in idx if i not in in_pixels]
         parts = []  # (loss, margins, pairs) of each generator's share of the batch
         if lat:
             parts.append((*pair_batch_loss(policy, ref, pipe, lat, cfg, g), len(lat)))

@@ -65,16 +65,6 @@ class ProbeConfig:
     model: PixelUNetConfig = field(default_factory=PixelUNetConfig)
 
 
-def parse_families(spec: str) -> dict[str, float]:
-    """"t2v:2,i2v" -> {"t2v": 2.0, "i2v": 1.0}."""
-    out = {}
-    for part in (p.strip() for p in spec.split(",")):
-        if part:
-            name, _, w = part.partition(":")
-            out[name] = float(w or 1.0)
-    return out
-
-
 def _encoder(kind: str, dim: int = 384):
     from model.text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 
@@ -137,8 +127,10 @@ def train(cfg: ProbeConfig) -> dict:
         print(f"started from {cfg.init_from} (step {step}, {hours:.2f} CPU h)", flush=True)
     te = _encoder(cfg.text_encoder, cfg.model.text_dim)
     enh = RuleEnhancer(enhancer_vocabulary())
-    fams = parse_families(cfg.families)
-    stream = sample_stream(tuple(fams), cfg.seed * 7919 + step, weights=fams)
+    from training.train_omni import parse_families
+
+    names, weights = parse_families(cfg.families)
+    stream = sample_stream(names, cfg.seed * 7919 + step, weights=weights)
     rng = np.random.default_rng([cfg.seed, step])
     g = torch.Generator().manual_seed(cfg.seed * 31 + step)
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
@@ -263,7 +255,9 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
     enh = RuleEnhancer(enhancer_vocabulary())
     rep = {"step": st["step"], "hours": st["hours"], "split": split}
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    for fam in parse_families(cfg.score_families):
+    from training.train_omni import parse_families
+
+    for fam in parse_families(cfg.score_families)[0]:
         scores, clips = [], []
         for case in bench_cases(fam, cfg.score_cases, split=split):
             e = enh.enhance(case.request)
