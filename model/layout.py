@@ -76,6 +76,27 @@ def camera_transform(camera: str, frames: int, params: dict) -> tuple[np.ndarray
     return pan, zoom
 
 
+def keyframes(panels: int, frames: int) -> list[int]:
+    """The frames a storyboard's panels show: spread evenly from the first frame to the last."""
+    return [int(k) for k in np.linspace(0, frames - 1, panels).round()] if panels > 1 else [0][:panels]
+
+
+def camera_warp(img: np.ndarray, camera: str, frames: int, params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A still frame (H, W, C) seen through a world camera: (frames, H, W, C) and where each frame sees the still
+    frame (frames, H, W) bool; frame 0 is the frame itself. Screen = c + (world - c - pan) * zoom (nearest pixel)."""
+    pan, zoom = camera_transform(camera, frames, params or {})
+    h, w = img.shape[:2]
+    out = np.zeros((frames, *img.shape), img.dtype)
+    seen = np.zeros((frames, h, w), bool)
+    for t in range(frames):
+        wx = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) / zoom[t] + w / 2 + pan[t]
+        wy = (np.arange(h, dtype=np.float32) + 0.5 - h / 2) / zoom[t] + h / 2
+        ix, iy = np.floor(wx).astype(int), np.floor(wy).astype(int)
+        out[t] = img[np.clip(iy, 0, h - 1)][:, np.clip(ix, 0, w - 1)]
+        seen[t] = ((iy >= 0) & (iy < h))[:, None] & ((ix >= 0) & (ix < w))[None, :]
+    return out, seen
+
+
 def polyline_track(points: np.ndarray, frames: int, hold: int = 0) -> np.ndarray:
     """Constant-speed positions along a polyline, arriving `hold` frames early (the world's
     'follows the arrow' and 'moves into the box')."""
@@ -103,12 +124,13 @@ class LayoutPlan:
     subjects: list[PlannedSubject] = field(default_factory=list)
     frames: int = 16
     notes: list[str] = field(default_factory=list)
+    camera: str = "static"  # the camera the boxes are seen through (a camera transfer's, read off its @Video)
 
     def is_empty(self) -> bool:
         return not self.subjects
 
     def to_dict(self) -> dict:
-        return {"frames": self.frames, "notes": list(self.notes),
+        return {"frames": self.frames, "notes": list(self.notes), "camera": self.camera,
                 "subjects": [{"label": s.label, "color": s.color, "rgb": [round(float(v), 4) for v in s.rgb],
                               "source": s.source, "motion": s.motion,
                               "boxes": np.round(s.boxes, 4).tolist()} for s in self.subjects]}
@@ -118,7 +140,7 @@ class LayoutPlan:
         subs = [PlannedSubject(label=s["label"], color=s.get("color"), rgb=tuple(s["rgb"]),
                                boxes=np.asarray(s["boxes"], np.float32), source=s.get("source", "text"),
                                motion=s.get("motion", "still")) for s in d.get("subjects", [])]
-        return cls(subs, int(d.get("frames", 16)), list(d.get("notes", [])))
+        return cls(subs, int(d.get("frames", 16)), list(d.get("notes", [])), str(d.get("camera", "static")))
 
     def describe(self) -> list[str]:
         """Readable lines for the enhancer's plan."""
@@ -130,6 +152,8 @@ class LayoutPlan:
             colour = f", {s.color}" if s.color and s.color not in s.label else ""
             out.append(f"Layout: {s.label}{colour} ({s.motion}, {s.source}) from ({c0[0]:.2f}, {c0[1]:.2f}) to "
                        f"({c1[0]:.2f}, {c1[1]:.2f}), size {b0[2] - b0[0]:.2f}")
+        if self.camera != "static":
+            out.append(f"Layout camera: {CAMERA_PHRASES.get(self.camera, self.camera)}")
         return out + [f"Layout note: {n}" for n in self.notes]
 
 
@@ -264,11 +288,26 @@ class LayoutPlanner:
     @staticmethod
     def camera_of(text: str) -> str:
         low = text.lower()
-        for cam, words in (("pan_left", "pans left"), ("pan_right", "pans right"), ("zoom_in", "zooms in"),
-                           ("zoom_out", "zooms out")):
-            if words in low:
+        for cam, words in CAMERA_PHRASES.items():
+            if words.split("camera ", 1)[1] in low:
                 return cam
         return "static"
+
+    def video_camera(self, video, frames: int) -> str:
+        """The camera motion a video shows, read off its pixels: the world camera (static, pans, zooms) whose
+        warp of the first frame (`camera_warp`) best predicts the later frames (mean absolute error where the
+        warp sees)."""
+        v = np.asarray(video)
+        idx = np.linspace(0, len(v) - 1, frames).round().astype(int)
+        clip = np.stack([_as_uint8(v[i], self.side) for i in idx]).astype(np.float32) / 255.0
+        best, best_err = "static", 1e9
+        for cam in ("static",) + tuple(CAMERA_PHRASES):
+            warped, seen = camera_warp(clip[0], cam, frames, self.params)
+            late = slice(frames // 2, frames)
+            err = float(np.abs(warped[late] - clip[late])[seen[late]].mean()) if seen[late].any() else 1e9
+            if err < best_err - 1e-6:
+                best, best_err = cam, err
+        return best
 
     # -------------------------------------------------------------- geometry
     def _screen(self, world: np.ndarray, camera: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,11 +344,17 @@ class LayoutPlanner:
         rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, 7])
         camera = self.camera_of(text)
         frame_img = None
-        if request.images and task in FIRST_FRAME_TASKS and request.video is None:
+        if request.images and task in FIRST_FRAME_TASKS and (request.video is None or task in MOTION_SOURCE_TASKS):
             frame_img = _as_uint8(request.images[0], self.side)
         plan = LayoutPlan(frames=frames)
         if task in EDIT_PLANNED + VIDEO_PLANNED:
             return self._plan_edit(request, text, task, frames, rng)
+        if task == "storyboard" and request.storyboard is not None:
+            return self._plan_storyboard(request, frames)
+        if task == "camera_transfer":
+            return self._plan_camera_transfer(request, frames, frame_img)
+        if task in MOTION_SOURCE_TASKS:
+            return self._plan_motion_transfer(request, text, frames, frame_img)
         if request.video is not None or request.storyboard is not None or task not in PLANNED_TASKS:
             return plan  # other edits, shots and storyboards keep their own structure (not planned yet)
         placed: list[tuple[np.ndarray, np.ndarray]] = []
@@ -386,6 +431,106 @@ class LayoutPlanner:
             out.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
                                       self._boxes(c, np.full(frames, size, np.float32)), "video", "as in @Video"))
         return out
+
+    def video_motion(self, video, frames: int) -> tuple[str, np.ndarray] | None:
+        """The motion of the subject that moves most in a video, read off its pixels: (the world's motion name,
+        or "path" where none fits within 1 px on average (`fit_motion`), and its (frames, 2) centre offsets from
+        frame 0 in frame px: the world's own offsets for a named motion, the measured ones for a path).
+        None: the video shows no subject."""
+        subs = self.video_subjects(video, frames)
+        if not subs:
+            return None
+        tracks = [centres_of(s.boxes) * self.side for s in subs]
+        track = max(tracks, key=lambda c: float(np.ptp(c, 0).sum()))
+        seen = (track - track[:1]).astype(np.float32)
+        name, offsets = self.fit_motion(np.arange(frames, dtype=np.float32), seen, frames)
+        return name, (offsets if name != "path" else seen)
+
+    def _plan_motion_transfer(self, request, text: str, frames: int, frame_img) -> LayoutPlan:
+        """'@Image_1: the red circle moves like the subject in @Video': the subject @Image_1 shows (the one the
+        words name, else its dominant colour) starts where the image shows it and follows the track of the
+        subject that moves most in @Video (read off its pixels); the image's other subjects stay still."""
+        plan = LayoutPlan(frames=frames)
+        if frame_img is None or request.video is None:
+            return plan
+        moved = self.video_motion(request.video, frames)
+        mentions = [m for m in self.mentions(text) if m["color"]]
+        colour = mentions[0]["color"] if mentions else dominant_colour(frame_img, self.palette)
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        for name, rgb in self.palette.items():
+            seen = find_colour(frame_img, rgb)
+            if seen is None:
+                continue
+            mover = name == colour and moved is not None
+            motion, offsets = moved if mover else ("still", np.zeros((frames, 2), np.float32))
+            size = float(np.clip(seen[2], lo, hi))
+            label = next((m["label"] for m in mentions if m["color"] == name), f"the {name} subject")
+            plan.subjects.insert(0 if mover else len(plan.subjects), PlannedSubject(
+                label, name, tuple(float(x) for x in rgb),
+                self._boxes(np.float32(seen[:2]) + offsets, np.full(frames, size, np.float32)), "image", motion))
+        return plan
+
+    def _plan_storyboard(self, request, frames: int) -> LayoutPlan:
+        """A storyboard's panels are keyframes spread evenly over the shot (`keyframes`); every palette colour
+        the first panel shows is a subject, found in each panel (a panel that hides it: skipped); between
+        keyframes it follows the world's motion that fits the panels within 1 px (`fit_motion`), else a
+        straight line from panel to panel."""
+        from .conditioning import storyboard_panels
+
+        panels = [_as_uint8(p, self.side) for p in storyboard_panels(request)]
+        plan = LayoutPlan(frames=frames)
+        if not panels:
+            return plan
+        keys = keyframes(len(panels), frames)
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        for name, rgb in self.palette.items():
+            seen = [find_colour(p, rgb) for p in panels]
+            if seen[0] is None:
+                continue
+            at = [(k, np.float32(x[:2])) for k, x in zip(keys, seen) if x is not None]
+            ks = np.float32([k for k, _ in at])
+            pts = np.stack([c for _, c in at]) - seen[0][:2]
+            motion, offsets = self.fit_motion(ks, pts, frames)
+            size = float(np.clip(np.median([x[2] for x in seen if x is not None]), lo, hi))
+            plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
+                                                self._boxes(np.float32(seen[0][:2]) + offsets,
+                                                            np.full(frames, size, np.float32)), "image", motion))
+        return plan
+
+    def fit_motion(self, times: np.ndarray, offsets: np.ndarray, frames: int) -> tuple[str, np.ndarray]:
+        """The world's motion whose offsets at `times` fit the seen `offsets` (from time 0) within 1 px on
+        average: (its name, its (frames, 2) offsets); else ("path", straight lines through the seen points)."""
+        fits = []
+        for m in sorted(getattr(self.vocab, "motions", None) or {}):
+            try:
+                full = motion_offsets(m, frames, self.params)
+            except ValueError:  # a motion word of the vocabulary with no formula here
+                continue
+            fits.append((float(np.linalg.norm(full[times.astype(int)] - offsets, axis=1).mean()), m, full))
+        err, name, full = min(fits, key=lambda f: f[0], default=(1e9, "path", None))
+        if err <= 1.0:
+            return name, full
+        t = np.arange(frames, dtype=np.float32)
+        return "path", np.stack([np.interp(t, times, offsets[:, 0]), np.interp(t, times, offsets[:, 1])], 1)
+
+    def _plan_camera_transfer(self, request, frames: int, frame_img) -> LayoutPlan:
+        """'@Image_1 filmed with the camera motion of @Video': the subjects @Image_1 shows stay where they are in
+        the world, seen through the camera read off @Video (`video_camera`; `plan.camera` holds its name)."""
+        plan = LayoutPlan(frames=frames)
+        if frame_img is None or request.video is None:
+            return plan
+        camera = self.video_camera(request.video, frames)
+        plan.camera = camera
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        for name, rgb in self.palette.items():
+            seen = find_colour(frame_img, rgb)
+            if seen is None:
+                continue
+            size = float(np.clip(seen[2], lo, hi))
+            centres, zoom = self._screen(np.tile(np.float32(seen[:2]), (frames, 1)), camera, frames)
+            plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
+                                                self._boxes(centres, size * zoom), "image", "still"))
+        return plan
 
     def _plan_edit(self, request, text: str, task: str, frames: int, rng) -> LayoutPlan:
         """Add / remove / replace: the context video's subjects where it shows them, less the one removed,
@@ -515,7 +660,12 @@ class LayoutPlanner:
 # edits whose subjects the planner reads off the context video (and adds, removes or recolours)
 EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
 # tasks whose @Image_1 is the clip's first frame (the planner reads the subjects off it)
-FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning")
+# tasks whose @Video gives only a motion to follow, never content: their @Image_1 is the first frame
+MOTION_SOURCE_TASKS = ("motion_transfer", "camera_transfer")
+# the world's camera motions, as the words name them
+CAMERA_PHRASES = {"pan_left": "the camera pans left", "pan_right": "the camera pans right",
+                  "zoom_in": "the camera zooms in", "zoom_out": "the camera zooms out"}
+FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning") + MOTION_SOURCE_TASKS
 # edits that change how things look, not where they are: the plan is the context video's subjects where it shows them
 VIDEO_PLANNED = ("background", "stylize", "material", "effects", "weather", "combined")
 # (a sketch's outline already says where its subject is: not planned over it)

@@ -27,7 +27,7 @@ import torch
 from . import flow_matching as fm
 from .conditioning import SIDE, generator_conditions, without_text
 from .generator import IMAGE, VIDEO, OmniGenerator
-from .layout import LayoutPlan
+from .layout import MOTION_SOURCE_TASKS, LayoutPlan
 from .precision import autocast, resolve_dtype
 from .mvl import MVLRequest, MVLValidationError
 from .prompt_enhancer import Enhanced, RuleEnhancer, Vocabulary
@@ -221,11 +221,12 @@ class OmniPipeline:
         """The pixel generator takes a request of a family it was trained on, with a plan to render and nothing
         it cannot read: a text-to-video-only one reads words and the plan (anything with pixels goes to the latent
         generator); one with context channels also reads images, library subjects' views and a context video
-        (model/pixel_generator.pixel_context). Masks and storyboards go to the latent generator."""
+        (model/pixel_generator.pixel_context) and storyboard panels. Masks go to the latent generator."""
         if (self.pixel is None or enhanced.task not in self.pixel.config.tasks or enhanced.layout is None
-                or enhanced.layout.is_empty() or request.mask is not None or request.storyboard is not None):
+                or enhanced.layout.is_empty() or request.mask is not None):
             return False
-        return bool(self.pixel.config.context) or (not request.images and request.video is None and not request.subjects)
+        return bool(self.pixel.config.context) or (not request.images and request.video is None and not request.subjects
+                                                   and request.storyboard is None)
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
                     churn: float, callback_on_step_end, strength: float | None = None,
@@ -246,7 +247,7 @@ class OmniPipeline:
                     return upd["latents"]
             return None
 
-        context, keep_first = request_context(self.pixel, request, enhanced.layout, enhanced.task)
+        context, keep = request_context(self.pixel, request, enhanced.layout, enhanced.task)
         # an edit without a mask may start from its source noised to a level (SDEdit), as on the latent path:
         # only when the call or the request asks (the model's per-task levels were tuned for the latent path)
         start = strength if strength is not None else request.strength
@@ -258,7 +259,7 @@ class OmniPipeline:
             source = _fit_video(np.asarray(request.video)[..., :3].astype(np.uint8), self.config.frames, self.config.size)
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
                                self.config.shift, compute, on_step, lambda: self.interrupt, churn,
-                               context=context, keep_first=keep_first,
+                               context=context, keep=keep,
                                init=source if start < 1.0 else None, start=start,
                                guidance_interval=tuple(self.config.pixel_guidance_interval))
         if it is not None:
@@ -323,14 +324,14 @@ class OmniPipeline:
             strength = self.config.edit_strength.get(task, 1.0)
         if not 0.0 < strength <= 1.0:
             raise MVLValidationError(f"strength must be in (0, 1] (1 = from pure noise); got {strength}")
-        if request.video is None or request.mask is not None:
-            return 1.0
+        if request.video is None or request.mask is not None or task in MOTION_SOURCE_TASKS:
+            return 1.0  # (a motion source's pixels are not the clip's)
         return float(strength)
 
     def _preserve_level(self, request: MVLRequest, task: str, preserve: float | None) -> float | None:
         """The paste-back level for a mask-free video edit (None: off). The call's, else the request's,
         else the model's choice for the task; 0 turns it off."""
-        if request.video is None or request.mask is not None:
+        if request.video is None or request.mask is not None or task in MOTION_SOURCE_TASKS:
             return None
         if preserve is None:
             preserve = request.preserve

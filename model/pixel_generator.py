@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import FIRST_FRAME_TASKS, LAYOUT_CHANNELS, LayoutPlan, rasterize_layout, subject_cutout
+from .layout import FIRST_FRAME_TASKS, LAYOUT_CHANNELS, MOTION_SOURCE_TASKS, camera_warp, keyframes, LayoutPlan, rasterize_layout, subject_cutout
 
 SIDE, FRAMES = 32, 16
 
@@ -194,13 +194,17 @@ def _reference(label: str, images: list, subjects: list) -> tuple[str, int] | No
 
 
 def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frames: int = FRAMES,
-                  side: int = SIDE, subjects: list | None = None) -> tuple[np.ndarray, bool]:
+                  side: int = SIDE, subjects: list | None = None,
+                  panels: list | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
     """What the request shows, pixel-aligned with the clip: (CONTEXT_CHANNELS, frames, side, side) float32 and
-    whether frame 0 is given (kept exactly by the sampler).
+    the frames it gives exactly (kept by the sampler): (0,) for a first frame, a storyboard's keyframes, or ().
 
     - context RGB + weight: the context video on every frame (weight 1: edits read it and change what the plan
       says); a first frame (@Image_1 of i2v, arrows, boxes, reasoning) on frame 0 (weight 1) and as a still
-      copy on the other frames (weight 0.5); a place's image ("in @Image_3") as a still copy (0.5).
+      copy on the other frames (weight 0.5), seen through the plan's camera where it has one (a camera
+      transfer: weight 0 where the camera reveals what the frame does not show); a storyboard's `panels` on
+      their keyframes (layout.keyframes, weight 1) and each as a still copy until the next (0.5); a place's
+      image ("in @Image_3") as a still copy (0.5).
       An edit's image that no subject takes (a new background, a style) goes in the guide at weight 0.5.
     - appearance guide RGB + weight: each planned subject's look carried along its planned boxes: the first
       frame's pixels inside the subject's frame-0 box, or a reference's cut-out (@Image_k, or the first view of
@@ -216,14 +220,29 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
     imgs = [_fit(np.asarray(im)[..., :3].astype(np.uint8), side) for im in images
             if isinstance(im, np.ndarray) and im.ndim == 3]
     first = None
-    if video is not None:
+    kept: tuple[int, ...] = ()
+    boards = [_fit(np.asarray(p)[..., :3].astype(np.uint8), side) / 255.0 for p in (panels or [])]
+    if boards:
+        kept = tuple(keyframes(len(boards), frames))
+        for i, k in enumerate(kept):
+            ctx[k:] = boards[i]
+            cw[k:] = 0.5
+        cw[list(kept)] = 1.0
+        first = boards[0]
+    elif video is not None and task not in MOTION_SOURCE_TASKS:  # (a motion source is read by the planner only)
         ctx[:] = _fit_video(np.asarray(video)[..., :3].astype(np.uint8), frames, side) / 255.0
         cw[:] = 1.0
     elif imgs and task in FIRST_FRAME_TASKS:
         first = imgs[0] / 255.0
+        kept = (0,)
         ctx[:] = first
         cw[:] = 0.5
         cw[0] = 1.0
+        if plan is not None and plan.camera != "static":  # a planned camera: the first frame seen through it
+            # (warp and fill in: the model draws what the camera newly reveals, where the weight is 0)
+            ctx[:], seen = camera_warp(first.astype(np.float32), plan.camera, frames)
+            cw[:] = seen
+            cw[0] = 1.0
     views = [_fit(np.asarray(v[0])[..., :3].astype(np.uint8), side) for v in (subjects or []) if len(v)]
     subs = plan.subjects if plan is not None else []
     used = set()
@@ -248,7 +267,7 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
                     _paste(guide[t], gw[t], patch, np.ones(patch.shape[:2], np.float32),
                            np.concatenate([c - half, c + half]))
     place = next((im for i, im in enumerate(imgs) if i not in used), None)
-    if place is not None and first is None:  # an image no subject took: a place (or a style) to show
+    if place is not None and first is None and task not in MOTION_SOURCE_TASKS:  # an image no subject took: a place (or a style) to show
         if video is None:
             ctx[:] = place / 255.0
             cw[:] = 0.5
@@ -259,14 +278,18 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
     out = np.concatenate([ctx.transpose(3, 0, 1, 2) * 2 - 1, cw[None], guide.transpose(3, 0, 1, 2) * 2 - 1, gw[None]])
     out[:3] *= cw[None] > 0  # no context: zeros, not the -1 of black
     out[4:7] *= gw[None] > 0
-    return out.astype(np.float32), first is not None
+    return out.astype(np.float32), kept
 
 
-def request_context(gen: "PixelGenerator", request, plan: LayoutPlan | None, task: str) -> tuple[np.ndarray | None, bool]:
-    """The context a model reads for a request (None for a text-to-video-only model) and whether frame 0 is given."""
+def request_context(gen: "PixelGenerator", request, plan: LayoutPlan | None,
+                    task: str) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """The context a model reads for a request (None for a text-to-video-only model) and the frames it gives."""
+    from .conditioning import storyboard_panels
+
     if not gen.config.context:
-        return None, False
-    return pixel_context(list(request.images), request.video, plan, task, subjects=list(request.subjects.values()))
+        return None, ()
+    return pixel_context(list(request.images), request.video, plan, task, subjects=list(request.subjects.values()),
+                         panels=storyboard_panels(request))
 
 
 def grow_context(state: dict, context: int = CONTEXT_CHANNELS) -> dict:
@@ -277,34 +300,53 @@ def grow_context(state: dict, context: int = CONTEXT_CHANNELS) -> dict:
     return {**state, "inp.weight": torch.cat([w, pad], 1)}
 
 
-def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | None], drop: list[bool],
-                     frames: int = FRAMES, side: int = SIDE, contexts: list[np.ndarray] | None = None) -> dict:
-    """The generator's inputs besides the noisy clip, for a batch: the pooled prompt, the plan's raster, and
-    each planned subject's box weights and pooled phrase (conditioning.grounding_piece, as the latent
-    generator's grounding). Where `drop` (the guidance branch, or training's text dropout) the words go
-    (prompt and phrases), the plan stays: the plan says where, the words what."""
-    from .conditioning import grounding_piece
+def plan_rasters(plan: LayoutPlan | None, frames: int = FRAMES, side: int = SIDE):
+    """A plan's pixel-aligned inputs, made without the text encoder (a data worker's part): its raster
+    (rasterize_layout), each subject's box weights (subject_masks) and the subjects' labels; None: no plan."""
+    from .layout import subject_masks
 
-    B = len(prompts)
-    states, mask = text_encoder.encode(prompts)
+    if plan is None or plan.is_empty():
+        return None
+    return rasterize_layout(plan, frames, side), subject_masks(plan, frames, side), [s.label for s in plan.subjects]
+
+
+def _pooled(text_encoder, texts: list[str]) -> torch.Tensor:
+    """(len(texts), text_dim): the encoder's states averaged over each text's real tokens."""
+    states, mask = text_encoder.encode(texts)
     m = mask[..., None].float()
-    text = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)  # (B, text_dim) mean over real tokens
-    n = max([1] + [len(p.subjects) for p in plans if p is not None])
+    return (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | None] | None, drop: list[bool],
+                     frames: int = FRAMES, side: int = SIDE, contexts: list[np.ndarray] | None = None,
+                     rasters: list | None = None) -> dict:
+    """The generator's inputs besides the noisy clip, for a batch: the pooled prompt, the plan's raster, and
+    each planned subject's box weights and pooled phrase (its label; as the latent generator's grounding,
+    conditioning.grounding_piece). Where `drop` (the guidance branch, or training's text dropout) the words go
+    (prompt and phrases), the plan stays: the plan says where, the words what. `rasters` (plan_rasters per
+    sample, made by data workers) stand for `plans`."""
+    B = len(prompts)
+    text = _pooled(text_encoder, prompts)  # (B, text_dim)
+    if rasters is None:
+        rasters = [plan_rasters(p, frames, side) for p in plans]
+    n = max([1] + [len(r[2]) for r in rasters if r is not None])
     layout = torch.zeros(B, LAYOUT_CHANNELS, frames, side, side)
     masks = torch.zeros(B, n, frames, side, side)
     phrases = torch.zeros(B, n, text.shape[1])
-    for i, plan in enumerate(plans):
-        if plan is None or plan.is_empty():
+    labels = [label for r, d in zip(rasters, drop) if r is not None and not d for label in r[2]]
+    vectors = iter(_pooled(text_encoder, labels)) if labels else iter(())
+    for i, r in enumerate(rasters):
+        if r is None:
             continue
-        layout[i] = torch.from_numpy(rasterize_layout(plan, frames, side))
+        layout[i] = torch.as_tensor(r[0])
         if not drop[i]:
-            piece = grounding_piece(plan, text_encoder, frames)
-            k = len(plan.subjects)
-            masks[i, :k], phrases[i, :k] = piece.data, piece.vectors
+            k = len(r[2])
+            masks[i, :k] = torch.as_tensor(r[1])
+            phrases[i, :k] = torch.stack([next(vectors) for _ in range(k)])
     text[torch.tensor(drop, dtype=torch.bool)] = 0
     out = {"text_vec": text, "layout": layout, "masks": masks, "phrases": phrases}
     if contexts is not None:  # the request's pixels (pixel_context): kept in the guidance branch, as the plan
-        out["context"] = torch.from_numpy(np.stack(contexts))
+        out["context"] = torch.as_tensor(np.stack([np.asarray(c) for c in contexts]))
     return out
 
 
@@ -312,14 +354,14 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
 def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPlan | None, seed: int,
                   steps: int = 20, guidance: float = 3.0, shift: float = 3.0, dtype: torch.dtype = torch.float32,
                   callback=None, interrupted=lambda: False, churn: float = 0.0, context: np.ndarray | None = None,
-                  keep_first: bool = False, init: np.ndarray | None = None, start: float = 1.0,
+                  keep: tuple[int, ...] = (), init: np.ndarray | None = None, start: float = 1.0,
                   guidance_interval: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """One clip (T, H, W, 3) uint8: the flow-matching sampler on the shifted schedule from pure noise (Euler, or
     with `churn` fresh noise per step: flow_matching.sampler_step), classifier-free guidance on the words (the
     plan kept in both branches). `callback(i, s, x) -> x | None` after each step (progress, previews, cancel);
-    `interrupted()` stops between steps. `context` (pixel_context) for a model with context channels; with
-    `keep_first`, frame 0 is the context's (the given first frame): it follows that frame's own noising path at
-    every step and is that frame exactly in the result. `init` (T, H, W, 3) uint8 with `start` < 1: denoising starts
+    `interrupted()` stops between steps. `context` (pixel_context) for a model with context channels; each frame in
+    `keep` is the context's (a given first frame, a storyboard's keyframes): it follows that frame's own noising
+    path at every step and is that frame exactly in the result. `init` (T, H, W, 3) uint8 with `start` < 1: denoising starts
     from that clip noised to level `start` (SDEdit), `steps` steps from there to 0. `guidance_interval` (lo, hi):
     the noise levels s with lo < s <= hi get classifier-free guidance, the others one conditional pass (guidance in
     a limited interval, Kynkaenniemi et al. 2024: half the cost of the steps outside it)."""
@@ -329,8 +371,9 @@ def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPl
                          contexts=[context] * n if context is not None and gen.config.context else None)
     g = torch.Generator().manual_seed(int(seed))
     x = torch.randn(1, 3, FRAMES, SIDE, SIDE, generator=g)
-    first = torch.from_numpy(context[None, :3, :1]).float() if keep_first and context is not None else None
-    first_noise = x[:, :, :1].clone()
+    keep = sorted(keep) if context is not None else []
+    given = torch.from_numpy(context[None, :3, keep]).float() if keep else None
+    given_noise = x[:, :, keep].clone()
     sig = fm.schedule(steps, shift) * start
     if init is not None and start < 1.0:
         x0 = torch.from_numpy(np.ascontiguousarray(init)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
@@ -347,8 +390,8 @@ def sample_pixels(gen: PixelGenerator, text_encoder, prompt: str, plan: LayoutPl
         if both:
             v = v[1:] + guidance * (v[:1] - v[1:])
         x = fm.sampler_step(x, v, s, float(sig[i + 1]), churn, g)
-        if first is not None:
-            x[:, :, :1] = fm.add_noise(first, first_noise, torch.tensor([float(sig[i + 1])]))
+        if given is not None:
+            x[:, :, keep] = fm.add_noise(given, given_noise, torch.tensor([float(sig[i + 1])]))
         if callback is not None:
             upd = callback(i, s, x)
             if upd is not None:

@@ -272,8 +272,38 @@ class RuleEnhancer:
         if reasoned and task == "t2v":
             task = "reasoning"
         layout = self.planner.plan(request, text, task, seed=request.seed) if self.planner else None
+        if task == "motion_transfer" and layout is not None and layout.subjects:
+            text = self._name_transferred_motion(text, layout.subjects[0].motion, resolved)
+        if task == "camera_transfer" and layout is not None:
+            text = self._name_transferred_camera(text, layout, resolved)
         lines = self.plan(request, text, task, resolved) + (layout.describe() if layout is not None else [])
         return Enhanced(prompt=text, task=task, plan=lines, resolved=resolved, layout=layout)
+
+    def _name_transferred_motion(self, text: str, motion: str, resolved: dict) -> str:
+        """'moves like the subject in @Video' -> the motion the planner read off @Video, in the world's words
+        ('moves left'), so the generator reads the words it was trained on; a free path keeps the words."""
+        phrase = self.vocab.motions.get(motion)
+        m = re.search(r"\bmoves? like [^.;]*?@video\b", text, re.IGNORECASE)
+        if phrase is None or m is None:
+            return text
+        resolved[m.group(0)] = phrase
+        return text[:m.start()] + phrase + text[m.end():]
+
+    def _name_transferred_camera(self, text: str, layout, resolved: dict) -> str:
+        """'@Image_1 filmed with the camera motion of @Video.' -> what the planner read: '@Image_1: the red circle
+        stays still, the camera pans left.' (the world's words for an animated first frame)."""
+        from .layout import CAMERA_PHRASES
+
+        m = re.search(r"\s*(?:filmed|shot) with the camera (?:motion|movement) of @video\b", text, re.IGNORECASE)
+        if m is None:
+            return text
+        still = self.vocab.motions.get("still", "stays still")
+        parts = [f"{s.label} {still}" for s in layout.subjects]
+        words = (", ".join(parts[:-1]) + " and " + parts[-1]) if len(parts) > 1 else (parts[0] if parts else "")
+        camera = CAMERA_PHRASES.get(layout.camera, "")
+        new = ": " + ", ".join(w for w in (words, camera) if w)
+        resolved[m.group(0).strip()] = new[2:]
+        return text[:m.start()] + new + text[m.end():]
 
     def plan(self, request: MVLRequest, text: str, task: str, resolved: dict) -> list[str]:
         lines = [f"Task: {task.replace('_', ' ')}", f"Prompt for the generator: {text}"]

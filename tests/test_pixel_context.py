@@ -80,7 +80,7 @@ def test_a_grown_model_is_the_t2v_model_and_keeps_a_given_first_frame():
         b = ctx(x, s, **c)
     assert torch.allclose(a, b, atol=1e-6)  # zero-initialised new inputs: the same model until trained
     context, keep = pixel_context([img], None, plan, "i2v")
-    clip = sample_pixels(ctx, te, "the red square moves right", plan, seed=3, steps=3, context=context, keep_first=keep)
+    clip = sample_pixels(ctx, te, "the red square moves right", plan, seed=3, steps=3, context=context, keep=keep)
     assert np.array_equal(clip[0], img) and not np.array_equal(clip[5], img)  # frame 0 given, the rest generated
 
 

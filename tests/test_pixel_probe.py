@@ -129,3 +129,47 @@ def test_a_context_model_grows_from_a_t2v_state_trains_on_pixel_families_and_sco
     rep = P.score(cfg)
     assert set(rep) >= {"i2v", "edit_remove"} and rep["i2v"]["cases"] == 1
     assert rep["i2v"]["first_frame_psnr"] == 1.0  # the given first frame is kept exactly
+
+
+def test_worker_batches_equal_in_process_ones_and_carry_tensors():
+    """prepared_stream: with workers the items are the same kind (target, prompt, rasters, context) handed over as
+    tensors (shared memory); the conditions built from either are the same shape."""
+    from model.pixel_generator import CONTEXT_CHANNELS
+    from model.text_encoder import TextEncoderConfig, TinyTextEncoder
+
+    names, weights = ("i2v", "storyboard", "motion_transfer"), {"i2v": 1.0, "storyboard": 1.0, "motion_transfer": 1.0}
+    local = P.prepared_stream(names, weights, 5, True, 0)
+    pooled = P.prepared_stream(names, weights, 5, True, 2)
+    a, b = [next(local) for _ in range(3)], [next(pooled) for _ in range(3)]
+    assert all(isinstance(x["context"], np.ndarray) for x in a)
+    assert all(isinstance(x["context"], torch.Tensor) and isinstance(x["rasters"][0], torch.Tensor) for x in b)
+    assert all(x["context"].shape == (CONTEXT_CHANNELS, 16, 32, 32) and x["target"].shape == (16, 32, 32, 3) for x in a + b)
+    te = TinyTextEncoder(TextEncoderConfig(kind="tiny", dim=32))
+    ca, cb = (P.conditions(te, [x["prompt"] for x in xs], None, [False, True, False], rasters=[x["rasters"] for x in xs],
+                           contexts=[x["context"] for x in xs]) for xs in (a, b))
+    assert {k: v.shape[0] for k, v in ca.items()} == {k: v.shape[0] for k, v in cb.items()}
+    assert ca["phrases"][1].abs().max() == 0 and ca["phrases"][0].abs().max() > 0  # a dropped text drops its phrases
+
+
+def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
+    """scripts/train_gpu.sh --smoke: the GPU command's whole path (the committed state resumed, worker batches,
+    two steps, the state written back, the model directory exported with the shipped families)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from model.pipeline import OmniPipeline
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OUT": str(tmp_path / "gpu"), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", "scripts/train_gpu.sh", "--smoke"], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    start = json.loads((root / "assets/train_state/pixel_omni/state.json").read_text())["step"]
+    assert json.loads((tmp_path / "gpu" / "state" / "state.json").read_text())["step"] == start + 2
+    shipped = OmniPipeline.from_pretrained(root / "assets/models/omni-world")
+    pipe = OmniPipeline.from_pretrained(tmp_path / "gpu" / "model")
+    assert pipe.pixel.config.tasks == shipped.pixel.config.tasks
+    assert pipe.pixel.config.notes["step"] == start + 2
+    assert list(pipe.config.pixel_guidance_interval) == list(shipped.config.pixel_guidance_interval)

@@ -307,10 +307,10 @@ def test_a_layout_model_moved_into_a_2x_vae_resumes_from_its_state_without_runs_
     assert again.vae.config.spatial_down == 2 and again.generator.config.layout_channels == 4
 
 
-def test_the_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
-    """scripts/train_gpu.sh --smoke: the GPU command's whole path (render workers, budget, export, state)."""
+def test_the_latent_gpu_recipe_runs_its_cpu_smoke_mode_end_to_end(tmp_path):
+    """scripts/train_gpu_latent.sh --smoke: the GPU command's whole path (render workers, budget, export, state)."""
     env = {**os.environ, "OUT": str(tmp_path / "gpu"), "PY": sys.executable, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", "scripts/train_gpu.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True,
+    r = subprocess.run(["bash", "scripts/train_gpu_latent.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]

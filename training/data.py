@@ -72,11 +72,11 @@ def truth_layout(smp: WorldSample):
     None for the others. The generator learns to render into these boxes; at inference the
     planner's boxes (made from the request alone) take their place. OmniBench uses this only for the
     labelled 'truth layout' diagnostic, never for the model's own figures."""
-    from model.layout import EDIT_PLANNED, PLANNED_TASKS, VIDEO_PLANNED, LayoutPlan, PlannedSubject
+    from model.layout import EDIT_PLANNED, MOTION_SOURCE_TASKS, PLANNED_TASKS, VIDEO_PLANNED, LayoutPlan, PlannedSubject
     from training.world import vocab as V
     from training.world.render import BASE
 
-    if smp.family not in PLANNED_TASKS + EDIT_PLANNED + VIDEO_PLANNED:
+    if smp.family not in PLANNED_TASKS + EDIT_PLANNED + VIDEO_PLANNED + MOTION_SOURCE_TASKS + ("storyboard",):
         return None
     subs = []
     for s in smp.truth.subjects:
@@ -84,7 +84,8 @@ def truth_layout(smp: WorldSample):
         boxes = (np.concatenate([s.centers - half, s.centers + half], 1) / BASE).astype(np.float32)
         subs.append(PlannedSubject(f"the {s.color} {s.shape}", s.color, tuple(V.COLORS[s.color]), boxes,
                                    "truth", s.motion))
-    return LayoutPlan(subs, frames=len(smp.target))
+    camera = smp.truth.info.get("camera", "static") if smp.family == "camera_transfer" else "static"
+    return LayoutPlan(subs, frames=len(smp.target), camera=camera)  # (a camera the planner reads off pixels)
 
 
 def with_planned_labels(truth, planned):

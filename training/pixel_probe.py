@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class ProbeConfig:
     minutes: float = 50.0  # wall-clock training budget of this call (resumes from OUT/checkpoint.pt)
     batch: int = 8
     lr: float = 5e-4
+    lr_final: float = 0.0  # > 0: the learning rate falls from lr to this over the call (cosine, by steps or minutes)
     ema: float = 0.995
     p_drop_text: float = 0.1  # classifier-free guidance: the prompt and the phrases dropped together
     fg_weight: float = 3.0  # extra weight on pixels inside the subjects' boxes
@@ -62,6 +64,8 @@ class ProbeConfig:
     score_families: str = "t2v"
     # start a context model from a text-to-video state (its input weights grown with zeros: grow_context)
     init_from: str = ""
+    device: str = "cpu"  # cuda on a GPU host (scripts/train_gpu.sh)
+    workers: int = 0  # data worker processes (0: the training process makes its batches)
     model: PixelUNetConfig = field(default_factory=PixelUNetConfig)
 
 
@@ -87,25 +91,21 @@ def _to_pixels(clips: np.ndarray) -> torch.Tensor:
 
 def train(cfg: ProbeConfig) -> dict:
     from model.precision import autocast, choose_dtype
-    from model.prompt_enhancer import RuleEnhancer
-    from training.data import sample_stream, truth_layout, with_planned_labels
-    from training.world.vocab import enhancer_vocabulary
 
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dtype, why = choose_dtype()
-    print(f"compute dtype: {why}", flush=True)
+    dev = cfg.device
+    dtype, why = choose_dtype(dev)
+    print(f"device {dev}, compute dtype: {why}", flush=True)
     net = PixelUNet(cfg.model)
     ema = copy.deepcopy(net).eval()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
     step, hours = 0, 0.0
     ck = out / "checkpoint.pt"
-    if ck.is_file():
-        st = torch.load(ck, weights_only=False)
+    st = torch.load(ck, weights_only=False, map_location="cpu") if ck.is_file() else None
+    if st is not None:
         net.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
         step, hours = st["step"], st["hours"]
         print(f"resumed at step {step}", flush=True)
     elif cfg.state_dir and (Path(cfg.state_dir) / "state.json").is_file():  # OUT lost: the committed EMA weights
@@ -125,12 +125,20 @@ def train(cfg: ProbeConfig) -> dict:
         ema.load_state_dict(sd)
         step, hours = int(meta["step"]), float(meta["hours"])
         print(f"started from {cfg.init_from} (step {step}, {hours:.2f} CPU h)", flush=True)
+    net.to(dev)
+    ema.to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    if st is not None:
+        opt.load_state_dict(st["opt"])  # (its moments move to the parameters' device)
+        for group in opt.param_groups:  # this call's learning rate (a later call may anneal it)
+            group["lr"] = cfg.lr
     te = _encoder(cfg.text_encoder, cfg.model.text_dim)
-    enh = RuleEnhancer(enhancer_vocabulary())
+    if dev != "cpu" and hasattr(te, "to"):
+        te.to(dev)
     from training.train_omni import parse_families
 
     names, weights = parse_families(cfg.families)
-    stream = sample_stream(names, cfg.seed * 7919 + step, weights=weights)
+    stream = prepared_stream(names, weights, cfg.seed * 7919 + step, bool(cfg.model.context), cfg.workers)
     rng = np.random.default_rng([cfg.seed, step])
     g = torch.Generator().manual_seed(cfg.seed * 31 + step)
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
@@ -143,15 +151,15 @@ def train(cfg: ProbeConfig) -> dict:
             break
         if not cfg.steps and time.time() - t_start > 60 * cfg.minutes:
             break
-        samples = [next(stream) for _ in range(cfg.batch)]
-        enhanced = [enh.enhance(s.request) for s in samples]
-        plans = [with_planned_labels(truth_layout(s), e.layout) for s, e in zip(samples, enhanced)]
+        if cfg.lr_final > 0:  # anneal within this call: the fraction of its steps (or minutes) done
+            done = (step - first_step) / cfg.steps if cfg.steps else (time.time() - t_start) / (60 * cfg.minutes)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+        items = [next(stream) for _ in range(cfg.batch)]
         drop = list(rng.random(cfg.batch) < cfg.p_drop_text)
-        contexts = [pixel_context(list(s.request.images), s.request.video, p, e.task,
-                                  subjects=list(s.request.subjects.values()))[0]
-                    for s, p, e in zip(samples, plans, enhanced)] if cfg.model.context else None
-        c = conditions(te, [e.prompt for e in enhanced], plans, drop, contexts=contexts)
-        x0 = _to_pixels(np.stack([s.target for s in samples]))
+        c = conditions(te, [it["prompt"] for it in items], None, drop, rasters=[it["rasters"] for it in items],
+                       contexts=[it["context"] for it in items] if cfg.model.context else None)
+        x0 = _to_pixels(np.stack([np.asarray(it["target"]) for it in items]))
         if cfg.crop_frames < FRAMES:  # a run of frames: the net has no absolute time, so it samples all 16 later
             # (with context, half the crops hold frame 0, where a first frame is given)
             f0 = 0 if cfg.model.context and rng.random() < 0.5 else int(rng.integers(0, FRAMES - cfg.crop_frames + 1))
@@ -160,8 +168,11 @@ def train(cfg: ProbeConfig) -> dict:
             c = {**c, **{k: c[k][:, :, sl].contiguous() for k in ("layout", "masks", "context") if k in c}}
         noise = torch.randn(x0.shape, generator=g)
         s = fm.sample_training_s(cfg.batch, g, 1.0, uniform_fraction=0.3)
+        if dev != "cpu":
+            x0, noise, s = x0.to(dev, non_blocking=True), noise.to(dev, non_blocking=True), s.to(dev)
+            c = {k: v.to(dev, non_blocking=True) for k, v in c.items()}
         xs = fm.add_noise(x0, noise, s)
-        with autocast("cpu", dtype):
+        with autocast(dev, dtype):
             v = net(xs, s, **c)
         err = (v.float() - fm.velocity_target(x0, noise)) ** 2
         w = 1.0 + cfg.fg_weight * c["layout"][:, 3:4].clamp(0, 1)  # occupancy channel: inside the boxes
@@ -178,7 +189,7 @@ def train(cfg: ProbeConfig) -> dict:
         losses.append(loss.item())
         if step % 20 == 0:
             el = time.time() - t0
-            rec = {"step": step, "loss": round(float(np.mean(losses)), 5), "clips_per_s": round(20 * cfg.batch / el, 2),
+            rec = {"step": step, "loss": round(float(np.mean(losses)), 5), "lr": float(f"{opt.param_groups[0]['lr']:.3g}"), "clips_per_s": round(20 * cfg.batch / el, 2),
                    "hours": round(hours + el / 3600, 4)}
             hours, t0, losses = rec["hours"], time.time(), []
             print(json.dumps(rec), flush=True)
@@ -195,6 +206,58 @@ def train(cfg: ProbeConfig) -> dict:
     return {"step": step, "hours": round(hours, 4)}
 
 
+def _prepare(smp, enh, context: bool) -> dict:
+    """One training item from a world sample (in a data worker on a GPU host): the target clip, the enhanced
+    prompt, the truth's layout named as the planner names it, rasterised (plan_rasters), and the request's
+    pixels (pixel_context)."""
+    from model.conditioning import storyboard_panels
+    from model.pixel_generator import plan_rasters
+    from training.data import truth_layout, with_planned_labels
+
+    e = enh.enhance(smp.request)
+    plan = with_planned_labels(truth_layout(smp), e.layout)
+    ctx = pixel_context(list(smp.request.images), smp.request.video, plan, e.task,
+                        subjects=list(smp.request.subjects.values()), panels=storyboard_panels(smp.request))[0] \
+        if context else None
+    return {"target": smp.target, "prompt": e.prompt, "rasters": plan_rasters(plan), "context": ctx}
+
+
+def _prepared_local(names, weights, seed: int, context: bool, rank: int = 0, world: int = 1):
+    from model.prompt_enhancer import RuleEnhancer
+    from training.data import sample_stream
+    from training.world.vocab import enhancer_vocabulary
+
+    enh = RuleEnhancer(enhancer_vocabulary())
+    for smp in sample_stream(names, seed, rank, world, weights=weights):
+        yield _prepare(smp, enh, context)
+
+
+def _shareable(item: dict) -> dict:
+    """An item's arrays as tensors (zero-copy): a worker hands tensors over in shared memory, arrays by pickling."""
+    r = item["rasters"]
+    return {**item, "target": torch.from_numpy(item["target"]),
+            "context": None if item["context"] is None else torch.from_numpy(item["context"]),
+            "rasters": None if r is None else (torch.from_numpy(r[0]), torch.from_numpy(r[1]), r[2])}
+
+
+def prepared_stream(names, weights, seed: int, context: bool, workers: int = 0):
+    """Endless training items (_prepare); with `workers`, that many processes render, plan and rasterise them
+    (torch's DataLoader, each worker its own seed sequence): a GPU step is faster than one core makes a batch."""
+    if workers <= 0:
+        return _prepared_local(names, weights, seed, context)
+    import torch.utils.data as tud
+
+    from training.data import _as_is
+
+    class _Items(tud.IterableDataset):
+        def __iter__(self):
+            info = tud.get_worker_info()
+            return map(_shareable, _prepared_local(names, weights, seed, context, info.id, info.num_workers))
+
+    return iter(tud.DataLoader(_Items(), batch_size=None, num_workers=workers, prefetch_factor=32,
+                               persistent_workers=True, collate_fn=_as_is))
+
+
 def _save(path: Path, net, ema, opt, step: int, hours: float, cfg: ProbeConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
@@ -207,7 +270,8 @@ def save_state(state_dir: Path, ema: PixelUNet, step: int, hours: float, cfg: Pr
     from safetensors.torch import save_file
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in ema.state_dict().items()}, str(state_dir / "model.safetensors"))
+    save_file({k: v.detach().half().cpu().contiguous() for k, v in ema.state_dict().items()},
+              str(state_dir / "model.safetensors"))
     (state_dir / "state.json").write_text(json.dumps({
         "step": step, "hours": round(hours, 4), "config": asdict(cfg),
         "resume": f"python -m training.pixel_probe --out {cfg.out} --state-dir {state_dir} --minutes M"}, indent=1))
@@ -220,7 +284,7 @@ def export(cfg: ProbeConfig, base_model: str, out_dir: str, tasks: tuple[str, ..
 
     from model.pixel_generator import PixelGenerator
 
-    st = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=False)
+    st = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=False, map_location="cpu")
     gen = PixelGenerator(PixelUNetConfig(**{**st["config"]["model"], "tasks": tuple(tasks)}))
     gen.load_state_dict(st["ema"])
     gen.config.notes = {"trained_by": "training.pixel_probe", "step": st["step"], "cpu_hours": round(st["hours"], 3),
@@ -244,7 +308,7 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
 
     ck = Path(cfg.out) / "checkpoint.pt"
     if ck.is_file():
-        st = torch.load(ck, weights_only=False)
+        st = torch.load(ck, weights_only=False, map_location="cpu")
         net = PixelUNet(PixelUNetConfig(**st["config"]["model"])).eval()
         net.load_state_dict(st["ema"])
     else:  # the committed state only
@@ -263,7 +327,7 @@ def score(cfg: ProbeConfig, split: str = "train") -> dict:
             e = enh.enhance(case.request)
             ctx, keep = request_context(net, case.request, e.layout, e.task)
             clip = sample_pixels(net, te, e.prompt, e.layout, case.request.seed, cfg.sample_steps, cfg.guidance,
-                                 context=ctx, keep_first=keep)
+                                 context=ctx, keep=keep)
             clips.append(clip)
             scores.append(score_case(case, clip))
         summ = summarize(scores)
@@ -281,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=ProbeConfig.minutes)
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--batch", type=int, default=ProbeConfig.batch)
+    ap.add_argument("--lr", type=float, default=ProbeConfig.lr, help="learning rate of this call (also on resuming)")
+    ap.add_argument("--lr-final", type=float, default=0.0, help="> 0: anneal from --lr to this over the call (cosine)")
     ap.add_argument("--width", type=int, default=PixelUNetConfig.width)
     ap.add_argument("--crop-frames", type=int, default=ProbeConfig.crop_frames)
     ap.add_argument("--cases", type=int, default=ProbeConfig.score_cases)
@@ -299,19 +365,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context", action="store_true", help="a model that reads the request's pixels "
                                                             "(first frame, references, context video)")
     ap.add_argument("--init-from", default="", help="start from this committed state (a t2v one is grown)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU host")
+    ap.add_argument("--workers", type=int, default=0, help="data worker processes (a GPU host's CPU cores)")
+    ap.add_argument("--no-score", action="store_true", help="train only (no scoring after training)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = ProbeConfig(out=a.out, minutes=a.minutes, steps=a.steps, batch=a.batch, score_cases=a.cases,
+    cfg = ProbeConfig(out=a.out, minutes=a.minutes, steps=a.steps, batch=a.batch, lr=a.lr, lr_final=a.lr_final, score_cases=a.cases,
                       crop_frames=a.crop_frames, state_dir=a.state_dir,
                       text_encoder=a.text_encoder, families=a.families, score_families=a.score_families or a.families,
-                      init_from=a.init_from,
+                      init_from=a.init_from, device=a.device, workers=a.workers,
                       model=PixelUNetConfig(width=a.width, context=CONTEXT_CHANNELS if a.context else 0))
     if a.export:
         print(f"wrote {export(cfg, a.base, a.export, tuple(t for t in a.tasks.split(',') if t))}")
         return 0
     if not a.score_only:
         print(json.dumps(train(cfg)), flush=True)
-    print(json.dumps(score(cfg, a.split)), flush=True)
+    if not a.no_score:
+        print(json.dumps(score(cfg, a.split)), flush=True)
     return 0
 
 
