@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from model.mvl import MVLRequest, MVLValidationError
 from studio_backend.characters import builtin_names, describe, prompt_subjects
@@ -151,15 +152,23 @@ def unknown_words(enhancer, prompt: str, resolved: dict) -> list[str]:
 
 def plan_picture(ctx: AppContext, request: dict):
     """The enhancer's layout plan as a picture (model/layout.draw_layout): each subject's box where it starts
-    (solid) and ends (dashed) and its track, over the first reference image when the plan starts from it;
-    None when the request has no planned layout."""
+    (solid) and ends (dashed) and its track, over the picture the plan was read from: the first reference
+    image, a storyboard's first panel, or the context video's frame the clip starts from (its last frame for
+    the next shot); None when the request has no planned layout."""
+    from model.conditioning import storyboard_panels
     from model.layout import draw_layout
 
     req = ctx.studio.media.resolve(MVLRequest.from_dict(request))
     e = ctx.active_enhancer().enhance(req)
     if getattr(e, "layout", None) is None or e.layout.is_empty():
         return None
-    frame = req.images[0] if req.images and any(s.source == "image" for s in e.layout.subjects) else None
+    frame = None
+    if req.images and any(s.source == "image" for s in e.layout.subjects) and e.task != "storyboard":
+        frame = req.images[0]
+    elif e.task == "storyboard":
+        frame = next(iter(storyboard_panels(req)), None)
+    elif isinstance(req.video, np.ndarray) and req.video.ndim == 4 and len(req.video):
+        frame = req.video[-1 if e.task == "next_shot" else 0]
     return draw_layout(e.layout, background=frame, size=256)
 
 

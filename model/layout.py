@@ -349,6 +349,8 @@ class LayoutPlanner:
         plan = LayoutPlan(frames=frames)
         if task in EDIT_PLANNED + VIDEO_PLANNED:
             return self._plan_edit(request, text, task, frames, rng)
+        if task in SHOT_TASKS:
+            return self._plan_shot(request, text, task, frames)
         if task == "storyboard" and request.storyboard is not None:
             return self._plan_storyboard(request, frames)
         if task == "camera_transfer":
@@ -468,6 +470,46 @@ class LayoutPlanner:
             plan.subjects.insert(0 if mover else len(plan.subjects), PlannedSubject(
                 label, name, tuple(float(x) for x in rgb),
                 self._boxes(np.float32(seen[:2]) + offsets, np.full(frames, size, np.float32)), "image", motion))
+        return plan
+
+    def _plan_shot(self, request, text: str, task: str, frames: int) -> LayoutPlan:
+        """The shot after (or before) @Video: each subject the video shows (read off its pixels) starts where the
+        video leaves it (or ends where the video finds it) and does what the words say: a close-up centres it at
+        the largest size, still; "goes back the way it came" retraces its track; "arriving" (a shot before) is
+        its own motion carried back in time to where the video begins; any other motion words move it from
+        there; otherwise it stays still."""
+        plan = LayoutPlan(frames=frames)
+        if request.video is None:
+            return plan
+        low = text.split(":", 1)[-1].lower()
+        side, t = self.side, np.arange(frames, dtype=np.float32)
+        for s in self.video_subjects(request.video, frames):
+            c = centres_of(s.boxes) * side
+            size = float((s.boxes[0, 2] - s.boxes[0, 0]) * side)
+            own, own_offsets = self.fit_motion(t, c - c[0], frames)
+            if task == "next_shot":
+                anchor, motion = c[-1], self.motion_of(low)
+                offsets = motion_offsets(motion, frames, self.params) if motion != "still" else np.zeros_like(c)
+                if re.search(r"close[- ]?up", low):
+                    anchor, size, motion, offsets = np.float32([side / 2, side / 2]), max(self.sizes.values()), \
+                        "still", np.zeros_like(c)
+                elif re.search(r"\bback the way\b|\bgoes back\b|\bretrac|\breturns?\b", low):
+                    path = own_offsets if own != "path" else c - c[0]  # the world's formula where one fits
+                    motion, offsets = "retrace", path[::-1] - path[-1]
+                elif re.search(r"\bstops?\b|\bturns? (?:its|his|her) back\b", low):
+                    motion, offsets = "still", np.zeros_like(c)
+            else:
+                anchor, motion = c[0], "still"
+                offsets = np.zeros_like(c)
+                if re.search(r"\barriv", low):  # its motion before the video: the same formula, earlier in time
+                    motion = own
+                    if own != "path":
+                        offsets = motion_offsets(own, frames, self.params, t0=-frames)
+                    else:
+                        offsets = (t - frames)[:, None] * (c[-1] - c[0]) / max(frames - 1, 1)
+            plan.subjects.append(PlannedSubject(s.label, s.color, s.rgb,
+                                                self._boxes(np.float32(anchor) + offsets, np.full(frames, size, np.float32)),
+                                                "video", motion))
         return plan
 
     def _plan_storyboard(self, request, frames: int) -> LayoutPlan:
@@ -662,6 +704,8 @@ EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
 # tasks whose @Image_1 is the clip's first frame (the planner reads the subjects off it)
 # tasks whose @Video gives only a motion to follow, never content: their @Image_1 is the first frame
 MOTION_SOURCE_TASKS = ("motion_transfer", "camera_transfer")
+# shots before or after @Video: the video's subjects and place, continued (the video's last frame, or first)
+SHOT_TASKS = ("next_shot", "previous_shot")
 # the world's camera motions, as the words name them
 CAMERA_PHRASES = {"pan_left": "the camera pans left", "pan_right": "the camera pans right",
                   "zoom_in": "the camera zooms in", "zoom_out": "the camera zooms out"}
@@ -670,6 +714,8 @@ FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning") + MOTION_SOURCE_TASK
 VIDEO_PLANNED = ("background", "stylize", "material", "effects", "weather", "combined")
 # (a sketch's outline already says where its subject is: not planned over it)
 PLANNED_TASKS = ("t2v", "reasoning", "i2v", "image_ref", "subject_ref", "novel_view", "arrows", "boxes")
+# every family the planner makes a layout for (the others: sketches, and requests with a mask, keep their own)
+LAYOUT_TASKS = PLANNED_TASKS + EDIT_PLANNED + VIDEO_PLANNED + MOTION_SOURCE_TASKS + SHOT_TASKS + ("storyboard",)
 
 
 def centres_of(boxes: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from . import flow_matching as fm
 from .component import Component
 from .generator import timestep_embedding
-from .layout import FIRST_FRAME_TASKS, LAYOUT_CHANNELS, MOTION_SOURCE_TASKS, camera_warp, keyframes, LayoutPlan, rasterize_layout, subject_cutout
+from .layout import (FIRST_FRAME_TASKS, LAYOUT_CHANNELS, MOTION_SOURCE_TASKS, SHOT_TASKS, LayoutPlan, camera_warp,
+                     find_colour, keyframes, rasterize_layout, subject_cutout)
 
 SIDE, FRAMES = 32, 16
 
@@ -203,11 +204,13 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
       says); a first frame (@Image_1 of i2v, arrows, boxes, reasoning) on frame 0 (weight 1) and as a still
       copy on the other frames (weight 0.5), seen through the plan's camera where it has one (a camera
       transfer: weight 0 where the camera reveals what the frame does not show); a storyboard's `panels` on
-      their keyframes (layout.keyframes, weight 1) and each as a still copy until the next (0.5); a place's
-      image ("in @Image_3") as a still copy (0.5).
+      their keyframes (layout.keyframes, weight 1) and each as a still copy until the next (0.5); for the shot
+      after (before) @Video, the video's last (first) frame as a still copy (0.5); a motion transfer's @Video
+      not at all (the planner reads its motion); a place's image ("in @Image_3") as a still copy (0.5).
       An edit's image that no subject takes (a new background, a style) goes in the guide at weight 0.5.
     - appearance guide RGB + weight: each planned subject's look carried along its planned boxes: the first
-      frame's pixels inside the subject's frame-0 box, or a reference's cut-out (@Image_k, or the first view of
+      frame's pixels inside the subject's frame-0 box (another shot: where the still frame shows its colour),
+      or a reference's cut-out (@Image_k, or the first view of
       library subject k, @Subject_k; `subjects` holds each library subject's views), pasted into its box on
       every frame. The plan says where, this says what it looks like; the words say the rest.
     Pure function of the request's pixels and the plan (never of a benchmark truth)."""
@@ -229,6 +232,11 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
             cw[k:] = 0.5
         cw[list(kept)] = 1.0
         first = boards[0]
+    elif video is not None and task in SHOT_TASKS:  # another shot of the same place: the video's nearest frame
+        clip = _fit_video(np.asarray(video)[..., :3].astype(np.uint8), frames, side)
+        first = clip[-1 if task == "next_shot" else 0] / 255.0
+        ctx[:] = first
+        cw[:] = 0.5
     elif video is not None and task not in MOTION_SOURCE_TASKS:  # (a motion source is read by the planner only)
         ctx[:] = _fit_video(np.asarray(video)[..., :3].astype(np.uint8), frames, side) / 255.0
         cw[:] = 1.0
@@ -255,12 +263,17 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
             if cut is not None:
                 for t in range(min(frames, len(s.boxes))):
                     _paste(guide[t], gw[t], cut[0], cut[1], s.boxes[t])
-        elif first is not None and s.source in ("image", "user", "truth"):
-            b = _crop_box(s.boxes[0], side)
+        elif first is not None and s.source in ("image", "user", "truth", "video"):
+            src = s.boxes[0]  # where the still frame shows the subject: its first box, or (another shot) its colour
+            if task in SHOT_TASKS:
+                seen = find_colour((first * 255).round().astype(np.uint8), s.rgb) if s.color else None
+                src = None if seen is None else np.float32([seen[0] - seen[2] / 2, seen[1] - seen[2] / 2,
+                                                            seen[0] + seen[2] / 2, seen[1] + seen[2] / 2]) / side
+            b = _crop_box(src, side) if src is not None else None
             if b is not None:
                 patch = first[b[1]:b[3], b[0]:b[2]]
                 box0 = np.float32(b) / side  # the crop's own box: pasted at the same scale it was cut
-                scale = (s.boxes[:, 2:] - s.boxes[:, :2]) / np.maximum(s.boxes[0, 2:] - s.boxes[0, :2], 1e-6)
+                scale = (s.boxes[:, 2:] - s.boxes[:, :2]) / np.maximum(src[2:] - src[:2], 1e-6)
                 for t in range(min(frames, len(s.boxes))):
                     c = (s.boxes[t, :2] + s.boxes[t, 2:]) / 2
                     half = (box0[2:] - box0[:2]) * scale[t] / 2

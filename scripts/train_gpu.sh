@@ -19,7 +19,8 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/gpu}
 STATE=${STATE:-assets/train_state/pixel_omni}
 BASE=${BASE:-assets/models/omni-world}
-FAMILIES=${FAMILIES:-t2v:2,reasoning:1,i2v:1.5,arrows:1.5,boxes:1.5,image_ref:1,subject_ref:1,novel_view:0.5,edit_add:1,edit_remove:1,edit_replace:1,background:0.6,stylize:0.6,material:0.6,effects:0.6,weather:0.6,combined:0.6,motion_transfer:1,camera_transfer:1,storyboard:1}
+source scripts/pixel_families.sh
+FAMILIES=${FAMILIES:-$PIXEL_FAMILIES}
 mkdir -p "$OUT"
 rm -rf "$OUT/checkpoint.pt" "$OUT/state" "$OUT/model" "$OUT/log.jsonl"
 cp -r "$STATE" "$OUT/state"  # resumed from here, and written back here as the run goes

@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN=${1:?minutes}
 STATE=${STATE:-assets/train_state/pixel_omni}
-FAMILIES=${FAMILIES:-t2v:1.5,reasoning:1,i2v:1.5,arrows:1.5,boxes:1.5,image_ref:1,subject_ref:1,novel_view:0.5,edit_add:1,edit_remove:1,edit_replace:1,background:0.6,stylize:0.6,material:0.6,effects:0.6,weather:0.6,combined:0.6}
+source scripts/pixel_families.sh
+FAMILIES=${FAMILIES:-$PIXEL_FAMILIES}
 INIT=""
 if [ ! -f "${OUT:-runs/pixel_omni}/checkpoint.pt" ] && [ ! -f "$STATE/state.json" ]; then
     INIT="--init-from assets/train_state/pixel_t2v"  # a fresh start: grow the t2v generator

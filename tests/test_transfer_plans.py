@@ -1,7 +1,8 @@
 """Planning from a request's pixels for the families the pixel generator took over in session 32 (issue 18):
 motion transfer (a track read off @Video, carried by @Image_1's subject), camera transfer (a camera read off
-@Video, the first frame warped through it), storyboards (panels as keyframes, tracks fitted through them);
-the context they give the pixel generator and the sampler keeping every given keyframe exactly."""
+@Video, the first frame warped through it), storyboards (panels as keyframes, tracks fitted through them), the
+shots before and after @Video (its subjects continued); the context they give the pixel generator and the sampler
+keeping every given keyframe exactly."""
 
 import numpy as np
 import torch
@@ -162,3 +163,65 @@ def test_the_sampler_keeps_every_given_keyframe_and_the_pipeline_serves_storyboa
     ctx, kept = pixel_context([], None, e.layout, "storyboard", panels=panels)
     direct = sample_pixels(gen, pipe.text_encoder, e.prompt, e.layout, seed=0, steps=3, context=ctx, keep=kept)
     assert np.array_equal(direct, out)
+
+
+def test_shots_before_and_after_continue_the_videos_subject_from_its_pixels():
+    t = np.arange(16)
+    video = _scene({RED: np.stack([2 + 0.8 * t, np.full(16, 6.0)], 1)})  # the red square moves right: x 6 -> 18
+    start, end = np.float32([6, 10]), np.float32([18, 10])
+
+    def plan(prompt: str, task: str):
+        e = ENH.enhance(_user(MVLRequest(prompt=prompt, video=video, task=task)))
+        s = e.layout.subjects[0]
+        return s, centres_of(s.boxes) * 32, (s.boxes[:, 2] - s.boxes[:, 0]) * 32, e.layout
+
+    s, c, size, _ = plan("The next shot after @Video: the subject goes back the way it came.", "next_shot")
+    assert s.color == "red" and np.allclose(c[0], end, atol=0.6) and np.allclose(c[:, 0], end[0] - 0.8 * t, atol=0.6)
+    s, c, size, lay = plan("The next shot after @Video: a close-up of the subject, centred and still.", "next_shot")
+    assert np.allclose(c, 16) and np.allclose(size, max(ENH.planner.sizes.values()))
+    s, c, _, _ = plan("The next shot after @Video: the subject stops and turns its back to us.", "next_shot")
+    assert s.motion == "still" and np.allclose(c, end, atol=0.6)
+    s, c, _, _ = plan("The shot before @Video: the subject arriving at where @Video begins.", "previous_shot")
+    assert s.motion == "right" and np.allclose(c[:, 0], start[0] + 0.8 * (t - 16), atol=0.6)  # arrives where it begins
+    s, c, _, _ = plan("The shot before @Video: the subject standing at its starting point, seen from behind.",
+                      "previous_shot")
+    assert s.motion == "still" and np.allclose(c, start, atol=0.6)
+    # the context: the video's last frame as a still copy (nothing kept exactly); the subject's look cut where
+    # that frame shows its colour, pasted into the close-up's large centred box
+    ctx, kept = pixel_context([], video, lay, "next_shot")
+    assert kept == () and float(ctx[3].min()) == 0.5
+    assert np.array_equal(((ctx[:3, 9].transpose(1, 2, 0) + 1) * 127.5).round(), video[-1])
+    red = (ctx[4, 0] > 0.5) & (ctx[5, 0] < -0.5) & (ctx[7, 0] > 0.5)
+    assert red[10:22, 10:22].all() and not red[:6].any()  # pasted big and centred, not where the video left it
+
+
+def test_shots_plan_the_world_cases_from_the_video():
+    for family in ("next_shot", "previous_shot"):
+        for seed in range(8):
+            smp = sample(family, seed, "train")
+            e = ENH.enhance(_user(smp.request))
+            truth = smp.truth.subjects[0]
+            plan = next(p for p in e.layout.subjects if p.color == truth.color)
+            assert np.abs(centres_of(plan.boxes) * 32 - truth.centers).max() < 1.5, (family, seed)
+            assert abs((plan.boxes[0, 2] - plan.boxes[0, 0]) * 32 - truth.sizes[0]) < 1.5, (family, seed)
+
+
+def test_the_create_tabs_plan_picture_sits_on_the_frame_the_plan_was_read_from():
+    """Enhance on Create draws the plan over the picture it came from: the video's last frame for the next shot."""
+    from types import SimpleNamespace
+
+    from app.create_tab import plan_picture
+
+    t = np.arange(16)
+    video = _scene({RED: np.stack([2 + 0.8 * t, np.full(16, 6.0)], 1)}, bg=(200, 200, 40))
+    ctx = SimpleNamespace(studio=SimpleNamespace(media=SimpleNamespace(resolve=lambda r: r)),
+                          active_enhancer=lambda: ENH)
+    req = MVLRequest(prompt="The next shot after @Video: the subject stops and turns its back to us.", video=video,
+                     task="next_shot")
+    img = plan_picture(ctx, req.to_dict())
+    assert img is not None and img.shape == (256, 256, 3)
+    yellow = (img[..., 0] > 150) & (img[..., 1] > 150) & (img[..., 2] < 90)
+    assert yellow.mean() > 0.5  # the video's place behind the boxes
+    red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    ys, xs = np.nonzero(red)
+    assert xs.min() > 0.4 * 256  # the subject where the video leaves it (x 14-22 of 32), not where it began

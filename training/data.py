@@ -68,15 +68,15 @@ def clip_batch(stream: Iterator[WorldSample], batch: int, image_fraction: float 
 
 def truth_layout(smp: WorldSample):
     """The layout plan a perfect planner would make for a world sample: each subject's on-screen box per
-    frame and its palette colour, for the families the planner plans (model/layout.PLANNED_TASKS);
+    frame and its palette colour, for the families the planner plans (model/layout.LAYOUT_TASKS);
     None for the others. The generator learns to render into these boxes; at inference the
     planner's boxes (made from the request alone) take their place. OmniBench uses this only for the
     labelled 'truth layout' diagnostic, never for the model's own figures."""
-    from model.layout import EDIT_PLANNED, MOTION_SOURCE_TASKS, PLANNED_TASKS, VIDEO_PLANNED, LayoutPlan, PlannedSubject
+    from model.layout import LAYOUT_TASKS, LayoutPlan, PlannedSubject
     from training.world import vocab as V
     from training.world.render import BASE
 
-    if smp.family not in PLANNED_TASKS + EDIT_PLANNED + VIDEO_PLANNED + MOTION_SOURCE_TASKS + ("storyboard",):
+    if smp.family not in LAYOUT_TASKS:
         return None
     subs = []
     for s in smp.truth.subjects:

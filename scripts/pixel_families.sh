@@ -1,0 +1,2 @@
+# The families the pixel generator trains on and their weights (sourced by train_pixel_omni.sh and train_gpu.sh).
+PIXEL_FAMILIES="t2v:2,reasoning:1,i2v:1.5,arrows:1.5,boxes:1.5,image_ref:1,subject_ref:1,novel_view:0.5,edit_add:1,edit_remove:1,edit_replace:1,background:0.6,stylize:0.6,material:0.6,effects:0.6,weather:0.6,combined:0.6,motion_transfer:1,camera_transfer:1,storyboard:1,next_shot:1,previous_shot:1"
