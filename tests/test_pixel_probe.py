@@ -73,6 +73,19 @@ def test_two_steps_resume_sample_and_score(tmp_path):
     assert np.array_equal(one, P.sample_pixels(net, te, prompt, plan, seed=5, steps=2))  # deterministic for a seed
 
 
+def test_a_call_anneals_its_learning_rate_and_a_resumed_call_takes_its_own(tmp_path):
+    import math
+
+    cfg = P.ProbeConfig(out=str(tmp_path / "run"), steps=4, batch=1, lr=1e-3, lr_final=1e-4, text_encoder="tiny",
+                        model=P.PixelUNetConfig(width=8, ground=4))
+    P.train(cfg)
+    lr = lambda: torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["opt"]["param_groups"][0]["lr"]  # noqa: E731
+    assert math.isclose(lr(), 1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4)), rel_tol=1e-6)  # the 4th step's
+    cfg.steps, cfg.lr, cfg.lr_final = 1, 3e-4, 0.0
+    P.train(cfg)
+    assert lr() == 3e-4  # resumed: this call's rate, not the checkpoint's
+
+
 def test_a_lost_run_resumes_from_the_committed_state(tmp_path):
     """The EMA weights in fp16 + step kept in the repository: a run whose OUT is gone goes on from them."""
     cfg = P.ProbeConfig(out=str(tmp_path / "run"), steps=2, batch=2, score_cases=1, sample_steps=2,
