@@ -541,7 +541,10 @@ class LayoutPlanner:
 
     def fit_motion(self, times: np.ndarray, offsets: np.ndarray, frames: int) -> tuple[str, np.ndarray]:
         """The world's motion whose offsets at `times` fit the seen `offsets` (from time 0) within 1 px on
-        average: (its name, its (frames, 2) offsets); else ("path", straight lines through the seen points)."""
+        average: (its name, its (frames, 2) offsets); else ("path", straight lines through the seen points).
+        Seen once (one panel), nothing says it moves: still."""
+        if len(times) < 2:
+            return "still", np.zeros((frames, 2), np.float32)
         fits = []
         for m in sorted(getattr(self.vocab, "motions", None) or {}):
             try:

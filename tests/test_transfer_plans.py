@@ -225,3 +225,13 @@ def test_the_create_tabs_plan_picture_sits_on_the_frame_the_plan_was_read_from()
     red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
     ys, xs = np.nonzero(red)
     assert xs.min() > 0.4 * 256  # the subject where the video leaves it (x 14-22 of 32), not where it began
+
+
+def test_a_one_panel_storyboard_or_a_subject_seen_once_stays_still():
+    clip = _scene({RED: np.tile([10.0, 10.0], (16, 1))})
+    e = ENH.enhance(_user(MVLRequest(prompt="Turn the storyboard panels into one continuous shot.",
+                                     storyboard=Storyboard(panels=[clip[0]]))))
+    s = e.layout.subjects[0]
+    assert s.motion == "still" and np.allclose(s.boxes, s.boxes[0])
+    ctx, kept = pixel_context([], None, e.layout, "storyboard", panels=[clip[0]])
+    assert kept == (0,) and float(ctx[3, 0].min()) == 1.0 and float(ctx[3, 1:].max()) == 0.5
