@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
     ap.add_argument("--consistent", type=int, default=0, choices=(0, 1),
                     help="1: DPO only on pairs no vote found worse on any dimension")
+    ap.add_argument("--sft-weight", type=float, default=0.0,
+                    help="> 0: plus this weight times the winners' flow-matching error (an SFT anchor)")
     ap.add_argument("--json", dest="json_out", required=True)
     a = ap.parse_args(argv)
     import torch
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
     done = run_dpo_here(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr, seed=a.seed,
-                        consistent=a.consistent)
+                        consistent=a.consistent, sft_weight=a.sft_weight)
     if done.status != "succeeded":
         raise SystemExit(f"the DPO job {done.status}: {done.message}")
     log = read_log(studio, done.id)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
-           "seeds_per_request": a.seeds_per_request, "consistent": a.consistent,
+           "seeds_per_request": a.seeds_per_request, "consistent": a.consistent, "sft_weight": a.sft_weight,
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)

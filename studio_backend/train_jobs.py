@@ -23,10 +23,10 @@ from .export import consistent_pairs, preference_pairs
 from .services import JobRecord, ServiceError, UserRecord, require
 from .studio import Studio
 
-DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent")
+DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent", "sft_weight")
 INT_KEYS = ("steps", "lora_rank", "batch", "seed", "consistent")
 LIMITS = {"steps": (1, 5000), "beta": (1e-3, 1e5), "lora_rank": (0, 64), "lr": (1e-7, 1e-2), "batch": (1, 64),
-          "seed": (0, 2**31 - 1), "consistent": (0, 1)}
+          "seed": (0, 2**31 - 1), "consistent": (0, 1), "sft_weight": (0.0, 1e5)}
 
 
 def training_pairs(studio: Studio, consistent: int = 0) -> list[dict]:

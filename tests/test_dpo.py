@@ -26,6 +26,8 @@ def test_flow_dpo_loss_by_hand():
     w_loss, _ = flow_dpo_loss(v_w.repeat(2, 1), v_l.repeat(2, 1), r_w.repeat(2, 1), r_l.repeat(2, 1),
                               t_w.repeat(2, 1), t_l.repeat(2, 1), 0.5, weights=torch.tensor([1.0, 0.0]))
     assert w_loss.item() == pytest.approx(loss.item())
+    anchored, same = flow_dpo_loss(v_w, v_l, r_w, r_l, t_w, t_l, beta=0.5, sft_weight=3.0)
+    assert anchored.item() == pytest.approx(loss.item() + 3.0 * 1.0) and same.item() == margin.item()  # + 3 x err_w
 
 
 def _fixed_pairs(n=4):

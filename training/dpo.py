@@ -51,6 +51,9 @@ class DPOConfig:
     # 1 = train only on pairs that no vote contradicts on any dimension (the overall winner was
     # not voted worse on prompt, motion, identity, ...): DPO then cannot trade one dimension for another
     consistent: int = 0
+    # > 0: plus this weight times the flow-matching error on each pair's winner (an SFT anchor on the preferred
+    # clips, as RPO / "DPO + SFT" regularise preference training); beta / 2 pulls as hard as DPO does at the start
+    sft_weight: float = 0.0
     time_shift: float = 1.0
     seed: int = 0
     log_every: int = 10
@@ -58,15 +61,16 @@ class DPOConfig:
 
 
 def flow_dpo_loss(v_w, v_l, ref_v_w, ref_v_l, target_w, target_l, beta: float,
-                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, per-pair implicit reward margin). Tensors (B, ...); errors mean-reduced per pair."""
+                  weights: torch.Tensor | None = None, sft_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, per-pair implicit reward margin). Tensors (B, ...); errors mean-reduced per pair. `sft_weight` adds
+    that times the winner's own flow-matching error (DPOConfig.sft_weight)."""
     dims = tuple(range(1, v_w.dim()))
     err_w = (v_w.float() - target_w).pow(2).mean(dims)
     err_l = (v_l.float() - target_l).pow(2).mean(dims)
     ref_w = (ref_v_w.float() - target_w).pow(2).mean(dims)
     ref_l = (ref_v_l.float() - target_l).pow(2).mean(dims)
     margin = -beta * ((err_w - ref_w) - (err_l - ref_l))
-    losses = -F.logsigmoid(margin)
+    losses = -F.logsigmoid(margin) + sft_weight * err_w
     if weights is not None:
         losses = losses * weights
         return losses.sum() / weights.sum().clamp_min(1e-8), margin.detach()
@@ -134,7 +138,7 @@ def pixel_pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cf
         ref_w, ref_l = ref(xs_w, s, **c), ref(xs_l, s, **c)
     w = torch.tensor([float(p.get("weight", 1.0)) for p in pairs])
     return flow_dpo_loss(v_w, v_l, ref_w, ref_l, fm.velocity_target(xw, noise), fm.velocity_target(xl, noise),
-                         cfg.beta, w)
+                         cfg.beta, w, cfg.sft_weight)
 
 
 def pixel_served(pipe: OmniPipeline, pair: dict) -> bool:
@@ -169,7 +173,7 @@ def pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cfg: DPO
         ref_l = ref(xs_l, t, rcond)
     w = torch.tensor([float(p.get("weight", 1.0)) for p in pairs])
     return flow_dpo_loss(v_w, v_l, ref_w, ref_l, fm.velocity_target(xw, noise), fm.velocity_target(xl, noise),
-                         cfg.beta, w)
+                         cfg.beta, w, cfg.sft_weight)
 
 
 class RunCheckpoint:
