@@ -139,12 +139,17 @@ def generator_conditions(requests: list[MVLRequest], enhanced: list, vae, text_e
                             grounding=getattr(generator_config, "grounding_channels", 0) > 0)
 
 
+def pooled_text(text_encoder, texts: list[str]) -> torch.Tensor:
+    """(len(texts), text_dim): the text encoder's states of each text averaged over its real tokens."""
+    states, mask = text_encoder.encode(texts)
+    m = mask[..., None].float()
+    return (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
+
+
 def grounding_piece(plan: LayoutPlan, text_encoder, frames: int = 16) -> CondPiece:
     """The plan's subjects for the generator's phrase grounding: their box weights (model/layout.subject_masks)
     and the text encoder's states of each subject's label ("the striped red circle"), averaged over its tokens."""
-    states, mask = text_encoder.encode([s.label for s in plan.subjects])
-    m = mask[..., None].float()
-    vectors = (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
+    vectors = pooled_text(text_encoder, [s.label for s in plan.subjects])
     return CondPiece(GROUNDING, torch.from_numpy(subject_masks(plan, frames, SIDE)), vectors=vectors)
 
 

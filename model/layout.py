@@ -358,7 +358,7 @@ class LayoutPlanner:
         if task in MOTION_SOURCE_TASKS:
             return self._plan_motion_transfer(request, text, frames, frame_img)
         if request.video is not None or request.storyboard is not None or task not in PLANNED_TASKS:
-            return plan  # other edits, shots and storyboards keep their own structure (not planned yet)
+            return plan  # a sketch, or a video or storyboard the task does not plan from: no layout
         placed: list[tuple[np.ndarray, np.ndarray]] = []
         mentions = self.mentions(text)
         logic = re.search(r"\bthe (largest|smallest|biggest|tiniest) of\b", text.lower())
@@ -399,19 +399,7 @@ class LayoutPlanner:
             plan.subjects.append(PlannedSubject(m["label"], colour, tuple(float(x) for x in rgb),
                                                 self._boxes(centres, size * zoom), source, m["motion"]))
         if frame_img is not None:  # subjects the frame shows that the words do not move stay where they are
-            for name, rgb in self.palette.items():
-                if any(p.color == name for p in plan.subjects):
-                    continue
-                seen = find_colour(frame_img, rgb)
-                if seen is None:
-                    continue
-                size = float(np.clip(seen[2], min(self.sizes.values()), max(self.sizes.values())))
-                c = self.side / 2
-                pan0, zoom0 = camera_transform(camera, 1, self.params)
-                start = np.float32([c + (seen[0] - c) / zoom0[0] + pan0[0], c + (seen[1] - c) / zoom0[0]])
-                centres, zoom = self._screen(np.tile(start, (frames, 1)), camera, frames)
-                plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
-                                                    self._boxes(centres, size * zoom), "image", "still"))
+            plan.subjects += self._still_subjects(frame_img, camera, frames, skip={p.color for p in plan.subjects})
         self._apply_annotations(request, plan, frame_img)
         return plan
 
@@ -432,6 +420,27 @@ class LayoutPlanner:
             c = np.float32([seen[min(ok, key=lambda k: abs(k - t))][:2] for t in range(frames)])
             out.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
                                       self._boxes(c, np.full(frames, size, np.float32)), "video", "as in @Video"))
+        return out
+
+    def _shown(self, img: np.ndarray) -> list[tuple[str, tuple, np.ndarray, float]]:
+        """Each palette colour an image shows as a subject: (name, rgb, centre (x, y) px, size within the world's)."""
+        lo, hi = min(self.sizes.values()), max(self.sizes.values())
+        out = []
+        for name, rgb in self.palette.items():
+            seen = find_colour(img, rgb)
+            if seen is not None:
+                out.append((name, tuple(float(x) for x in rgb), np.float32(seen[:2]), float(np.clip(seen[2], lo, hi))))
+        return out
+
+    def _still_subjects(self, img: np.ndarray, camera: str, frames: int, skip=()) -> list[PlannedSubject]:
+        """The subjects a first frame shows (`_shown`, less the colours in `skip`) staying where they are in the
+        world, seen through `camera` (frame 0 is the image itself)."""
+        out = []
+        for name, rgb, xy, size in self._shown(img):
+            if name not in skip:
+                centres, zoom = self._screen(np.tile(xy, (frames, 1)), camera, frames)
+                out.append(PlannedSubject(f"the {name} subject", name, rgb, self._boxes(centres, size * zoom), "image",
+                                          "still"))
         return out
 
     def video_motion(self, video, frames: int) -> tuple[str, np.ndarray] | None:
@@ -458,18 +467,12 @@ class LayoutPlanner:
         moved = self.video_motion(request.video, frames)
         mentions = [m for m in self.mentions(text) if m["color"]]
         colour = mentions[0]["color"] if mentions else dominant_colour(frame_img, self.palette)
-        lo, hi = min(self.sizes.values()), max(self.sizes.values())
-        for name, rgb in self.palette.items():
-            seen = find_colour(frame_img, rgb)
-            if seen is None:
-                continue
+        for name, rgb, xy, size in self._shown(frame_img):
             mover = name == colour and moved is not None
             motion, offsets = moved if mover else ("still", np.zeros((frames, 2), np.float32))
-            size = float(np.clip(seen[2], lo, hi))
             label = next((m["label"] for m in mentions if m["color"] == name), f"the {name} subject")
             plan.subjects.insert(0 if mover else len(plan.subjects), PlannedSubject(
-                label, name, tuple(float(x) for x in rgb),
-                self._boxes(np.float32(seen[:2]) + offsets, np.full(frames, size, np.float32)), "image", motion))
+                label, name, rgb, self._boxes(xy + offsets, np.full(frames, size, np.float32)), "image", motion))
         return plan
 
     def _plan_shot(self, request, text: str, task: str, frames: int) -> LayoutPlan:
@@ -507,9 +510,8 @@ class LayoutPlanner:
                         offsets = motion_offsets(own, frames, self.params, t0=-frames)
                     else:
                         offsets = (t - frames)[:, None] * (c[-1] - c[0]) / max(frames - 1, 1)
-            plan.subjects.append(PlannedSubject(s.label, s.color, s.rgb,
-                                                self._boxes(np.float32(anchor) + offsets, np.full(frames, size, np.float32)),
-                                                "video", motion))
+            boxes = self._boxes(np.float32(anchor) + offsets, np.full(frames, size, np.float32))
+            plan.subjects.append(PlannedSubject(s.label, s.color, s.rgb, boxes, "video", motion))
         return plan
 
     def _plan_storyboard(self, request, frames: int) -> LayoutPlan:
@@ -564,17 +566,8 @@ class LayoutPlanner:
         plan = LayoutPlan(frames=frames)
         if frame_img is None or request.video is None:
             return plan
-        camera = self.video_camera(request.video, frames)
-        plan.camera = camera
-        lo, hi = min(self.sizes.values()), max(self.sizes.values())
-        for name, rgb in self.palette.items():
-            seen = find_colour(frame_img, rgb)
-            if seen is None:
-                continue
-            size = float(np.clip(seen[2], lo, hi))
-            centres, zoom = self._screen(np.tile(np.float32(seen[:2]), (frames, 1)), camera, frames)
-            plan.subjects.append(PlannedSubject(f"the {name} subject", name, tuple(float(x) for x in rgb),
-                                                self._boxes(centres, size * zoom), "image", "still"))
+        plan.camera = self.video_camera(request.video, frames)
+        plan.subjects = self._still_subjects(frame_img, plan.camera, frames)
         return plan
 
     def _plan_edit(self, request, text: str, task: str, frames: int, rng) -> LayoutPlan:
@@ -701,10 +694,8 @@ class LayoutPlanner:
             s.boxes, s.source, s.motion = self._boxes(track, np.full(frames, size, np.float32)), "user", "path"
 
 
-# tasks whose subjects the planner places; the others keep their own structure for now
 # edits whose subjects the planner reads off the context video (and adds, removes or recolours)
 EDIT_PLANNED = ("edit_add", "edit_remove", "edit_replace")
-# tasks whose @Image_1 is the clip's first frame (the planner reads the subjects off it)
 # tasks whose @Video gives only a motion to follow, never content: their @Image_1 is the first frame
 MOTION_SOURCE_TASKS = ("motion_transfer", "camera_transfer")
 # shots before or after @Video: the video's subjects and place, continued (the video's last frame, or first)
@@ -712,6 +703,7 @@ SHOT_TASKS = ("next_shot", "previous_shot")
 # the world's camera motions, as the words name them
 CAMERA_PHRASES = {"pan_left": "the camera pans left", "pan_right": "the camera pans right",
                   "zoom_in": "the camera zooms in", "zoom_out": "the camera zooms out"}
+# tasks whose @Image_1 is the clip's first frame (the planner reads the subjects off it)
 FIRST_FRAME_TASKS = ("i2v", "arrows", "boxes", "reasoning") + MOTION_SOURCE_TASKS
 # edits that change how things look, not where they are: the plan is the context video's subjects where it shows them
 VIDEO_PLANNED = ("background", "stylize", "material", "effects", "weather", "combined")

@@ -280,7 +280,7 @@ def pixel_context(images: list, video, plan: LayoutPlan | None, task: str, frame
                     _paste(guide[t], gw[t], patch, np.ones(patch.shape[:2], np.float32),
                            np.concatenate([c - half, c + half]))
     place = next((im for i, im in enumerate(imgs) if i not in used), None)
-    if place is not None and first is None and task not in MOTION_SOURCE_TASKS:  # an image no subject took: a place (or a style) to show
+    if place is not None and first is None:  # an image no subject took: a place (or a style) to show
         if video is None:
             ctx[:] = place / 255.0
             cw[:] = 0.5
@@ -323,13 +323,6 @@ def plan_rasters(plan: LayoutPlan | None, frames: int = FRAMES, side: int = SIDE
     return rasterize_layout(plan, frames, side), subject_masks(plan, frames, side), [s.label for s in plan.subjects]
 
 
-def _pooled(text_encoder, texts: list[str]) -> torch.Tensor:
-    """(len(texts), text_dim): the encoder's states averaged over each text's real tokens."""
-    states, mask = text_encoder.encode(texts)
-    m = mask[..., None].float()
-    return (states.float() * m).sum(1) / m.sum(1).clamp_min(1)
-
-
 def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | None] | None, drop: list[bool],
                      frames: int = FRAMES, side: int = SIDE, contexts: list[np.ndarray] | None = None,
                      rasters: list | None = None) -> dict:
@@ -338,8 +331,10 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
     conditioning.grounding_piece). Where `drop` (the guidance branch, or training's text dropout) the words go
     (prompt and phrases), the plan stays: the plan says where, the words what. `rasters` (plan_rasters per
     sample, made by data workers) stand for `plans`."""
+    from .conditioning import pooled_text
+
     B = len(prompts)
-    text = _pooled(text_encoder, prompts)  # (B, text_dim)
+    text = pooled_text(text_encoder, prompts)  # (B, text_dim)
     if rasters is None:
         rasters = [plan_rasters(p, frames, side) for p in plans]
     n = max([1] + [len(r[2]) for r in rasters if r is not None])
@@ -347,7 +342,7 @@ def pixel_conditions(text_encoder, prompts: list[str], plans: list[LayoutPlan | 
     masks = torch.zeros(B, n, frames, side, side)
     phrases = torch.zeros(B, n, text.shape[1])
     labels = [label for r, d in zip(rasters, drop) if r is not None and not d for label in r[2]]
-    vectors = iter(_pooled(text_encoder, labels)) if labels else iter(())
+    vectors = iter(pooled_text(text_encoder, labels)) if labels else iter(())
     for i, r in enumerate(rasters):
         if r is None:
             continue

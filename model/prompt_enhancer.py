@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .layout import LayoutPlan, LayoutPlanner
+from .layout import CAMERA_PHRASES, LayoutPlan, LayoutPlanner
 from .mvl import IMAGE_REF_RE, REFERENCE_RE, TASKS, MVLRequest
 
 
@@ -292,8 +292,6 @@ class RuleEnhancer:
     def _name_transferred_camera(self, text: str, layout, resolved: dict) -> str:
         """'@Image_1 filmed with the camera motion of @Video.' -> what the planner read: '@Image_1: the red circle
         stays still, the camera pans left.' (the world's words for an animated first frame)."""
-        from .layout import CAMERA_PHRASES
-
         m = re.search(r"\s*(?:filmed|shot) with the camera (?:motion|movement) of @video\b", text, re.IGNORECASE)
         if m is None:
             return text

@@ -144,7 +144,7 @@ def test_a_context_model_grows_from_a_t2v_state_trains_on_pixel_families_and_sco
     assert rep["i2v"]["first_frame_psnr"] == 1.0  # the given first frame is kept exactly
 
 
-def test_worker_batches_equal_in_process_ones_and_carry_tensors():
+def test_worker_items_have_the_in_process_form_and_carry_tensors():
     """prepared_stream: with workers the items are the same kind (target, prompt, rasters, context) handed over as
     tensors (shared memory); the conditions built from either are the same shape."""
     from model.pixel_generator import CONTEXT_CHANNELS

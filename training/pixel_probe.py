@@ -189,7 +189,8 @@ def train(cfg: ProbeConfig) -> dict:
         losses.append(loss.item())
         if step % 20 == 0:
             el = time.time() - t0
-            rec = {"step": step, "loss": round(float(np.mean(losses)), 5), "lr": float(f"{opt.param_groups[0]['lr']:.3g}"), "clips_per_s": round(20 * cfg.batch / el, 2),
+            rec = {"step": step, "loss": round(float(np.mean(losses)), 5), "lr": float(f"{opt.param_groups[0]['lr']:.3g}"),
+                   "clips_per_s": round(20 * cfg.batch / el, 2),
                    "hours": round(hours + el / 3600, 4)}
             hours, t0, losses = rec["hours"], time.time(), []
             print(json.dumps(rec), flush=True)
