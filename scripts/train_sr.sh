@@ -18,5 +18,5 @@ if [ ! -f runs/sr/state.pt ] && [ -f assets/train_state/sr/state.pt ]; then
 fi
 $PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 8 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
     --crop-side 16 --crop-frames 8 --vae assets/models/omni-world/vae --p-vae 0.5 --save-every 100 --refine 32 \
-    --base-conv 48 --base-conv-depth 6
+    --base-conv 48 --base-conv-depth 6 ${EXTRA:-}
 $PY -m benchmarks.sr --sr runs/sr/final --cases 4 --json runs/sr/sr.json

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seeds-per-request", type=int, default=2,
                     help="seeds generated per request; the two most different are compared")
+    ap.add_argument("--families", default="",
+                    help="comma-separated task families to collect on (default: all); e.g. those whose samples differ "
+                         "(python -m benchmarks.sample_spread)")
+    ap.add_argument("--churn", type=float, default=None,
+                    help="collection only: fresh noise per sampler step in [0, 1] (seeds of one request differ more); "
+                         "the evaluation renders at the model's own setting")
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
     ap.add_argument("--home", default=None)
     ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
@@ -53,11 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     from training.simulate_votes import pipeline_generator
 
     torch.set_num_threads(1)
+    from training.world import FAMILIES
+
+    families = tuple(f.strip() for f in a.families.split(",") if f.strip()) or None
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"--families {', '.join(unknown)}: unknown; known: {', '.join(FAMILIES)}")
     if a.reuse and not (a.home and (Path(a.home) / "studio.db").is_file()):
         raise SystemExit(f"--reuse needs --home with a studio that has votes; got {a.home!r}")
     home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
     studio = Studio.open(home)
     admin = studio.users.ensure("round-admin", "admin")
+    if a.churn is not None and not 0.0 <= a.churn <= 1.0:
+        raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
     gen = pipeline_generator()
     times = {}
     if a.reuse:
@@ -70,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         studio.registry.promote(admin, parent.id)
         t = time.time()
         # each pair gets two votes (5 annotators), so votes / 2 requests
-        collection_round(studio, gen, max(1, a.votes // 2), seed=a.seed, seeds_per_request=a.seeds_per_request)
+        collection_round(studio, pipeline_generator(churn=a.churn), max(1, a.votes // 2), seed=a.seed, families=families,
+                         seeds_per_request=a.seeds_per_request)
         times["collection_s"] = round(time.time() - t, 1)
         t = time.time()
         sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
@@ -92,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
-           "seeds_per_request": a.seeds_per_request, "consistent": a.consistent, "sft_weight": a.sft_weight,
+           "seeds_per_request": a.seeds_per_request, "families": list(families or ()), "churn": a.churn,
+           "consistent": a.consistent, "sft_weight": a.sft_weight,
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)

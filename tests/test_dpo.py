@@ -309,8 +309,10 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "m")
     home, out = tmp_path / "home", tmp_path / "round.json"
     assert dpo_round.main(["--model", str(tmp_path / "m"), "--votes", "12", "--steps", "2", "--eval-limit", "1",
-                           "--home", str(home), "--json", str(out)]) == 0
+                           "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home), "--json", str(out)]) == 0
     first = json.loads(out.read_text())
+    assert first["families"] == ["t2v", "boxes", "edit_add"] and first["churn"] == 0.5
+    assert {v["family"] for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"} == {"t2v", "boxes", "edit_add"}
     assert first["votes"]["votes"] == 12 and set(first["times"]) >= {"collection_s", "votes_s", "training_s"}
     assert len(first["curves"]["loss"]) == 2 and "overall" in first["gsb"]
     st = Studio.open(home)
@@ -325,6 +327,10 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes
     with pytest.raises(SystemExit, match="--reuse needs --home"):
         dpo_round.main(["--reuse", "--home", str(tmp_path / "nowhere"), "--json", str(again)])
+    with pytest.raises(SystemExit, match="--families t2x: unknown"):
+        dpo_round.main(["--families", "t2v,t2x", "--json", str(again)])
+    with pytest.raises(SystemExit, match="--churn 2.0"):
+        dpo_round.main(["--churn", "2", "--home", str(tmp_path / "h2"), "--json", str(again)])
 
 
 def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_from(monkeypatch):
@@ -384,3 +390,24 @@ def test_pairs_the_pixel_generator_rendered_train_the_pixel_generator():
     # without a pixel generator the same pairs train the latent one, as before
     plain, _ = train(tiny_pipeline(), pairs, DPOConfig(steps=2, batch=2, lr=1e-3, beta=2000.0, seed=0))
     assert plain.pixel is None
+
+
+def test_sample_spread_counts_the_pairs_a_vote_can_tell_apart():
+    """Seeds that render the truth and noise differ beyond the judge's margin in every pair; identical samples
+    in none; a sampler setting that lifts a request over seed 0 counts as lifted."""
+    from benchmarks.sample_spread import SPLIT_SEED, format_table, spread
+    from training.evaluate import noise, oracle
+
+    cases = {sample("t2v", SPLIT_SEED + k, "train").request.prompt: sample("t2v", SPLIT_SEED + k, "train")
+             for k in range(2)}
+    differ = spread(lambda req, seed, **kw: (oracle if seed == 1 or kw else noise)(cases[req.prompt]),
+                    ("t2v",), 2, 3, {"better": {"guidance": 2.0}})
+    r = differ["t2v"]
+    # seeds 0 and 2 are noise, seed 1 the truth: 2 of the 3 pairs differ, the best seed gains 2/3 of the gap
+    assert r["pairs_beyond_margin"] == pytest.approx(2 / 3, abs=1e-3) and r["best_seed_gain"] > 0.3
+    assert r["better"]["lifted"] == 1.0 and r["better"]["mean_utility"] > r["mean_utility"]
+    same = spread(lambda req, seed, **kw: oracle(cases[req.prompt]), ("t2v",), 2, 2)
+    assert same["t2v"]["pairs_beyond_margin"] == 0 and same["all"]["families_never_beyond_margin"] == ["t2v"]
+    assert "never beyond the margin: t2v" in format_table(same, ())
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        spread(lambda req, seed: None, ("t2v",), 1, 1)
