@@ -47,7 +47,10 @@ def spread(generate: Callable[..., np.ndarray], families: tuple[str, ...], cases
                 su[name].append(score_case(case, generate(case.request, 0, **kw)).utilities()["overall"])
         u = np.asarray(u)
         gaps = np.abs(u[:, :, None] - u[:, None, :])[:, np.triu_indices(seeds, 1)[0], np.triu_indices(seeds, 1)[1]]
+        best = u.max(1) - u[:, 0]  # a model that always drew its best seed, judged against seed 0
         row = {"mean_utility": round(float(u.mean()), 4),
+               "best_of_seeds_vs_seed0": {"G": int((best > JUDGE_MARGIN).sum()), "S": int((best <= JUDGE_MARGIN).sum()),
+                                          "B": 0},
                "pairs_beyond_margin": round(float((gaps > JUDGE_MARGIN).mean()), 4),
                "mean_pair_gap": round(float(gaps.mean()), 4),
                "best_seed_gain": round(float((u.max(1) - u.mean(1)).mean()), 4)}
@@ -63,6 +66,9 @@ def spread(generate: Callable[..., np.ndarray], families: tuple[str, ...], cases
                   "pairs_beyond_margin": round(float(np.mean([r["pairs_beyond_margin"] for r in fams])), 4),
                   "best_seed_gain": round(float(np.mean([r["best_seed_gain"] for r in fams])), 4),
                   "families_never_beyond_margin": [f for f, r in out.items() if r["pairs_beyond_margin"] == 0]}
+    c = {k: sum(r["best_of_seeds_vs_seed0"][k] for r in fams) for k in "GSB"}
+    # the ceiling of preference training on these samples: the judge's GSB of the best-of-seeds model
+    out["all"]["best_of_seeds_vs_seed0"] = {**c, "gsb": round((c["G"] + c["S"]) / max(1, c["B"] + c["S"]), 4)}
     return out
 
 
@@ -78,6 +84,9 @@ def format_table(rep: dict, settings: tuple[str, ...]) -> str:
     a = rep["all"]
     lines.append(f"all | {a['mean_utility']:.3f} | {100 * a['pairs_beyond_margin']:.0f}% | {a['best_seed_gain']:+.3f}")
     lines.append(f"never beyond the margin: {', '.join(a['families_never_beyond_margin']) or '-'}")
+    b = a["best_of_seeds_vs_seed0"]
+    lines.append(f"best of the seeds against seed 0 (the ceiling of preferring one's own samples): GSB "
+                 f"{100 * b['gsb']:.1f}% (G {b['G']} / S {b['S']} / B {b['B']})")
     return "\n".join(lines)
 
 

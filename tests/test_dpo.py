@@ -406,8 +406,11 @@ def test_sample_spread_counts_the_pairs_a_vote_can_tell_apart():
     # seeds 0 and 2 are noise, seed 1 the truth: 2 of the 3 pairs differ, the best seed gains 2/3 of the gap
     assert r["pairs_beyond_margin"] == pytest.approx(2 / 3, abs=1e-3) and r["best_seed_gain"] > 0.3
     assert r["better"]["lifted"] == 1.0 and r["better"]["mean_utility"] > r["mean_utility"]
+    # seed 1 beats seed 0 in both requests: the best-of-seeds ceiling is G 2 / S 0, an infinite ratio
+    assert r["best_of_seeds_vs_seed0"] == {"G": 2, "S": 0, "B": 0}
     same = spread(lambda req, seed, **kw: oracle(cases[req.prompt]), ("t2v",), 2, 2)
     assert same["t2v"]["pairs_beyond_margin"] == 0 and same["all"]["families_never_beyond_margin"] == ["t2v"]
     assert "never beyond the margin: t2v" in format_table(same, ())
+    assert same["all"]["best_of_seeds_vs_seed0"] == {"G": 0, "S": 2, "B": 0, "gsb": 1.0}
     with pytest.raises(ValueError, match="at least 2 seeds"):
         spread(lambda req, seed: None, ("t2v",), 1, 1)
