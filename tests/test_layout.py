@@ -414,3 +414,24 @@ def test_grounding_binds_each_phrase_to_its_box_where_the_prompt_alone_cannot():
 
     without, with_grounding = train(0), train(4)
     assert with_grounding < 0.5 * without, (with_grounding, without)
+
+
+def test_the_dtype_probe_reads_the_cpu_not_its_neighbours(monkeypatch):
+    """A matmul slowed by another process (every third one here sleeps 30 ms) does not move the probe: it keeps the
+    fastest of its timed matmuls, so a training running beside it cannot make bf16 look slower than it is."""
+    import time
+
+    from model import precision
+
+    real_mm, calls = torch.mm, [0]
+
+    def busy_mm(a, b):
+        calls[0] += 1
+        if calls[0] % 3 == 0:
+            time.sleep(0.03)
+        return real_mm(a, b)
+
+    monkeypatch.setattr(precision.torch, "mm", busy_mm)
+    p = precision.probe(n=64, reps=4, rounds=2)
+    assert calls[0] >= 16 and p["fp32_ms"] < 10 and p["bf16_ms"] < 30
+    assert p["bf16_speedup"] == pytest.approx(p["fp32_ms"] / p["bf16_ms"], rel=0.05)

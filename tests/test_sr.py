@@ -1,6 +1,9 @@
 """The SR stage (model/sr.py) on tiny configs: shapes, bicubic at initialisation, save / load, windows
 shifted on odd layers, condition cache, NABLA against dense, and a few training steps on OmniWorld."""
 
+import dataclasses
+
+import numpy as np
 import torch
 
 from model import sr as srm
@@ -241,3 +244,24 @@ def test_the_sr_benchmark_measures_how_far_a_base_clip_is_from_its_targets_downs
     rep = json.loads(out.read_text())
     assert rep["all"]["cases"] == 1 and rep["all"]["base_vs_downsampled_psnr"] < 40
     assert rep["all"]["downsampled_bicubic_psnr"] > rep["all"]["bicubic_psnr"]
+
+
+def test_clean_clips_are_the_render_itself_at_level_0_and_degraded_ones_say_so():
+    """p_clean: that share of a batch is the world's base clip untouched, told level 0; every other clip carries a
+    level of at least 0.05 (blur, noise, the VAE), so level 0 means a clean render at inference."""
+    from training import train_sr
+    from training.world import sample
+
+    cfg = train_sr.TrainSRConfig(batch=12, crop_frames=16, crop_side=32, families=("t2v",), p_clean=0.5,
+                                 p_vae=0.0, model=tiny(window=(2, 4, 4), text_dim=0))
+    batch = train_sr.make_batch(cfg, seed=3)
+    clean = batch["level"] == 0
+    assert 0 < int(clean.sum()) < 12 and bool((batch["level"][~clean] >= 0.05).all())
+    # a clean clip is the rendered base clip itself (the full crop: 16 frames, 32 x 32)
+    rngs = [np.random.default_rng([cfg.seed, 3, b]) for b in range(cfg.batch)]
+    for b in torch.nonzero(clean).flatten().tolist():
+        ws = sample(str(rngs[b].choice(cfg.families)), int(rngs[b].integers(1 << 30)))
+        torch.testing.assert_close(batch["base"][b], train_sr._to_model(ws.target), atol=0, rtol=0)
+    # without p_clean the level is the noise's alone (the recipe of the runs so far): blurred clips at level 0
+    old = train_sr.make_batch(dataclasses.replace(cfg, p_clean=0.0, noise_max=0.0), seed=3)
+    assert bool((old["level"] == 0).all())

@@ -41,6 +41,11 @@ class TrainSRConfig:
     noise_max: float = 0.1  # degradation: noise std drawn in [0, noise_max]; std / noise_max is the level
     vae: str | None = None  # a VAE directory: base clips go through its round trip first (the generator's look)
     p_vae: float = 1.0  # fraction of clips that take the VAE round trip (the rest: the rendered base clip itself)
+    # > 0: this fraction of clips is the rendered base clip untouched (no VAE, blur or noise) at level 0, and every
+    # other clip's level says how degraded it is (the largest of noise / noise_max, blur / blur_max and 0.5 for the
+    # VAE's round trip, at least 0.05): level 0 then means a clean render, and the stage may draw edges at full
+    # sharpness there instead of hedging against a blur it cannot see (0 = the level is the noise's alone)
+    p_clean: float = 0.0
     seed: int = 0
     dtype: str = "auto"  # compute dtype: auto (probe this machine, model/precision.py) | fp32 | bf16
     log_every: int = 10
@@ -104,26 +109,32 @@ def make_batch(cfg: TrainSRConfig, seed: int) -> dict:
     drawn = []
     for rng in rngs:
         ws = sample(str(rng.choice(families)), int(rng.integers(1 << 30)))
-        drawn.append((ws, ws.target, bool(cfg.vae) and rng.random() < cfg.p_vae))
-    through = [i for i, (_, _, v) in enumerate(drawn) if v]
+        clean = rng.random() < cfg.p_clean
+        drawn.append((ws, ws.target, bool(cfg.vae) and not clean and rng.random() < cfg.p_vae, clean))
+    through = [i for i, d in enumerate(drawn) if d[2]]
     if through:  # one batched round trip (one clip at a time cost 80% of a batch's making)
         trips = _vae_round_trip(np.stack([drawn[i][1] for i in through]), cfg.vae)
         for i, clip in zip(through, trips):
-            drawn[i] = (drawn[i][0], clip, True)
+            drawn[i] = (drawn[i][0], clip, True, False)
     bases, targets, images, levels = [], [], [], []
-    for rng, (ws, lr_clip, _) in zip(rngs, drawn):
+    for rng, (ws, lr_clip, vae_trip, clean) in zip(rngs, drawn):
         hr_clip = ws.target_hr(s)
         T, h = lr_clip.shape[0], lr_clip.shape[1]
         ft, side = min(cfg.crop_frames, T), min(cfg.crop_side, h)
         t0, y0, x0 = (int(rng.integers(0, n - m + 1)) for n, m in ((T, ft), (h, side), (h, side)))
         base = _to_model(lr_clip[t0 : t0 + ft, y0 : y0 + side, x0 : x0 + side])  # (3, ft, side, side)
         target = _to_model(hr_clip[t0 : t0 + ft, y0 * s : (y0 + side) * s, x0 * s : (x0 + side) * s])
-        base = _blur(base, float(rng.uniform(0, cfg.blur_max)))
-        std = float(rng.uniform(0, cfg.noise_max))
+        sigma, std = (0.0, 0.0) if clean else (float(rng.uniform(0, cfg.blur_max)), float(rng.uniform(0, cfg.noise_max)))
+        base = _blur(base, sigma)
         noise = torch.from_numpy(rng.standard_normal(base.shape).astype(np.float32))
         bases.append((base + std * noise).clamp(-1, 1))
         targets.append(target)
-        levels.append(std / cfg.noise_max if cfg.noise_max > 0 else 0.0)
+        noise_part = std / cfg.noise_max if cfg.noise_max > 0 else 0.0
+        if cfg.p_clean <= 0:
+            levels.append(noise_part)
+        else:
+            blur_part = sigma / cfg.blur_max if cfg.blur_max > 0 else 0.0
+            levels.append(0.0 if clean else max(0.05, noise_part, blur_part, 0.5 * vae_trip))
         req = ws.request
         refs = [(i + 1, _to_model(np.asarray(img))) for i, img in enumerate(req.images)]
         for j, views in enumerate(req.subjects.values()):
