@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default="", help="comma-separated (default: every OmniBench family)")
     ap.add_argument("--repeat", type=int, default=2, help="timing repeats (best of)")
     ap.add_argument("--no-nabla", action="store_true", help="skip the NABLA against dense rows")
+    ap.add_argument("--level", type=float, default=None,
+                    help="the degradation level the stage is told the generator's clips have (default: the model's "
+                         "sr_level); the world's own base clips are clean renders, level 0")
     ap.add_argument("--json", default="", help="write the report here")
     ap.add_argument("--consistency-only", action="store_true",
                     help="only how far the world's 32 x 32 clips are from their 128 x 128 renders' downsample (no model)")
@@ -238,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         for case in bench_cases(fam, a.cases):
             hr = case.target_hr(4)
             req = case.request
-            ms, sr_truth = _cpu_ms(lambda: pipe.upscale(case.target, req), a.repeat)
+            ms, sr_truth = _cpu_ms(lambda: pipe.upscale(case.target, req, level=0.0), a.repeat)
             sr_ms.append(ms)
             truth.add(fam, hr, case.target, sr_truth, case)
             bms, out = _cpu_ms(lambda: pipe(req), 1)
             base_ms.append(bms)
-            gen.add(fam, hr, out.frames, pipe.upscale(out.frames, req), case)
+            gen.add(fam, hr, out.frames, pipe.upscale(out.frames, req, level=a.level), case)
             if nabla_pipe is not None and len(nabla_rows) < 8:  # a few clips are enough for the ratio
                 d_ms, d_out = _cpu_ms(lambda: pipe.upscale(case.target, req), a.repeat)
                 n_ms, n_out = _cpu_ms(lambda: nabla_pipe.upscale(case.target, req), a.repeat)
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
     report = {
         "model": a.model, "sr": a.sr or str(Path(a.model) / "sr"), "cases_per_family": a.cases,
-        "threads": 1, "sr_config": {k: v for k, v in vars(pipe.sr.config).items() if k != "notes"},
+        "threads": 1, "generated_level": pipe.config.sr_level if a.level is None else a.level, "sr_config": {k: v for k, v in vars(pipe.sr.config).items() if k != "notes"},
         "truth_base": truth.summary(), "generated": gen.summary(),
         "ms_per_clip": round(float(np.median(sr_ms)), 1),
         "base_ms_per_clip": round(float(np.median(base_ms)), 1),

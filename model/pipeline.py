@@ -199,9 +199,10 @@ class OmniPipeline:
         """Callback calls a request makes: one per denoising step, and one more for the SR stage."""
         return (steps or request.steps or self.config.default_steps) + (1 if request.upscale and self.sr else 0)
 
-    def upscale(self, frames: np.ndarray, request: MVLRequest) -> np.ndarray:
+    def upscale(self, frames: np.ndarray, request: MVLRequest, level: float | None = None) -> np.ndarray:
         """The SR stage on a base clip (T, 32, 32, 3) uint8 -> (T, 128, 128, 3), conditioned on the request's
-        reference images (slots 1-8) and subject views (9 on) at their own resolution."""
+        reference images (slots 1-8) and subject views (9 on) at their own resolution. `level`: how degraded the
+        stage is told the clip is (0 = a clean render; default: the config's sr_level, for the generator's clips)."""
         sr = self.sr
         T = len(frames)
         clip = frames
@@ -214,7 +215,8 @@ class OmniPipeline:
             refs += [(9 + j, to_t(np.asarray(v)).permute(2, 0, 1)) for v in views]
         with torch.no_grad():
             cond = sr.embed_conditions([refs])
-            out = sr(base, cond, level=torch.tensor([float(self.config.sr_level)]))
+            lvl = self.config.sr_level if level is None else level
+            out = sr(base, cond, level=torch.tensor([float(lvl)]))
         return to_uint8(out)[0].permute(1, 2, 3, 0).numpy()[:T]
 
     def _pixel_serves(self, request: MVLRequest, enhanced: Enhanced) -> bool:

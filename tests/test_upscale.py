@@ -34,6 +34,10 @@ def test_upscale_runs_the_sr_stage_after_the_generator_and_reports_it():
     assert np.array_equal(out.frames, pipe(_req(upscale=True), seed=3).frames)
     short = pipe(_req(upscale=True, frames=5), seed=3).frames
     assert short.shape == (5, 128, 128, 3)
+    # the degradation level the stage is told: the config's by default (the generator's clips), or the caller's
+    # (benchmarks.sr tells it 0 for the world's clean renders)
+    assert pipe.config.sr_level == 0.0 and np.array_equal(pipe.upscale(base, _req(), level=0.0), out.frames)
+    assert not np.array_equal(pipe.upscale(base, _req(), level=1.0), out.frames)
 
 
 def test_an_untrained_sr_stage_is_bicubic_and_a_model_without_one_refuses(tmp_path):
