@@ -1,6 +1,6 @@
 """What could preference votes reward? How far apart the judge puts a model's own samples of one request.
 
-    python -m benchmarks.sample_spread --model assets/models/omni-world [--cases 6] [--seeds 3]
+    python -m benchmarks.sample_spread --model assets/models/omni-world [--cases 6] [--seeds 3] [--churn C]
         [--settings] [--json benchmarks/results/sample_spread.json]
 
 For each task family, `--cases` train-split requests (never the benchmark's) are rendered with `--seeds`
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=6, help="train-split requests per family")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--family", action="append", help="only these families (repeatable)")
+    ap.add_argument("--churn", type=float, default=None,
+                    help="draw the seeds with this much fresh noise per sampler step (default: the model's own)")
     ap.add_argument("--settings", action="store_true", help="also other sampler settings (guidance, churn) on seed 0")
     ap.add_argument("--json", dest="json_out")
     a = ap.parse_args(argv)
@@ -114,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     pipe.set_progress_bar_config(disable=True)
     settings = SETTINGS if a.settings else {}
     t0 = time.time()
-    rep = spread(lambda req, seed, **kw: pipe(req, seed=seed, **kw).frames, tuple(a.family or FAMILIES), a.cases,
+    if a.churn is not None and not 0.0 <= a.churn <= 1.0:
+        raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
+    rep = spread(lambda req, seed, **kw: pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames, tuple(a.family or FAMILIES), a.cases,
                  a.seeds, settings, progress=lambda f, r: print(f, json.dumps(r), flush=True))
     print(format_table(rep, tuple(settings)))
     if a.json_out:
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json_out).write_text(json.dumps({"model": a.model, "cases": a.cases, "seeds": a.seeds,
+        Path(a.json_out).write_text(json.dumps({"model": a.model, "cases": a.cases, "seeds": a.seeds, "churn": a.churn,
                                                 "seconds": round(time.time() - t0, 1), "families": rep}, indent=1))
     return 0
 
