@@ -78,7 +78,8 @@ def format_table(rep: dict, settings: tuple[str, ...]) -> str:
     for fam, r in rep.items():
         if fam == "all":
             continue
-        cells = [fam, f"{r['mean_utility']:.3f}", f"{100 * r['pairs_beyond_margin']:.0f}%", f"{r['best_seed_gain']:+.3f}"]
+        cells = [fam, f"{r['mean_utility']:.3f}", f"{100 * r['pairs_beyond_margin']:.0f}%",
+                 f"{r['best_seed_gain']:+.3f}"]
         cells += [f"{r[s]['mean_utility']:.3f} / {100 * r[s]['lifted']:.0f}%" for s in settings]
         lines.append(" | ".join(cells))
     a = rep["all"]
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:
         raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
-    rep = spread(lambda req, seed, **kw: pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames, tuple(a.family or FAMILIES), a.cases,
+    rep = spread(lambda req, seed, **kw: pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames,
+                 tuple(a.family or FAMILIES), a.cases,
                  a.seeds, settings, progress=lambda f, r: print(f, json.dumps(r), flush=True))
     print(format_table(rep, tuple(settings)))
     if a.json_out:

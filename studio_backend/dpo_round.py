@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         studio.registry.promote(admin, parent.id)
         t = time.time()
         # each pair gets two votes (5 annotators), so votes / 2 requests
-        collection_round(studio, pipeline_generator(churn=a.churn), max(1, a.votes // 2), seed=a.seed, families=families,
-                         seeds_per_request=a.seeds_per_request)
+        collection_round(studio, pipeline_generator(churn=a.churn), max(1, a.votes // 2), seed=a.seed,
+                         families=families, seeds_per_request=a.seeds_per_request)
         times["collection_s"] = round(time.time() - t, 1)
         t = time.time()
         sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     decision = promotion_decision(studio, cand.id, parent.id)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
-           "seeds_per_request": a.seeds_per_request, "families": list(families or ()), "churn": a.churn,
+           "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,
            "consistent": a.consistent, "sft_weight": a.sft_weight,
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}

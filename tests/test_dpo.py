@@ -309,10 +309,13 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "m")
     home, out = tmp_path / "home", tmp_path / "round.json"
     assert dpo_round.main(["--model", str(tmp_path / "m"), "--votes", "12", "--steps", "2", "--eval-limit", "1",
-                           "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home), "--json", str(out)]) == 0
+                           "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home),
+                           "--json", str(out)]) == 0
     first = json.loads(out.read_text())
-    assert first["families"] == ["t2v", "boxes", "edit_add"] and first["churn"] == 0.5
-    assert {v["family"] for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"} == {"t2v", "boxes", "edit_add"}
+    assert first["collection_families"] == ["t2v", "boxes", "edit_add"] and first["churn"] == 0.5
+    assert "t2v" in first["families"]  # the judge's per-family report is kept beside them
+    collected = {v["family"] for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"}
+    assert collected == {"t2v", "boxes", "edit_add"}
     assert first["votes"]["votes"] == 12 and set(first["times"]) >= {"collection_s", "votes_s", "training_s"}
     assert len(first["curves"]["loss"]) == 2 and "overall" in first["gsb"]
     st = Studio.open(home)

@@ -124,7 +124,8 @@ def make_batch(cfg: TrainSRConfig, seed: int) -> dict:
         t0, y0, x0 = (int(rng.integers(0, n - m + 1)) for n, m in ((T, ft), (h, side), (h, side)))
         base = _to_model(lr_clip[t0 : t0 + ft, y0 : y0 + side, x0 : x0 + side])  # (3, ft, side, side)
         target = _to_model(hr_clip[t0 : t0 + ft, y0 * s : (y0 + side) * s, x0 * s : (x0 + side) * s])
-        sigma, std = (0.0, 0.0) if clean else (float(rng.uniform(0, cfg.blur_max)), float(rng.uniform(0, cfg.noise_max)))
+        sigma, std = (0.0, 0.0) if clean else (float(rng.uniform(0, cfg.blur_max)),
+                                               float(rng.uniform(0, cfg.noise_max)))
         base = _blur(base, sigma)
         noise = torch.from_numpy(rng.standard_normal(base.shape).astype(np.float32))
         bases.append((base + std * noise).clamp(-1, 1))
