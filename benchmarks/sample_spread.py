@@ -46,7 +46,8 @@ def spread(generate: Callable[..., np.ndarray], families: tuple[str, ...], cases
             for name, kw in (settings or {}).items():
                 su[name].append(score_case(case, generate(case.request, 0, **kw)).utilities()["overall"])
         u = np.asarray(u)
-        gaps = np.abs(u[:, :, None] - u[:, None, :])[:, np.triu_indices(seeds, 1)[0], np.triu_indices(seeds, 1)[1]]
+        i, j = np.triu_indices(seeds, 1)  # every pair of seeds once
+        gaps = np.abs(u[:, i] - u[:, j])
         best = u.max(1) - u[:, 0]  # a model that always drew its best seed, judged against seed 0
         row = {"mean_utility": round(float(u.mean()), 4),
                "best_of_seeds_vs_seed0": {"G": int((best > JUDGE_MARGIN).sum()), "S": int((best <= JUDGE_MARGIN).sum()),

@@ -57,21 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     from studio_backend.preference import simulate
     from studio_backend.train_jobs import read_log, run_dpo_here
     from training.simulate_votes import pipeline_generator
-
-    torch.set_num_threads(1)
     from training.world import FAMILIES
 
+    torch.set_num_threads(1)
     families = tuple(f.strip() for f in a.families.split(",") if f.strip()) or None
     unknown = sorted(set(families or ()) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"--families {', '.join(unknown)}: unknown; known: {', '.join(FAMILIES)}")
+    if a.churn is not None and not 0.0 <= a.churn <= 1.0:
+        raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
     if a.reuse and not (a.home and (Path(a.home) / "studio.db").is_file()):
         raise SystemExit(f"--reuse needs --home with a studio that has votes; got {a.home!r}")
     home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
     studio = Studio.open(home)
     admin = studio.users.ensure("round-admin", "admin")
-    if a.churn is not None and not 0.0 <= a.churn <= 1.0:
-        raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
     gen = pipeline_generator()
     times = {}
     if a.reuse:
@@ -84,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         studio.registry.promote(admin, parent.id)
         t = time.time()
         # each pair gets two votes (5 annotators), so votes / 2 requests
-        collection_round(studio, pipeline_generator(churn=a.churn), max(1, a.votes // 2), seed=a.seed,
-                         families=families, seeds_per_request=a.seeds_per_request)
+        collect = lambda path, req, seed: gen(path, req, seed, churn=a.churn)  # noqa: E731 (one cached pipeline)
+        collection_round(studio, collect, max(1, a.votes // 2), seed=a.seed, families=families,
+                         seeds_per_request=a.seeds_per_request)
         times["collection_s"] = round(time.time() - t, 1)
         t = time.time()
         sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)

@@ -31,10 +31,10 @@ def judge_pair(world: dict, left: np.ndarray, right: np.ndarray) -> tuple[dict, 
     return dims, vote(ul["overall"], ur["overall"])
 
 
-def pipeline_generator(threads: int = 1, churn: float | None = None):
-    """generate(version_path, request, seed) with a cached pipeline per version; `churn` (the share of fresh noise
-    per sampler step, model/flow_matching.sampler_step) makes two seeds of one request differ more: the pipeline's
-    own setting when None."""
+def pipeline_generator(threads: int = 1):
+    """generate(version_path, request, seed, churn=None) with a cached pipeline per version; `churn` (the share of
+    fresh noise per sampler step, model/flow_matching.sampler_step) makes two seeds of one request differ more: the
+    pipeline's own setting when None."""
     import torch
 
     from model.pipeline import OmniPipeline
@@ -42,7 +42,7 @@ def pipeline_generator(threads: int = 1, churn: float | None = None):
     torch.set_num_threads(threads)
     cache = {}
 
-    def generate(path, request, seed):
+    def generate(path, request, seed, churn=None):
         if path not in cache:
             cache[path] = OmniPipeline.from_pretrained(path)
             cache[path].set_progress_bar_config(disable=True)

@@ -109,7 +109,7 @@ def make_batch(cfg: TrainSRConfig, seed: int) -> dict:
     drawn = []
     for rng in rngs:
         ws = sample(str(rng.choice(families)), int(rng.integers(1 << 30)))
-        clean = rng.random() < cfg.p_clean
+        clean = cfg.p_clean > 0 and rng.random() < cfg.p_clean  # no draw without it: older runs' data stay the same
         drawn.append((ws, ws.target, bool(cfg.vae) and not clean and rng.random() < cfg.p_vae, clean))
     through = [i for i, d in enumerate(drawn) if d[2]]
     if through:  # one batched round trip (one clip at a time cost 80% of a batch's making)
