@@ -303,7 +303,10 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
     with gr.Row():
         a = gr.Dropdown([], label="Version A (candidate)", elem_id="training-a")
         b = gr.Dropdown([], label="Version B (parent)", elem_id="training-b")
-        cases = gr.Slider(1, 46, value=8, step=1, label="Requests")
+        cases = gr.Slider(1, 552, value=46, step=1, label="Requests",
+                          info="Promotion needs the lower bound of the GSB interval above 100%: a candidate better on "
+                               "9% of requests and worse on 3% (GSB 106%) is promoted by 46 requests 1 time in 7, "
+                               "by 414 about 4 in 5 (python -m studio_backend.eval_round --power)")
         schedule = gr.Button("Schedule comparisons")
     status = gr.Markdown(elem_id="training-status")
     gr.Markdown("### DPO retraining from the votes")

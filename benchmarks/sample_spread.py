@@ -1,7 +1,7 @@
 """What could preference votes reward? How far apart the judge puts a model's own samples of one request.
 
     python -m benchmarks.sample_spread --model assets/models/omni-world [--cases 6] [--seeds 3] [--churn C]
-        [--settings] [--json benchmarks/results/sample_spread.json]
+        [--settings] [--vary-plan] [--json benchmarks/results/sample_spread.json]
 
 For each task family, `--cases` train-split requests (never the benchmark's) are rendered with `--seeds`
 seeds; the OmniBench judge scores each clip against the world's truth. A collection round shows annotators
@@ -10,11 +10,15 @@ than the judge's margin (the pairs on which a vote can say anything: the others 
 best of the seeds gains over their mean (what a model that always drew its best sample would gain).
 `--settings` also renders each request at other sampler settings (guidance 1.5 / 6, churn 0.5) on seed 0:
 pairs may differ by sampler setting rather than by seed, which helps only where the settings change a score.
+`--vary-plan`: each seed is also the request's own seed, so the planner's free choices (a subject's size and
+start where the words leave them open) differ between samples, as they do between a creator's two seeds in the
+studio; without it only the sampler's noise differs and the plan is the request's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--churn", type=float, default=None,
                     help="draw the seeds with this much fresh noise per sampler step (default: the model's own)")
     ap.add_argument("--settings", action="store_true", help="also other sampler settings (guidance, churn) on seed 0")
+    ap.add_argument("--vary-plan", action="store_true",
+                    help="draw the plan with each sample's seed too (the planner's free sizes and starts differ)")
     ap.add_argument("--json", dest="json_out")
     a = ap.parse_args(argv)
     import torch
@@ -120,14 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:
         raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
-    rep = spread(lambda req, seed, **kw: pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames,
+    def generate(req, seed, **kw):
+        if a.vary_plan:  # the plan's free choices drawn with the sample's seed too
+            req = dataclasses.replace(req, seed=int(seed))
+        return pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames
+
+    rep = spread(generate,
                  tuple(a.family or FAMILIES), a.cases,
                  a.seeds, settings, progress=lambda f, r: print(f, json.dumps(r), flush=True))
     print(format_table(rep, tuple(settings)))
     if a.json_out:
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json_out).write_text(json.dumps({"model": a.model, "cases": a.cases, "seeds": a.seeds, "churn": a.churn,
-                                                "seconds": round(time.time() - t0, 1), "families": rep}, indent=1))
+                                                "vary_plan": a.vary_plan, "seconds": round(time.time() - t0, 1), "families": rep}, indent=1))
     return 0
 
 

@@ -1,7 +1,7 @@
 """One whole preference round from a model, reproducibly, with timings:
 
 collection (requests x 2 seeds on the model) -> simulated votes (judge + noise) -> Flow-DPO ->
-candidate version -> evaluation round (candidate vs parent, judged) -> GSB of candidate
+candidate version -> evaluation round (candidate vs parent, judged; `--eval-requests`, default 414) -> GSB of candidate
 against parent by the OmniBench judge on held-out cases -> promotion decision.
 
     python -m studio_backend.dpo_round [--model assets/models/omni-world] --votes 500 --seed 0 --json OUT
@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from studio_backend.eval_round import DEFAULT_EVAL_REQUESTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="collection only: fresh noise per sampler step in [0, 1] (seeds of one request differ more); "
                          "the evaluation renders at the model's own setting")
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
+    ap.add_argument("--eval-requests", type=int, default=DEFAULT_EVAL_REQUESTS,
+                    help="requests in the evaluation round that decides promotion (default: 18 per family, enough to "
+                         "promote a 106%% candidate 85%% of the time; python -m studio_backend.eval_round --power)")
     ap.add_argument("--home", default=None)
     ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
     ap.add_argument("--consistent", type=int, default=0, choices=(0, 1),
@@ -51,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    from studio_backend.rounds import collection_round, evaluation_round, promotion_decision
+    from studio_backend.eval_round import run_evaluation
+    from studio_backend.rounds import collection_round
     from studio_backend.studio import Studio
     from training import evaluate as E
     from studio_backend.preference import simulate
@@ -64,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families or ()) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"--families {', '.join(unknown)}: unknown; known: {', '.join(FAMILIES)}")
+    if a.eval_requests < 1:
+        raise SystemExit(f"--eval-requests {a.eval_requests}: at least 1")
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:
         raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
     if a.reuse and not (a.home and (Path(a.home) / "studio.db").is_file()):
@@ -102,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     report = E.compare(E.load_model(cand.path), E.load_model(parent.path), limit=a.eval_limit)
     times["evaluation_s"] = round(time.time() - t, 1)
     t = time.time()
-    evaluation_round(studio, gen, cand.id, parent.id, n_requests=23)
-    simulate(studio, 46, noise=a.noise, annotators=2, seed=a.seed + 1)
-    decision = promotion_decision(studio, cand.id, parent.id)
+    decision = run_evaluation(studio, gen, cand.id, parent.id, a.eval_requests, a.noise, a.seed + 1)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
            "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,

@@ -34,12 +34,23 @@ def _wgsb(items: list[tuple[str, float]]) -> float:
     return gsb(c)
 
 
-def bootstrap_ci(items: list[tuple[str, float]], reps: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of (weighted) GSB over votes resampled with replacement."""
+def bootstrap_ci(items: list[tuple[str, float]], reps: int = 1000, level: float = 0.95, seed: int = 0,
+                 clusters: list | None = None) -> tuple[float, float]:
+    """Percentile interval of (weighted) GSB over votes resampled with replacement. With `clusters` (one key per
+    item, e.g. its comparison), whole clusters are resampled: the votes on one pair of clips share its clips, so
+    counting them as independent draws would make the interval too narrow (two annotators agreeing on one pair
+    are one piece of evidence about the models, not two)."""
     if not items:
         return (float("nan"), float("nan"))
     rng = random.Random(seed)
-    vals = sorted(_wgsb(rng.choices(items, k=len(items))) for _ in range(reps))
+    if clusters is None:
+        groups = [[it] for it in items]
+    else:
+        by: dict = defaultdict(list)
+        for key, it in zip(clusters, items):
+            by[key].append(it)
+        groups = list(by.values())
+    vals = sorted(_wgsb([it for g in rng.choices(groups, k=len(groups)) for it in g]) for _ in range(reps))
     return vals[int((1 - level) / 2 * reps)], vals[min(reps - 1, int((1 + level) / 2 * reps))]
 
 
@@ -47,26 +58,52 @@ def gsb_table(votes: list[dict], weights: dict[int, float] | None = None, reps: 
     """GSB per (version pair, dimension) and per (version pair, family) overall, with 95% intervals.
 
     Pairs are oriented so the lower version id is A. `weights` (annotator -> trust) weight each
-    vote in the estimate; `counts` are the plain vote counts."""
+    vote in the estimate; `counts` are the plain vote counts. The intervals resample comparisons (all the votes
+    on one pair of clips together) where the votes name theirs."""
     flip = {"G": "B", "S": "S", "B": "G"}
     groups: dict[tuple, list[tuple[str, float]]] = defaultdict(list)
-    for v in votes:
+    keys: dict[tuple, list] = defaultdict(list)
+    for n, v in enumerate(votes):
         a, b = v.get("version_a"), v.get("version_b")
         if a is None or b is None or a == b:
             continue
         w = 1.0 if weights is None else weights.get(v["annotator_id"], 1.0)
         pair = (min(a, b), max(a, b))
         orient = (lambda x: flip[x]) if a > b else (lambda x: x)
+        cluster = v.get("comparison_id", ("vote", n))
         for dim, verdict in [("overall", v["overall"])] + list(v["verdicts"].items()):
             groups[(pair, dim, "all")].append((orient(verdict), w))
+            keys[(pair, dim, "all")].append(cluster)
         if v.get("family"):
             groups[(pair, "overall", v["family"])].append((orient(v["overall"]), w))
+            keys[(pair, "overall", v["family"])].append(cluster)
     rows = []
-    for (pair, dim, fam), items in sorted(groups.items()):
-        lo, hi = bootstrap_ci(items, reps)
+    for key, items in sorted(groups.items()):
+        pair, dim, fam = key
+        lo, hi = bootstrap_ci(items, reps, clusters=keys[key])
         rows.append({"a": pair[0], "b": pair[1], "dimension": dim, "family": fam, "gsb": _wgsb(items),
                      "ci_low": lo, "ci_high": hi, "counts": _counts(v for v, _ in items)})
     return rows
+
+
+def eval_power(p_good: float, p_bad: float, requests: int, votes_per_request: int = 2, noise: float = 0.1,
+               level: float = 0.95, trials: int = 200, reps: int = 400, seed: int = 0) -> float:
+    """The chance that an evaluation round of `requests` comparisons promotes a candidate whose clips the judge
+    finds better on a share `p_good` of requests and worse on `p_bad`, voted on by `votes_per_request` annotators who
+    each give a random verdict with probability `noise`: the share of simulated rounds whose comparison-resampled
+    interval (`bootstrap_ci`, as `rounds.promotion_decision` computes it) has its lower bound above 100%."""
+    rng = random.Random(seed)
+    hits = 0
+    for t in range(trials):
+        items, clusters = [], []
+        for r in range(requests):
+            u = rng.random()
+            truth = "G" if u < p_good else "B" if u < p_good + p_bad else "S"
+            for _ in range(votes_per_request):
+                items.append((rng.choice("GSB") if rng.random() < noise else truth, 1.0))
+                clusters.append(r)
+        hits += bootstrap_ci(items, reps, level, seed=t, clusters=clusters)[0] > 1.0
+    return hits / trials
 
 
 def bradley_terry_ties(matches: list[tuple[int, int, str]], iters: int = 500, prior: float = 0.5) -> dict:

@@ -290,6 +290,26 @@ def test_gsb_bradley_terry_and_agreement_on_known_votes():
     assert gold[1]["accuracy"] == 0.5 and gold[2]["weight"] == 0.5
 
 
+def test_gsb_intervals_resample_comparisons_not_votes_and_the_eval_round_power():
+    """Two annotators agreeing on one pair of clips are one piece of evidence: the interval must not narrow when
+    every comparison gets a second, identical vote (it would, by about 1/sqrt(2), if votes were resampled)."""
+    verdicts = "GGGGGGSSSSSSSSSSSSSB"
+    one = [{"vote_id": i, "comparison_id": i, "annotator_id": 1, "overall": v, "verdicts": {}, "version_a": 1,
+            "version_b": 2, "family": None} for i, v in enumerate(verdicts)]
+    two = one + [dict(v, vote_id=100 + v["vote_id"], annotator_id=2) for v in one]
+    row = lambda votes: next(r for r in stats.gsb_table(votes, reps=400) if r["dimension"] == "overall")  # noqa: E731
+    w1, w2 = (row(v)["ci_high"] - row(v)["ci_low"] for v in (one, two))
+    assert w2 == pytest.approx(w1, rel=0.05) and row(two)["gsb"] == row(one)["gsb"]
+    unclustered = stats.bootstrap_ci([(v["overall"], 1.0) for v in two], 400)
+    assert unclustered[1] - unclustered[0] < 0.85 * w2  # what treating votes as independent would have claimed
+    # power of the promotion rule: a clear winner is promoted by a small round, an even candidate almost never,
+    # and a 106% candidate (the judge's G 12 / S 122 / B 4) needs far more than one request per family
+    assert stats.eval_power(0.5, 0.0, 40, trials=40, reps=200) == 1.0
+    assert stats.eval_power(0.05, 0.05, 200, trials=40, reps=200) <= 0.1
+    small, large = (stats.eval_power(12 / 138, 4 / 138, n, trials=60, reps=200) for n in (23, 414))
+    assert small < 0.35 < 0.65 < large
+
+
 def test_registry_promote_and_roll_back(studio):
     admin = studio.users.ensure("root", "admin")
     v1 = studio.registry.register("v1", "/v1", status="active")

@@ -309,7 +309,7 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "m")
     home, out = tmp_path / "home", tmp_path / "round.json"
     assert dpo_round.main(["--model", str(tmp_path / "m"), "--votes", "12", "--steps", "2", "--eval-limit", "1",
-                           "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home),
+                           "--eval-requests", "4", "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home),
                            "--json", str(out)]) == 0
     first = json.loads(out.read_text())
     assert first["collection_families"] == ["t2v", "boxes", "edit_add"] and first["churn"] == 0.5
@@ -318,12 +318,13 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     assert collected == {"t2v", "boxes", "edit_add"}
     assert first["votes"]["votes"] == 12 and set(first["times"]) >= {"collection_s", "votes_s", "training_s"}
     assert len(first["curves"]["loss"]) == 2 and "overall" in first["gsb"]
+    assert first["promotion"]["requests"] == 4 and first["promotion"]["votes"] == 8
     st = Studio.open(home)
     n_votes = len([v for v in st.arena.votes() if v["purpose"] == "dpo"])
     # again on the same votes, consistent pairs only: no new collection, no new DPO votes
     again = tmp_path / "again.json"
     assert dpo_round.main(["--reuse", "--home", str(home), "--consistent", "1", "--steps", "2", "--eval-limit", "1",
-                           "--json", str(again)]) == 0
+                           "--eval-requests", "2", "--json", str(again)]) == 0
     second = json.loads(again.read_text())
     assert second["consistent"] == 1 and "collection_s" not in second["times"]
     assert second["b"] == first["b"]  # trained from the same parent
@@ -334,6 +335,30 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
         dpo_round.main(["--families", "t2v,t2x", "--json", str(again)])
     with pytest.raises(SystemExit, match="--churn 2.0"):
         dpo_round.main(["--churn", "2", "--home", str(tmp_path / "h2"), "--json", str(again)])
+
+
+def test_eval_round_command_judges_two_model_directories_in_a_fresh_home(tmp_path):
+    import json
+
+    from studio_backend import eval_round
+
+    tiny_pipeline().save_pretrained(tmp_path / "m")
+    out, home = tmp_path / "eval.json", tmp_path / "home"
+    assert eval_round.main(["--candidate", str(tmp_path / "m"), "--parent", str(tmp_path / "m"), "--requests", "3",
+                            "--home", str(home), "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    # the same weights on both sides render the same clips: every judged verdict is Same, only noise votes differ
+    assert rep["requests"] == 3 and rep["votes"] == 6 and rep["promote"] is False
+    eval_votes = [v for v in Studio.open(home).arena.votes() if v["purpose"] == "eval"]
+    assert len(eval_votes) == 6 and len({v["comparison_id"] for v in eval_votes}) == 3
+    with pytest.raises(SystemExit, match="already a studio"):
+        eval_round.main(["--candidate", str(tmp_path / "m"), "--parent", str(tmp_path / "m"), "--home", str(home),
+                         "--requests", "1"])
+    with pytest.raises(SystemExit, match="--parent .*not a model directory"):
+        eval_round.main(["--candidate", str(tmp_path / "m"), "--parent", str(tmp_path / "nowhere")])
+    assert eval_round.main(["--power", "--good", "0.5", "--bad", "0", "--requests", "20", "--json",
+                            str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["promotion_chance"] > 0.9
 
 
 def test_dpo_on_a_layout_model_conditions_on_the_plan_the_clips_were_rendered_from(monkeypatch):
