@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-requests", type=int, default=DEFAULT_EVAL_REQUESTS,
                     help="requests in the evaluation round that decides promotion (default: 18 per family, enough to "
                          "promote a 106%% candidate 85%% of the time; python -m studio_backend.eval_round --power)")
+    ap.add_argument("--judge-seeds", default="0,1,2",
+                    help="the judge votes on each held-out case's mean utility over these sampler seeds (one seed puts "
+                         "one noise draw under every case; see training.evaluate --seeds)")
     ap.add_argument("--home", default=None)
     ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
     ap.add_argument("--consistent", type=int, default=0, choices=(0, 1),
@@ -70,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families or ()) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"--families {', '.join(unknown)}: unknown; known: {', '.join(FAMILIES)}")
+    try:
+        judge_seeds = tuple(int(x) for x in a.judge_seeds.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"--judge-seeds {a.judge_seeds!r}: integers separated by commas, e.g. 0,1,2")
+    if not judge_seeds:
+        raise SystemExit("--judge-seeds: give at least one seed")
     if a.eval_requests < 1:
         raise SystemExit(f"--eval-requests {a.eval_requests}: at least 1")
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:
@@ -107,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     times["training_s"] = round(time.time() - t, 1)
     t = time.time()
     cand = studio.registry.get(done.model_version_id)
-    report = E.compare(E.load_model(cand.path), E.load_model(parent.path), limit=a.eval_limit)
+    report = E.compare(E.load_model(cand.path), E.load_model(parent.path), limit=a.eval_limit, seeds=judge_seeds)
     times["evaluation_s"] = round(time.time() - t, 1)
     t = time.time()
     decision = run_evaluation(studio, gen, cand.id, parent.id, a.eval_requests, a.noise, a.seed + 1)
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
            "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,
-           "consistent": a.consistent, "sft_weight": a.sft_weight,
+           "consistent": a.consistent, "sft_weight": a.sft_weight, "judge_seeds": list(judge_seeds),
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -324,9 +324,10 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     # again on the same votes, consistent pairs only: no new collection, no new DPO votes
     again = tmp_path / "again.json"
     assert dpo_round.main(["--reuse", "--home", str(home), "--consistent", "1", "--steps", "2", "--eval-limit", "1",
-                           "--eval-requests", "2", "--json", str(again)]) == 0
+                           "--eval-requests", "2", "--judge-seeds", "3", "--json", str(again)]) == 0
     second = json.loads(again.read_text())
     assert second["consistent"] == 1 and "collection_s" not in second["times"]
+    assert first["judge_seeds"] == first["seeds"] == [0, 1, 2] and second["judge_seeds"] == second["seeds"] == [3]
     assert second["b"] == first["b"]  # trained from the same parent
     assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes
     with pytest.raises(SystemExit, match="--reuse needs --home"):

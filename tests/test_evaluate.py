@@ -89,6 +89,27 @@ def test_judge_gsb():
     assert same["gsb"]["overall"] == 1.0 and same["counts"]["overall"]["S"] == 3
 
 
+def test_the_judge_votes_on_the_mean_over_sampler_seeds():
+    """Every benchmark request has seed 0: a model that is right only with that one noise draw beats, at one seed,
+    a model right with two draws in three; over seeds 0, 1, 2 the judge sees it the other way round."""
+    def right_with(good):
+        def run(case, seed=None):
+            s = case.request.seed if seed is None else seed
+            return E.oracle(case) if s in good else E.noise(case)
+
+        run.takes_seed = True
+        return run
+
+    lucky, steady = right_with({0}), right_with({1, 2})
+    assert E.compare(lucky, steady, families=("t2v",), limit=3)["counts"]["overall"] == {"G": 3, "S": 0, "B": 0}
+    over = E.compare(lucky, steady, families=("t2v",), limit=3, seeds=(0, 1, 2))
+    assert over["counts"]["overall"] == {"G": 0, "S": 0, "B": 3} and over["seeds"] == [0, 1, 2]
+    # a baseline without a sampler is judged as it is, seeds or not
+    assert E.compare(E.oracle, E.noise, families=("t2v",), limit=2, seeds=(0, 1))["counts"]["overall"]["G"] == 2
+    with pytest.raises(SystemExit):
+        E.main(["--compare", "oracle", "noise", "--seeds", "0,x"])
+
+
 def test_cli_writes_the_json_report(tmp_path):
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", "oracle", "--family", "boxes",

@@ -317,14 +317,16 @@ def load_model(spec: str, steps: int | None = None, guidance: float | None = Non
     pipe = OmniPipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
 
-    def run(case: WorldSample) -> np.ndarray:
+    def run(case: WorldSample, seed: int | None = None) -> np.ndarray:
+        """The clip for `case`; `seed`: the sampler's seed instead of the request's (the plan keeps the request's)."""
         if given_layout:  # the truth's boxes, named as the planner names the subjects
             from training.data import truth_layout, with_planned_labels
 
             lay = with_planned_labels(truth_layout(case), pipe.enhancer.enhance(case.request).layout)
-            return pipe(case.request, steps=steps, guidance=guidance, layout=lay, churn=churn).frames
-        return pipe(case.request, steps=steps, guidance=guidance, churn=churn).frames
+            return pipe(case.request, steps=steps, guidance=guidance, layout=lay, churn=churn, seed=seed).frames
+        return pipe(case.request, steps=steps, guidance=guidance, churn=churn, seed=seed).frames
 
+    run.takes_seed = True
     return run
 
 
@@ -442,21 +444,34 @@ class ReportSource:
         return cases[k]
 
 
-def _utilities_of(model: Generator | ReportSource) -> Callable[[str, int], dict[str, float]]:
+def _utilities_of(model: Generator | ReportSource, seeds: tuple[int, ...] | None = None
+                  ) -> Callable[[str, int], dict[str, float]]:
+    """Per (family, case) the judge's utilities of `model`'s clip; with `seeds` (models from `load_model`), the mean
+    over one clip per sampler seed: what the model does with the request, not with one noise draw."""
     if isinstance(model, ReportSource):
         return model
-    return lambda fam, k: score_case(bench_cases(fam)[k], model(bench_cases(fam)[k])).utilities()
+    if not seeds or not getattr(model, "takes_seed", False):
+        return lambda fam, k: score_case(bench_cases(fam)[k], model(bench_cases(fam)[k])).utilities()
+
+    def mean_over_seeds(fam: str, k: int) -> dict[str, float]:
+        case = bench_cases(fam)[k]
+        us = [score_case(case, model(case, seed=s)).utilities() for s in seeds]
+        return {key: float(np.mean([u[key] for u in us])) for key in us[0] if all(key in u for u in us)}
+
+    return mean_over_seeds
 
 
-def compare(a, b, families=FAMILIES, limit: int | None = None) -> dict:
+def compare(a, b, families=FAMILIES, limit: int | None = None, seeds: tuple[int, ...] | None = None) -> dict:
     """Judge A against B case by case. A and B are models (Generators) or ReportSources: the votes
-    are the same either way."""
+    are the same either way. `seeds`: models are judged on their mean utility over these sampler seeds (every
+    benchmark request has seed 0, so one seed puts one noise draw under all 552 cases: a model change moves many
+    cases together, and a GSB at one seed measures that draw as much as the models)."""
     t0 = time.perf_counter()
     keys = ("overall",) + DIMENSIONS
     counts = {k: {"G": 0, "S": 0, "B": 0} for k in keys}
     per_family = {}
     sums = {k: [0.0, 0.0, 0] for k in keys}  # mean utility of A and of B per dimension
-    util_a, util_b = _utilities_of(a), _utilities_of(b)
+    util_a, util_b = _utilities_of(a, seeds), _utilities_of(b, seeds)
     for fam in families:
         fc = {"G": 0, "S": 0, "B": 0}
         for k in range(min(limit or CASES_PER_FAMILY, CASES_PER_FAMILY)):
@@ -475,6 +490,7 @@ def compare(a, b, families=FAMILIES, limit: int | None = None) -> dict:
         "families": per_family,
         "mean_utility": {k: {"a": round(v[0] / v[2], 4), "b": round(v[1] / v[2], 4)} for k, v in sums.items() if v[2]},
         "seconds": round(time.perf_counter() - t0, 2),
+        **({"seeds": list(seeds)} if seeds else {}),
     }
 
 
@@ -534,7 +550,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--churn", type=float, default=None,
                     help="with a model directory: this share of fresh noise per sampling step instead of the model's "
                          "own (0 = deterministic Euler; a sampler study)")
+    ap.add_argument("--seeds", default=None,
+                    help="with --compare of model directories: judge each case on the mean utility over these sampler "
+                         "seeds, e.g. 0,1,2 (default: the request's own, 0 for every benchmark case)")
     args = ap.parse_args(argv)
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+        except ValueError:
+            ap.error(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2")
+        if not seeds or not args.compare or any(x.endswith(".json") for x in args.compare):
+            ap.error("--seeds: give one or more seeds, with --compare of two model directories")
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps {args.steps}: give 1 or more")
     from model.mvl import GUIDANCE_RANGE
@@ -571,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if reports and not args.family:  # the families the reports hold
             families = tuple(f for f in families if all(f in r.families for r in reports))
         limit = args.limit or (min(r.cases for r in reports) if reports else None)  # and their cases
-        report = compare(sides[0], sides[1], families, limit)
+        report = compare(sides[0], sides[1], families, limit, seeds)
         report["a"], report["b"] = args.compare
         print(f"GSB of {args.compare[0]} against {args.compare[1]} (G+S)/(B+S):")
         for k, v in report["gsb"].items():
