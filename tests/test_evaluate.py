@@ -280,7 +280,7 @@ def test_sampler_overrides_are_refused_where_there_is_no_sampler():
     """--steps / --guidance set a model directory's sampler: with a baseline, or out of range, a clear error."""
     for args in (["--model", "oracle", "--steps", "4"], ["--model", "oracle", "--guidance", "30"],
                  ["--compare", "oracle", "noise", "--steps", "4"], ["--model", "oracle", "--churn", "0.5"],
-                 ["--model", "oracle", "--churn", "2"]):
+                 ["--model", "oracle", "--churn", "2"], ["--model", "oracle", "--seed", "1"]):
         r = subprocess.run([sys.executable, "-m", "training.evaluate", *args], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and ("--steps / --guidance" in r.stderr or "--guidance 30" in r.stderr
                                       or "--churn 2" in r.stderr), r.stderr
@@ -302,6 +302,14 @@ def test_a_churn_study_runs_the_stochastic_sampler_and_records_it(tmp_path):
     gen = E.load_model(str(tmp_path / "m"), churn=1.0)
     case = E.bench_cases("t2v", 1)[0]
     assert not np.array_equal(gen(case), E.load_model(str(tmp_path / "m"))(case))
+    # --seed: one other sampler seed for every case (the benchmark's requests all have seed 0), recorded
+    assert case.request.seed == 0
+    base, seeded = E.load_model(str(tmp_path / "m")), E.load_model(str(tmp_path / "m"), seed=5)
+    assert np.array_equal(seeded(case), base(case, seed=5)) and not np.array_equal(seeded(case), base(case))
+    assert np.array_equal(seeded(case, seed=0), base(case))  # a seed given per call wins
+    assert E.main(["--model", str(tmp_path / "m"), "--family", "t2v", "--limit", "1", "--seed", "5",
+                   "--json", str(tmp_path / "s5.json")]) == 0
+    assert json.loads((tmp_path / "s5.json").read_text())["sampler"] == {"seed": 5}
 
 
 def test_the_race_report_reads_each_arms_logs_and_reports_and_judges_them_case_by_case(tmp_path):

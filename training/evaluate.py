@@ -297,7 +297,7 @@ def vae_ceiling(model_dir: str) -> Generator:
 
 
 def load_model(spec: str, steps: int | None = None, guidance: float | None = None,
-               churn: float | None = None) -> Generator:
+               churn: float | None = None, seed: int | None = None) -> Generator:
     """A baseline by name, `vae:DIR` (the VAE ceiling), or a model directory (DESIGN 3.4) run through
     the Omni pipeline (at its own default steps and the request's guidance unless `steps` / `guidance`
     override them: a sampler study, not the model's score)."""
@@ -317,8 +317,11 @@ def load_model(spec: str, steps: int | None = None, guidance: float | None = Non
     pipe = OmniPipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
 
+    fixed_seed = seed
+
     def run(case: WorldSample, seed: int | None = None) -> np.ndarray:
         """The clip for `case`; `seed`: the sampler's seed instead of the request's (the plan keeps the request's)."""
+        seed = fixed_seed if seed is None else seed
         if given_layout:  # the truth's boxes, named as the planner names the subjects
             from training.data import truth_layout, with_planned_labels
 
@@ -550,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--churn", type=float, default=None,
                     help="with a model directory: this share of fresh noise per sampling step instead of the model's "
                          "own (0 = deterministic Euler; a sampler study)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="with a model directory: this sampler seed for every case instead of the request's own (0 for "
+                         "every benchmark case; the plan keeps the request's): how much a score owes to one noise draw")
     ap.add_argument("--seeds", default=None,
                     help="with --compare of model directories: judge each case on the mean utility over these sampler "
                          "seeds, e.g. 0,1,2 (default: the request's own, 0 for every benchmark case)")
@@ -570,9 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--guidance {args.guidance}: give {GUIDANCE_RANGE[0]}..{GUIDANCE_RANGE[1]}")
     if args.churn is not None and not 0.0 <= args.churn <= 1.0:
         ap.error(f"--churn {args.churn}: give 0..1")
-    if (args.steps is not None or args.guidance is not None or args.churn is not None) and (
+    if (args.steps is not None or args.guidance is not None or args.churn is not None or args.seed is not None) and (
             not args.model or args.model in BASELINES or args.model.startswith("vae:")):
-        ap.error("--steps / --guidance / --churn set a model directory's sampler: give --model DIR (or layout:DIR)")
+        ap.error("--steps / --guidance / --churn / --seed set a model directory's sampler: "
+                 "give --model DIR (or layout:DIR)")
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: give 1 or more processes")
     families = tuple(args.family) if args.family else FAMILIES
@@ -581,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare and args.split != "bench":
         ap.error("--split train: the judge (--compare) works on the bench split only")
     if args.model:
-        sampler = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("churn", args.churn))
-                   if v is not None}
+        sampler = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("churn", args.churn),
+                                     ("seed", args.seed)) if v is not None}
         if args.jobs > 1:
             load_model(args.model)  # a wrong --model fails here, once, with its message
             report = evaluate_parallel(args.model, families, args.limit, args.jobs, args.split, sampler)
