@@ -131,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             req = dataclasses.replace(req, seed=int(seed))
         return pipe(req, seed=seed, **{"churn": a.churn, **kw}).frames
 
-    rep = spread(generate,
-                 tuple(a.family or FAMILIES), a.cases,
-                 a.seeds, settings, progress=lambda f, r: print(f, json.dumps(r), flush=True))
+    rep = spread(generate, tuple(a.family or FAMILIES), a.cases, a.seeds, settings,
+                 progress=lambda f, r: print(f, json.dumps(r), flush=True))
     print(format_table(rep, tuple(settings)))
     if a.json_out:
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json_out).write_text(json.dumps({"model": a.model, "cases": a.cases, "seeds": a.seeds, "churn": a.churn,
-                                                "vary_plan": a.vary_plan, "seconds": round(time.time() - t0, 1), "families": rep}, indent=1))
+                                                "vary_plan": a.vary_plan, "seconds": round(time.time() - t0, 1),
+                                                "families": rep}, indent=1))
     return 0
 
 

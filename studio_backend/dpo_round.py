@@ -74,11 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--families {', '.join(unknown)}: unknown; known: {', '.join(FAMILIES)}")
     try:
-        judge_seeds = tuple(int(x) for x in a.judge_seeds.split(",") if x.strip())
-    except ValueError:
-        raise SystemExit(f"--judge-seeds {a.judge_seeds!r}: integers separated by commas, e.g. 0,1,2")
-    if not judge_seeds:
-        raise SystemExit("--judge-seeds: give at least one seed")
+        judge_seeds = E.parse_seeds(a.judge_seeds)
+    except ValueError as e:
+        raise SystemExit(f"--judge-seeds {e}")
     if a.eval_requests < 1:
         raise SystemExit(f"--eval-requests {a.eval_requests}: at least 1")
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:

@@ -334,6 +334,8 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
         dpo_round.main(["--reuse", "--home", str(tmp_path / "nowhere"), "--json", str(again)])
     with pytest.raises(SystemExit, match="--families t2x: unknown"):
         dpo_round.main(["--families", "t2v,t2x", "--json", str(again)])
+    with pytest.raises(SystemExit, match="--judge-seeds '0,x': give integers"):
+        dpo_round.main(["--judge-seeds", "0,x", "--json", str(again)])
     with pytest.raises(SystemExit, match="--churn 2.0"):
         dpo_round.main(["--churn", "2", "--home", str(tmp_path / "h2"), "--json", str(again)])
 

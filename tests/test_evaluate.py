@@ -106,6 +106,10 @@ def test_the_judge_votes_on_the_mean_over_sampler_seeds():
     assert over["counts"]["overall"] == {"G": 0, "S": 0, "B": 3} and over["seeds"] == [0, 1, 2]
     # a baseline without a sampler is judged as it is, seeds or not
     assert E.compare(E.oracle, E.noise, families=("t2v",), limit=2, seeds=(0, 1))["counts"]["overall"]["G"] == 2
+    assert E.parse_seeds(" 0, 1,2") == (0, 1, 2)
+    for bad in ("0,x", ","):
+        with pytest.raises(ValueError, match="e.g. 0,1,2"):
+            E.parse_seeds(bad)
     with pytest.raises(SystemExit):
         E.main(["--compare", "oracle", "noise", "--seeds", "0,x"])
 

@@ -447,6 +447,17 @@ class ReportSource:
         return cases[k]
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); ValueError naming the input when it holds no seed or something that is not an integer."""
+    try:
+        seeds = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: give integers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise ValueError(f"{text!r}: give at least one seed, e.g. 0,1,2")
+    return seeds
+
+
 def _utilities_of(model: Generator | ReportSource, seeds: tuple[int, ...] | None = None
                   ) -> Callable[[str, int], dict[str, float]]:
     """Per (family, case) the judge's utilities of `model`'s clip; with `seeds` (models from `load_model`), the mean
@@ -563,11 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     seeds = None
     if args.seeds is not None:
         try:
-            seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
-        except ValueError:
-            ap.error(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2")
-        if not seeds or not args.compare or any(x.endswith(".json") for x in args.compare):
-            ap.error("--seeds: give one or more seeds, with --compare of two model directories")
+            seeds = parse_seeds(args.seeds)
+        except ValueError as e:
+            ap.error(f"--seeds {e}")
+        if not args.compare or any(x.endswith(".json") for x in args.compare):
+            ap.error("--seeds: only with --compare of two model directories")
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps {args.steps}: give 1 or more")
     from model.mvl import GUIDANCE_RANGE
