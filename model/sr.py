@@ -291,6 +291,13 @@ class BaseConvPath(nn.Module):
         nn.init.zeros_(self.out.weight)  # starts as no change
         nn.init.zeros_(self.out.bias)
 
+    def zero_blocks_from(self, first: int) -> None:
+        """Blocks `first`.. become identities (their temporal convolution zeroed): how a deeper path is grown
+        into a trained one without changing what it computes."""
+        for tp in self.temporal[first:]:
+            nn.init.zeros_(tp.weight)
+            nn.init.zeros_(tp.bias)
+
     def forward(self, base: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         B, C, T, h, w = base.shape
         s = self.scale

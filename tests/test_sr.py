@@ -184,6 +184,31 @@ def test_a_run_grows_the_base_conv_path_without_changing_what_it_computes(tmp_pa
         assert torch.equal(fresh(base, fresh.embed_conditions(images)), before(base, before.embed_conditions(images)))
 
 
+def test_a_run_deepens_the_base_conv_path_without_changing_what_it_computes(tmp_path):
+    """train_sr: a resumed run given a larger --base-conv-depth adds blocks that start as identities (their
+    temporal convolution zeroed), so at the step they are added the stage computes what it did (here at lr 0:
+    the grown stage must equal its parent exactly; random new blocks would not)."""
+    from training import train_sr
+
+    cfg = train_sr.TrainSRConfig(out=str(tmp_path / "run"), steps=2, batch=2, crop_frames=2, crop_side=8,
+                                 lr=2e-3, families=("t2v",), log_every=1, save_every=2, dtype="fp32",
+                                 model=tiny(window=(2, 4, 4), text_dim=0, base_conv=4, base_conv_depth=1))
+    train_sr.main(cfg)
+    before = SRStage.from_pretrained(tmp_path / "run" / "ckpt").eval()
+    assert before.base_conv.out.weight.abs().sum() > 0  # the path does something to keep
+    cfg.steps, cfg.lr, cfg.min_lr = 3, 0.0, 0.0
+    cfg.model = tiny(window=(2, 4, 4), text_dim=0, base_conv=4, base_conv_depth=3)
+    assert train_sr.main(cfg)["start_step"] == 2
+    after = SRStage.from_pretrained(tmp_path / "run" / "final").eval()
+    assert after.config.base_conv_depth == 3 and len(after.base_conv.temporal) == 3
+    assert all(float(t.weight.abs().sum()) == 0 for t in after.base_conv.temporal[1:])
+    assert float(after.base_conv.spatial[2].weight.abs().sum()) > 0  # the new blocks' first convs are live
+    base, images, _ = inputs(side=8)
+    with torch.no_grad():
+        assert torch.allclose(after(base, after.embed_conditions(images), level=torch.tensor([0.3])),
+                              before(base, before.embed_conditions(images), level=torch.tensor([0.3])), atol=1e-6)
+
+
 def test_a_few_training_steps_stay_close_to_the_input(tmp_path):
     """Training steps on OmniWorld pairs (real 128 x 128 targets, cropped) lower the loss and the output
     downsampled stays close to the base clip it was given."""

@@ -160,6 +160,8 @@ def main(cfg: TrainSRConfig) -> dict:
             grown = SRStage(dataclasses.replace(model.config, **grown_fields))
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
             assert not unexpected and all(k.startswith(("refine.", "base_conv.")) for k in missing), (missing, unexpected)
+            if "base_conv_depth" in grown_fields and model.base_conv is not None:  # deeper: the new blocks start
+                grown.base_conv.zero_blocks_from(model.config.base_conv_depth)  # as identities
             model, state = grown, {"step": start}
             print(f"added at step {start}: {grown_fields}", flush=True)
     else:
