@@ -12,7 +12,9 @@ the same scene: PSNR (dB, over the clip) and SSIM (luma, 11 px Gaussian window, 
 Identity: the world's checker (training.world.perceive) reads every truth subject's shape and pattern
 off the 32 x 32 clip and off each 128 x 128 output; `kept` counts attributes right at both sizes,
 `lost` attributes right in the base clip and wrong after upscaling (the target is none lost on the
-generated clips), `gained` the other way round.
+generated clips), `gained` the other way round; `full_snap_psnr` / `full_snap_lost`: the same output with every
+pixel snapped to a colour of the base clip around it (model.sr.snap_to_base, no threshold), what a flat-colour
+output would score and lose. `--snap T` sets the stage's own snapping threshold for the run.
 Speed on one CPU thread (process CPU time, best of --repeat): the base stack (enhancer + generator at
 its default steps + VAE) per clip, the SR stage per clip, their ratio; and the SR stage with NABLA
 attention against dense on the same weights (time, output difference, PSNR change).
@@ -129,6 +131,14 @@ class Side:
         row["lost"] = sum(b and not s for b, s in zip(flat_b, flat_s))
         row["gained"] = sum(s and not b for b, s in zip(flat_b, flat_s))
         row["base_right"] = sum(flat_b)
+        # the whole output snapped to the base clip's colours (model.sr.snap_to_base at no threshold): every pixel a
+        # colour the base clip has around it, which the world's checker reads as its colour; the trade-off measured
+        from model.sr import snap_to_base
+
+        full = snap_to_base(torch.from_numpy(sr_clip), torch.from_numpy(np.ascontiguousarray(base)), 1e9, 4).numpy()
+        row["full_snap_psnr"] = psnr(full, hr)
+        flat_f = [x for pair in attributes(full, case) for x in pair]
+        row["full_snap_lost"] = sum(b and not f for b, f in zip(flat_b, flat_f))
         self.rows.append(row)
         return row
 
@@ -136,12 +146,12 @@ class Side:
         rows = self.rows if rows is None else rows
         out = {"cases": len(rows)}
         for k in ("sr_psnr", "bicubic_psnr", "nearest_psnr", "sr_ssim", "bicubic_ssim", "nearest_ssim",
-                  "base_vs_downsampled_psnr", "downsampled_bicubic_psnr"):
+                  "base_vs_downsampled_psnr", "downsampled_bicubic_psnr", "full_snap_psnr"):
             if rows and k in rows[0]:
                 out[k] = round(float(np.mean([r[k] for r in rows])), 3)
         if rows and "sr_psnr" in rows[0]:
             out["sr_gain_db"] = round(out["sr_psnr"] - out["bicubic_psnr"], 3)
-        for k in ("attributes", "base_right", "kept", "lost", "gained", "bicubic_lost"):
+        for k in ("attributes", "base_right", "kept", "lost", "gained", "bicubic_lost", "full_snap_lost"):
             if rows and k in rows[0]:
                 out[k] = int(sum(r[k] for r in rows))
         return out
@@ -205,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", type=float, default=None,
                     help="the degradation level the stage is told the generator's clips have (default: the model's "
                          "sr_level); the world's own base clips are clean renders, level 0")
+    ap.add_argument("--snap", type=float, default=None,
+                    help="the stage's palette snapping threshold (model.sr.snap_to_base; default: its config's, 0 = off)")
     ap.add_argument("--json", default="", help="write the report here")
     ap.add_argument("--consistency-only", action="store_true",
                     help="only how far the world's 32 x 32 clips are from their 128 x 128 renders' downsample (no model)")
@@ -222,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     pipe.set_progress_bar_config(disable=True)
     if a.sr:
         pipe.sr = SRStage.from_pretrained(a.sr).eval()
+    if pipe.sr is not None and a.snap is not None:
+        import dataclasses
+
+        pipe.sr.config = dataclasses.replace(pipe.sr.config, snap=a.snap)
     if pipe.sr is None:
         raise SystemExit(f"{a.model} has no sr/ stage and no --sr was given: train one with python -m training.train_sr")
     fams = [f for f in a.families.split(",") if f] or list(FAMILIES)
@@ -282,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:12s} {s['sr_psnr']:7.2f} {s['bicubic_psnr']:8.2f} {s['nearest_psnr']:8.2f} {s['sr_gain_db']:6.2f}"
               f" {s['sr_ssim']:8.3f} {s['bicubic_ssim']:9.3f} {s['base_right']:6d} {s['kept']:5d} {s['lost']:5d}"
               f" {s['gained']:7d} {s['bicubic_lost']:9d}")
+    for name, s in (("truth_base", t), ("generated", g)):
+        print(f"{name:12s} the whole output snapped to the base clip's colours: {s['full_snap_psnr']:.2f} dB, "
+              f"{s['full_snap_lost']} attributes lost")
     print(f"speed: base stack {report['base_ms_per_clip']:.0f} ms/clip, SR {report['ms_per_clip']:.0f} ms/clip, "
           f"stack with SR / without = {report['stack_ratio']:.2f}x")
     if "nabla" in report:

@@ -217,7 +217,12 @@ class OmniPipeline:
             cond = sr.embed_conditions([refs])
             lvl = self.config.sr_level if level is None else level
             out = sr(base, cond, level=torch.tensor([float(lvl)]))
-        return to_uint8(out)[0].permute(1, 2, 3, 0).numpy()[:T]
+        out = to_uint8(out)[0].permute(1, 2, 3, 0)
+        if sr.config.snap > 0:  # the base clip's own colours where the stage is already near them (model/sr.py)
+            from .sr import snap_to_base
+
+            out = snap_to_base(out, torch.from_numpy(np.ascontiguousarray(clip)), sr.config.snap, sr.config.scale)
+        return out.numpy()[:T]
 
     def _pixel_serves(self, request: MVLRequest, enhanced: Enhanced) -> bool:
         """The pixel generator takes a request of a family it was trained on, with a plan to render and nothing

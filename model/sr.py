@@ -54,6 +54,9 @@ class SRConfig:
     # residual blocks across frames, out through a pixel shuffle to scale x scale sub-pixels per base pixel,
     # zero-initialised; it sees the clip's neighbouring frames, where an edge's sub-pixel place shows (0 = none)
     base_conv_depth: int = 4  # residual blocks of that path
+    snap: float = 0.0  # > 0: an output pixel within this RGB distance (0-255 units) of a colour the base clip has in
+    # the 3 x 3 base pixels around its place takes that colour exactly (snap_to_base; 0 = off): flat colours come out
+    # flat where the stage is already near them, and the stage's hedges between two colours are left as they are
     notes: dict = field(default_factory=dict)  # training recipe, provenance
 
 
@@ -313,6 +316,26 @@ class BaseConvPath(nn.Module):
 def _refiner(ch: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(3, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(),
                          nn.Conv2d(ch, 3, 3, padding=1))
+
+
+def snap_to_base(out: torch.Tensor, base: torch.Tensor, threshold: float, scale: int) -> torch.Tensor:
+    """Palette snapping: out (T, H, W, 3) and base (T, h, w, 3) uint8 with H = h * scale; each output pixel whose
+    nearest colour among the 3 x 3 base pixels around its base pixel (edges repeated) is closer than `threshold`
+    (Euclidean, 0-255 units) becomes that colour; the others stay. The colours put in are the base clip's own, so
+    snapping invents nothing; pixels between two candidates (an uncertain edge) keep the stage's blend, which is
+    what the mean-squared error asks for there."""
+    if threshold <= 0:
+        return out
+    T, h, w, _ = base.shape
+    b = F.pad(base.permute(0, 3, 1, 2).float(), (1, 1, 1, 1), mode="replicate")  # (T, 3, h + 2, w + 2)
+    cands = torch.stack([b[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], 1)  # (T, 9, 3, h, w)
+    cands = cands.repeat_interleave(scale, -2).repeat_interleave(scale, -1)  # (T, 9, 3, H, W)
+    o = out.permute(0, 3, 1, 2).float()[:, None]  # (T, 1, 3, H, W)
+    d2 = ((cands - o) ** 2).sum(2)  # (T, 9, H, W)
+    best, idx = d2.min(1)
+    near = torch.gather(cands, 1, idx[:, None, None].expand(-1, 1, 3, -1, -1))[:, 0]  # (T, 3, H, W)
+    snapped = torch.where((best < threshold**2)[:, None], near, o[:, 0])
+    return snapped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def downsample(x: torch.Tensor, scale: int) -> torch.Tensor:

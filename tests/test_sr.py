@@ -290,3 +290,26 @@ def test_clean_clips_are_the_render_itself_at_level_0_and_degraded_ones_say_so()
     # without p_clean the level is the noise's alone (the recipe of the runs so far): blurred clips at level 0
     old = train_sr.make_batch(dataclasses.replace(cfg, p_clean=0.0, noise_max=0.0), seed=3)
     assert bool((old["level"] == 0).all())
+
+
+def test_snap_to_base_takes_a_near_colour_of_the_base_neighbourhood_and_leaves_blends():
+    """Hand-computed: a 1 x 4 base row (black, red, green, blue) upscaled 2x; output pixels near a colour of the
+    3 x 3 base pixels around their place take it exactly, a blend half-way between two stays, a colour that only
+    lies outside the neighbourhood is never put in, and threshold 0 changes nothing."""
+    from model.sr import snap_to_base
+
+    base = torch.tensor([[[[0, 0, 0], [200, 0, 0], [0, 200, 0], [0, 0, 200]]]], dtype=torch.uint8)  # (1, 1, 4, 3)
+    out = torch.full((1, 2, 8, 3), 77, dtype=torch.uint8)
+    out[0, 0, 0] = torch.tensor([10, 0, 0])  # 10 from black: snaps
+    out[0, 0, 1] = torch.tensor([100, 0, 0])  # 100 from black and from red: a blend, stays
+    out[0, 1, 0] = torch.tensor([0, 0, 190])  # near blue, but blue is 3 base pixels away: not a candidate
+    out[0, 1, 6] = torch.tensor([5, 5, 190])  # under blue's own base pixel: snaps
+    s = snap_to_base(out, base, threshold=20.0, scale=2)
+    assert s.dtype == torch.uint8 and s.shape == out.shape
+    assert s[0, 0, 0].tolist() == [0, 0, 0]
+    assert s[0, 0, 1].tolist() == [100, 0, 0]
+    assert s[0, 1, 0].tolist() == [0, 0, 190]
+    assert s[0, 1, 6].tolist() == [0, 0, 200]
+    everything = snap_to_base(out, base, threshold=1e9, scale=2)
+    assert everything[0, 1, 0].tolist() in ([0, 0, 0], [200, 0, 0])  # the nearest of black, black, red
+    assert torch.equal(snap_to_base(out, base, threshold=0.0, scale=2), out)
