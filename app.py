@@ -24,6 +24,7 @@ for _k, _v in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_H
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "models" / "omni-world"
+UPLOAD_CACHE_AGE_S = 24 * 3600  # seconds an upload stays in gradio's cache (hourly clean-up)
 
 
 _LOAD_LOCK = threading.Lock()
@@ -117,7 +118,9 @@ def build_ui(ctx, home: Path):
             return "Not signed in." + hint
         return f"Signed in as **{u.name}** ({u.role})"
 
-    with gr.Blocks(title="Omni Studio") as demo:
+    # gradio's upload cache (what anyone may POST to /gradio_api/upload before signing in: the page's upload slots
+    # send no session) is emptied of files older than a day, every hour
+    with gr.Blocks(title="Omni Studio", delete_cache=(3600, UPLOAD_CACHE_AGE_S)) as demo:
         user_state = gr.State(first)
         with gr.Row():
             gr.Markdown("# Omni Studio\nCreate with MVL prompts, rate in the arena, retrain from the votes.")
@@ -316,14 +319,18 @@ def main(argv: list[str] | None = None) -> int:
     media.prune_served()
     served = [str(media.served_root), str(media.root / "previews")]
     gr.set_static_paths(served)
+    from studio_backend.media import MAX_VIDEO_BYTES
+
     demo.launch(server_name=args.host, server_port=args.port, show_error=True, allowed_paths=served,
+                max_file_size=MAX_VIDEO_BYTES,  # no upload larger than the largest file a slot takes (a video)
                 head=ARENA_JS, run_history=False, footer_links=["api", "settings"], prevent_thread_lock=True,
                 # gradio's own start-up self-check (HEAD / with a 3 s timeout, made for Colab) kills a
                 # healthy server on a loaded host: seen 9 times at load average 10 on 2 cores (gradio 6.31)
                 _frontend=False)
-    from app.api import install
+    from app.api import install, secure_headers
 
     install(demo.server_app, ctx)  # the JSON arena API (app/api.py), before Gradio's routes
+    secure_headers(demo.server_app)  # nosniff, same-origin referrers, framed only by itself and Hugging Face
     demo.block_thread()
     return 0
 

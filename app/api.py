@@ -53,6 +53,46 @@ async def json_body(request: Request) -> dict:
     return body
 
 
+# Sent with every HTTP response of the studio (app.py) and of the arena API (app/api_server.py): no MIME sniffing
+# (an uploaded file served back is what its type says), no full URL leaked to other sites, and the page framed only
+# by itself and by Hugging Face (a Space's page embeds the app in an iframe).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy", b"frame-ancestors 'self' https://huggingface.co https://*.hf.space"),
+)
+
+
+class _SecurityHeaders:
+    """A pure ASGI wrapper adding SECURITY_HEADERS to every HTTP response that does not set them itself."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.inner(scope, receive, send_with_headers)
+
+
+def secure_headers(app) -> None:
+    """Wrap a Starlette / FastAPI app's middleware stack (also one already started, as Gradio's is after launch,
+    where add_middleware is refused) so every response carries SECURITY_HEADERS."""
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    if not isinstance(app.middleware_stack, _SecurityHeaders):
+        app.middleware_stack = _SecurityHeaders(app.middleware_stack)
+
+
 def install(app, ctx: AppContext) -> None:
     """Put the routes first in the launched app's router (before Gradio's own catch-alls)."""
     router = APIRouter()

@@ -32,7 +32,7 @@ def create_app():
     """The ASGI app for one worker process (uvicorn's factory): the studio at $OMNI_API_HOME."""
     from fastapi import FastAPI
 
-    from app.api import install
+    from app.api import install, secure_headers
     from app.context import AppContext
     from studio_backend.db import guard_database_files
     from studio_backend.studio import Studio
@@ -53,6 +53,7 @@ def create_app():
 
     app = FastAPI(title="Omni Studio arena API", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     install(app, AppContext(studio, _no_models, mode="accounts"))
+    secure_headers(app)
     return app
 
 

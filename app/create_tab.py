@@ -172,22 +172,31 @@ def plan_picture(ctx: AppContext, request: dict):
     return draw_layout(e.layout, background=frame, size=256)
 
 
+def md_text(s: str) -> str:
+    """A person's words (or what the enhancer made of them) shown literally in Markdown: no HTML tag or Markdown
+    mark in a prompt ('<<image_9>>', '*', '_') hides or restyles the rest of the line."""
+    import html
+    import re
+
+    return re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(str(s), quote=False))
+
+
 def plan_text(ctx: AppContext, request: dict) -> str:
     """What the active version's prompt enhancer makes of a request: the task, the generator's prompt, the
     plan, and a note on the words it mapped and the words it does not know."""
     enhancer = ctx.active_enhancer()
     e = enhancer.enhance(ctx.studio.media.resolve(MVLRequest.from_dict(request)))  # the plan reads the pixels
-    mapped = [f"'{k}' → '{v}'" for k, v in e.resolved.items() if not k.startswith("@")]
+    mapped = [f"'{md_text(k)}' → '{md_text(v)}'" for k, v in e.resolved.items() if not k.startswith("@")]
     ignored = unknown_words(enhancer, request.get("prompt", ""), e.resolved)
-    lines = [f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {e.prompt}"]
+    lines = [f"**Task:** {e.task.replace('_', ' ')}", f"**Generator prompt:** {md_text(e.prompt)}"]
     notes = []
     if mapped:
         notes.append("**Mapped:** " + ", ".join(mapped))
     if ignored:
-        notes.append("**Not in the model's vocabulary (ignored):** " + ", ".join(f"'{w}'" for w in ignored)
+        notes.append("**Not in the model's vocabulary (ignored):** " + ", ".join(f"'{md_text(w)}'" for w in ignored)
                      + ". See *What the model understands* below.")
     lines += notes
-    lines.append("\n".join(f"- {line}" for line in e.plan[2:] if not line.startswith("Understood '")))
+    lines.append("\n".join(f"- {md_text(line)}" for line in e.plan[2:] if not line.startswith("Understood '")))
     return "\n\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from studio_backend import stats
 
-from .context import AppContext
+from .context import SIGN_IN_FIRST, AppContext, UIError
 
 
 @dataclass
@@ -44,7 +44,13 @@ def dpo_vote_rows(all_votes: list[dict], names: dict) -> list[list]:
 
 
 def leaderboard(ctx: AppContext, user_state=None):
-    if user_state is not None and ctx.user(user_state).role == "annotator":
+    try:
+        who = ctx.maybe_user(user_state)
+    except UIError as e:
+        raise gr.Error(str(e))
+    if who is None:  # a visitor with no session (the page's own controls are hidden; the API is not)
+        raise gr.Error(SIGN_IN_FIRST)
+    if who.role == "annotator":
         raise gr.Error("the leaderboard is for creators and admins: annotators rate blind")
     every = ctx.studio.arena.votes()
     votes = [v for v in every  # comparisons of two different versions
@@ -95,7 +101,13 @@ BLIND = "The leaderboard is for creators and admins: annotators rate blind, so i
 
 def on_open(ctx: AppContext, user_state):
     """What the tab shows when it is opened: the leaderboard, or for an annotator why there is none."""
-    if ctx.user(user_state).role == "annotator":
+    try:
+        who = ctx.maybe_user(user_state)
+    except UIError:
+        who = None
+    if who is None:
+        return "Sign in to see the leaderboard.", None, [], []
+    if who.role == "annotator":
         return BLIND, None, [], []
     return leaderboard(ctx, user_state)
 

@@ -52,9 +52,19 @@ class TrainingTab:
     distill_run: gr.Button = None
 
 
+def is_admin(ctx: AppContext, user_state) -> bool:
+    """True for a signed-in admin (or the one person of a trusted / open studio when they hold the role); a visitor
+    with no session, or an expired one, is not: what only admins may read is refused to them too."""
+    try:
+        u = ctx.maybe_user(user_state)
+    except UIError:
+        return False
+    return u is not None and u.role == "admin"
+
+
 def version_rows(ctx: AppContext, user_state=None) -> list[list]:
-    """Admins only: model names never reach an annotator's page (the arena is blind)."""
-    if user_state is not None and ctx.user(user_state).role != "admin":
+    """Admins only: model names never reach an annotator's page (the arena is blind), nor a visitor's."""
+    if not is_admin(ctx, user_state):
         return []
     return [[v.id, v.name, v.status, v.parent_id or "", v.path, ", ".join(f"{k}={v.metrics[k]}" for k in list(v.metrics)[:3])]
             for v in ctx.studio.registry.list()]
@@ -62,7 +72,7 @@ def version_rows(ctx: AppContext, user_state=None) -> list[list]:
 
 def version_choices(ctx: AppContext, user_state=None) -> list[tuple[str, int]]:
     """(label, id) of every registered version, for the pickers; none for non-admins."""
-    if user_state is not None and ctx.user(user_state).role != "admin":
+    if not is_admin(ctx, user_state):
         return []
     return [(f"{v.name} (id {v.id}, {v.status})", v.id) for v in ctx.studio.registry.list()]
 
@@ -343,7 +353,8 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
                 msg = fn(ctx, *a, **k)
             except UIError as e:
                 raise gr.Error(str(e))
-            return msg, version_rows(ctx, a[0] if a else None), votes_summary(ctx)
+            us = a[0] if a else None
+            return msg, version_rows(ctx, us), votes_summary(ctx) if is_admin(ctx, us) else ""
         return run
 
     outs = [tab.status, tab.versions, tab.votes]
@@ -369,7 +380,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
     def on_versions(us, consistent):
         from studio_backend.rounds import arena_settings
 
-        if ctx.user(us).role != "admin":
+        if not is_admin(ctx, us):
             return (gr.update(choices=[]),) * 3 + ("", "", gr.update())
         ch = version_choices(ctx, us)
         active = ctx.studio.registry.active()
@@ -381,8 +392,13 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
     tab.versions.change(on_versions, [user_state, tab.dpo_consistent],
                         [tab.version_id, tab.a, tab.b, tab.arena_info, tab.dpo_info, tab.pair_creators])
     tab.dpo_consistent.change(lambda c: dpo_readiness(ctx, c), [tab.dpo_consistent], tab.dpo_info)
-    tab.refresh.click(lambda us, c: (version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c)),
-                      [user_state, tab.dpo_consistent], [tab.versions, tab.votes, tab.arena_info, tab.dpo_info])
+    def refresh_counts(us, c):
+        if not is_admin(ctx, us):  # the counts and versions are the admin's: a visitor calling the API gets nothing
+            raise gr.Error("the training tab is the admin's: sign in with an admin account")
+        return version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c)
+
+    tab.refresh.click(refresh_counts, [user_state, tab.dpo_consistent],
+                      [tab.versions, tab.votes, tab.arena_info, tab.dpo_info], api_name="refresh_training")
     tab.promote.click(act(promote), [user_state, tab.version_id], outs)
     tab.roll_back.click(act(roll_back), [user_state], outs)
 
@@ -427,7 +443,8 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     tab.export.click(do_export, [user_state], [tab.status, tab.export_files], api_name="export_preferences")
     def refresh(us):
-        admin = ctx.user(us).role == "admin"
-        return version_rows(ctx, us), votes_summary(ctx), gr.update(visible=admin), gr.update(visible=not admin)
+        admin = is_admin(ctx, us)
+        return (version_rows(ctx, us), votes_summary(ctx) if admin else "", gr.update(visible=admin),
+                gr.update(visible=not admin))
 
     return refresh

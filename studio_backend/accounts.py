@@ -24,9 +24,12 @@ import os
 import re
 import secrets
 import sys
+import threading
+import time
+from collections import deque
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 
 from .db import Database
 from .models import Session as SessionRow
@@ -37,6 +40,8 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD = 8
 SESSION_DAYS = 14
 NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\-@]{0,63}$")
+MAX_FAILED_SIGN_INS = 5  # wrong passwords for one account name within FAILED_WINDOW_S ...
+FAILED_WINDOW_S = 60.0  # ... after which its sign-in is refused until the oldest of them is this old
 
 
 def hash_password(password: str) -> str:
@@ -82,6 +87,11 @@ def _aware(t: datetime) -> datetime:
 class AccountService:
     def __init__(self, db: Database):
         self.db = db
+        # failed sign-ins per account name (lower-cased), in this process: guessing passwords is slowed to
+        # MAX_FAILED_SIGN_INS per FAILED_WINDOW_S per name (a guesser cannot try 40 passwords in two seconds)
+        self._failures: dict[str, deque] = {}
+        self._failures_lock = threading.Lock()
+        self.clock = time.monotonic
 
     @staticmethod
     def check_name(name: str) -> str:
@@ -106,6 +116,11 @@ class AccountService:
             u = s.scalar(select(User).where(User.name == name))
             if u is not None and u.password_hash:
                 raise ServiceError(f"the account {name!r} exists already")
+            twin = s.scalar(select(User.name).where(func.lower(User.name) == name.lower(), User.name != name,
+                                                    User.password_hash.is_not(None)))
+            if twin is not None:  # 'Admin' beside 'admin' would pass for it in a list or a log
+                raise ServiceError(f"the account {twin!r} exists already: names that differ only in case are "
+                                   f"one name; choose another for {name!r}")
             if u is None:
                 u = User(name=name, role=role)
                 s.add(u)
@@ -132,11 +147,25 @@ class AccountService:
     def sign_in(self, name: str, password: str) -> tuple[UserRecord, str]:
         """(user, session token) for a right name and password; ServiceError otherwise (same words either way)."""
         name = (name or "").strip()
+        key = name.lower()
+        with self._failures_lock:
+            now, fails = self.clock(), self._failures.get(key)
+            while fails and now - fails[0] > FAILED_WINDOW_S:
+                fails.popleft()
+            if fails is not None and len(fails) >= MAX_FAILED_SIGN_INS:
+                wait = int(FAILED_WINDOW_S - (now - fails[0])) + 1
+                raise ServiceError(f"too many wrong passwords for this name: try again in {wait} s")
         with self.db.session(write=False) as s:
             u = s.scalar(select(User).where(User.name == name)) if NAME_RE.match(name) else None
             stored = u.password_hash if u is not None else None
         if not verify_password(password or "", stored or _DUMMY) or not stored:
+            with self._failures_lock:
+                self._failures.setdefault(key, deque()).append(self.clock())
+                if len(self._failures) > 10_000:  # a flood of made-up names does not grow this without end
+                    self._failures = {k: v for k, v in self._failures.items() if v and self.clock() - v[-1] <= FAILED_WINDOW_S}
             raise ServiceError("wrong name or password")
+        with self._failures_lock:
+            self._failures.pop(key, None)
         token = secrets.token_urlsafe(32)
         with self.db.session() as s:
             s.add(SessionRow(token_hash=_token_hash(token), user_id=u.id, created_at=_now(),

@@ -155,6 +155,86 @@ print(refused, sorted(u.name for u in [st.users.get("before"), st.users.get("aft
     assert r.stdout.split()[0] == "5" and "['after', 'before']" in r.stdout, r.stdout
 
 
+def test_guessing_passwords_is_slowed_per_name_and_case_twins_are_refused(tmp_path):
+    """After MAX_FAILED_SIGN_INS wrong passwords for one name within FAILED_WINDOW_S, that name's sign-in is refused
+    (the right password too) until the window has passed; other names are not affected; a success clears the
+    count. An account name differing from another only in case is refused ('Admin' beside 'admin')."""
+    from studio_backend import accounts as A
+
+    st = Studio.open(tmp_path / "h")
+    acc = st.accounts
+    now = [1000.0]
+    acc.clock = lambda: now[0]
+    root = acc.create_admin("root", "root-password-1")
+    acc.create(root, "cleo", "cleo-password-1", "creator")
+    for _ in range(A.MAX_FAILED_SIGN_INS - 1):
+        with pytest.raises(A.ServiceError, match="wrong name or password"):
+            acc.sign_in("root", "guess-guess")
+    acc.sign_in("root", "root-password-1")  # a success clears the count
+    for _ in range(A.MAX_FAILED_SIGN_INS):
+        with pytest.raises(A.ServiceError, match="wrong name or password"):
+            acc.sign_in("ROOT ", "guess-guess")  # counted per name, whatever its case
+    with pytest.raises(A.ServiceError, match=r"too many wrong passwords for this name: try again in \d+ s"):
+        acc.sign_in("root", "root-password-1")
+    assert acc.sign_in("cleo", "cleo-password-1")[0].name == "cleo"  # another name signs in
+    now[0] += A.FAILED_WINDOW_S + 1
+    assert acc.sign_in("root", "root-password-1")[0].name == "root"
+    with pytest.raises(A.ServiceError, match="'root' exists already: names that differ only in case"):
+        acc.create(root, "Root", "root-password-2", "admin")
+    assert sorted(u["name"] for u in acc.list(root)) == ["cleo", "root"]
+
+
+def test_a_visitor_without_a_session_reads_no_version_names_counts_or_leaderboard(hosted):
+    """The Training tab's refresh and the Leaderboard called over the API with no session: refused, and no version
+    name or server path in any response (an annotator in a private window would otherwise unblind the arena)."""
+    url, home = hosted["url"], hosted["home"]
+    add_pairs(home, 1, tag="-visitor")
+    names = [v.name for v in Studio.open(home).registry.list()]
+    s = Session(url)
+    for api, args in [("refresh_training", (False,)), ("leaderboard", ())]:
+        with pytest.raises(GradioError, match="sign in|admin"):
+            s.call(api, *args)
+    ann = signed_in(url, "ann")
+    for api, args in [("refresh_training", (False,)), ("leaderboard", ())]:
+        with pytest.raises(GradioError, match="admin|annotators rate blind"):
+            ann.call(api, *args)
+    text = "\n".join(s.responses + ann.responses)
+    assert names and not any(n in text for n in names) and "secret-model" not in text
+    boss = signed_in(url, "boss")
+    rows = boss.call("refresh_training", False)[0]
+    assert any("secret-model" in str(r) for r in rows["data"])  # the admin still reads them
+
+
+def test_an_upload_over_the_largest_slot_limit_is_refused_and_every_response_has_security_headers(hosted):
+    """Anyone may POST to gradio's upload route (the page's slots send no session), so the app caps it at the
+    largest file a slot takes (MAX_VIDEO_BYTES): one byte more is refused and nothing of it stays in the cache."""
+    from studio_backend.media import MAX_VIDEO_BYTES
+
+    url = hosted["url"]
+    s = Session(url)
+    assert s.get("config").json()["max_file_size"] == MAX_VIDEO_BYTES
+    for path in ("", "config", "studio-api/health", "gradio_api/file=/etc/passwd"):  # pages, JSON and refusals alike
+        h = s.get(path).headers
+        assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "same-origin", path
+        assert h["content-security-policy"].startswith("frame-ancestors 'self' https://huggingface.co"), path
+    chunk = b"\0" * 2**20
+    marker = f"oversized-{time.time_ns()}.bin"
+
+    def body():
+        head = (b"--B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + marker.encode()
+                + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+        yield head
+        for _ in range(MAX_VIDEO_BYTES // len(chunk)):
+            yield chunk
+        yield b"\0\r\n--B--\r\n"  # one byte over
+
+    r = s.http.post(url + "gradio_api/upload", content=body(),
+                    headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 413, (r.status_code, r.text[:200])
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or "/tmp/gradio")
+    assert not list(cache.rglob(marker)) if cache.is_dir() else True
+
+
 def test_votes_survive_hostile_downloads_and_another_process_opening_the_database(tmp_path):
     """The lost-writes attack of issue 19: file= requests for studio.db, then a read-write open by
     another process (as a CLI DPO run or sqlite3 does), then votes, then a restart: every vote is there."""

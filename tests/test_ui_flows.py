@@ -134,6 +134,11 @@ def test_create_errors_stop_random_seed_history_and_settings_again(studio_ctx):
     d = build_request(ctx, user, "A white dog with a crimson ball hops on the grass.", [], [], None, 16, 2, 3.0, 0)
     text = plan_text(ctx, d)
     assert "'crimson' → 'red'" in text and "'dog'" in text and "'white'" in text and "ignored" in text
+    # a prompt's tags and Markdown marks are shown as typed, never as HTML that hides the rest of the line
+    d = build_request(ctx, user, "A red circle <<image_9>> <b>hops</b> left [[[ on *the* meadow.", [], [], None, 16, 2,
+                      3.0, 0)
+    text = plan_text(ctx, d)
+    assert "<" not in text.replace("\n", " ") and "&lt;" in text and "**Generator prompt:**" in text
     assert unknown_words(ctx.active_enhancer(), "A red circle moves left on a meadow.", {}) == []
     # Stop: a queued job is canceled at once and the page says so
     assert stop(ctx, CREATOR) == "Nothing is generating."
