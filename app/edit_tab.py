@@ -162,12 +162,13 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
             return gr.update(), gr.update(), f"⚠ {e}"
 
     def on_video(us, v):
+        if not v:  # cleared (also by the refusal below): the status line keeps what it says
+            return None, gr.update(), gr.update()
         try:
-            if v:
-                ctx.creator(us)  # the preview writes to the media store: a signed-in creator only
-            return first_frame(ctx, v)
-        except UIError as e:
-            raise gr.Error(str(e))
+            ctx.creator(us)  # the preview writes to the media store: a signed-in creator only
+            return first_frame(ctx, v), gr.update(), ""
+        except UIError as e:  # a refused file leaves the slot empty and ready for another, and says why
+            return None, None, f"⚠ {e}"
 
     def on_example(us):
         try:
@@ -177,7 +178,7 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
         return example_video(ctx)
 
     tab.example.click(on_example, [user_state], tab.video)
-    tab.video.change(on_video, [user_state, tab.video], tab.mask)
+    tab.video.change(on_video, [user_state, tab.video], [tab.mask, tab.video, tab.status], api_name="on_video")
     inputs = [user_state, tab.video, tab.instruction, tab.kind, tab.reference, tab.mask, tab.strength, tab.preserve]
     tab.run.click(on_edit, inputs + [tab.upscale], [tab.original, tab.result, tab.status], api_name="edit_run")
     # the /edit API of before keeps its inputs (no upscale), as Create's /generate does

@@ -527,9 +527,15 @@ def test_storyboard_as_a_person(app, chromium):
 
 
 @_screens_on_failure
-def test_edit_as_a_person(app, chromium):
+def test_edit_as_a_person(app, chromium, tmp_path):
     page = _page(chromium, app, "cleo")
     _tab(page, "Edit")
+    # a text file named .mp4: the studio says why below the buttons and the slot is empty and ready again
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is not a video")
+    page.locator("#edit-video input[type=file]").set_input_files(str(fake))
+    page.locator("#edit-status").get_by_text("holiday.mp4").wait_for(timeout=30_000)
+    page.wait_for_function("() => !!document.querySelector('#edit-video input[type=file]')", timeout=10_000)
     page.locator("#edit-example").click()
     page.wait_for_function("() => { const v = document.querySelector('#edit-video video'); return v && v.readyState >= 1; }",
                            timeout=30_000)
