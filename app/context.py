@@ -116,6 +116,21 @@ class AppContext:
         except MediaError as e:
             raise MediaRefused(str(e)) from e
 
+    def image_refusal(self, path: str | None) -> str | None:
+        """Why the studio would refuse this uploaded image (None when it would take it), from its bytes and header,
+        storing nothing: the page says so at upload instead of at Enhance or Generate."""
+        if not path:
+            return None
+        try:
+            data = Path(path).read_bytes()
+            w, h = self.studio.media.image_size(data, Path(path).name)
+            check_reference(w, h, Path(path).name)
+        except OSError:
+            return f"{Path(path).name}: the upload could not be read"
+        except (MediaRefused, MediaError) as e:
+            return str(e)
+        return None
+
     def upload_image(self, path: str | None) -> str | None:
         if not path:
             return None

@@ -476,7 +476,10 @@ def upscale_checkbox(elem_id: str) -> gr.Checkbox:
 
 
 def _error(message: str) -> str:
-    return f"<span class='omni-error'>⚠ {message}</span>"
+    """A message in the error style; its text (which may hold a file name or a prompt) shown as typed."""
+    import html
+
+    return f"<span class='omni-error'>⚠ {html.escape(str(message), quote=False)}</span>"
 
 
 def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -544,8 +547,15 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
 
     def on_refs(us, i, s, v):
         try:
-            th = thumbnails(i)
-            return references_text(ctx, us, i, s, v), gr.update(value=th, visible=bool(th))
+            files = [f if isinstance(f, str) else getattr(f, "name", None) for f in (i or [])]
+            refused = [r for r in (ctx.image_refusal(f) for f in files) if r]
+            # a file the studio will refuse gets no (broken) thumbnail, and the reason shows at once
+            th = [t for t, f in zip(thumbnails(i), files) if not ctx.image_refusal(f)] if refused else thumbnails(i)
+            text = references_text(ctx, us, i, s, v)
+            if refused:
+                text = _error("; ".join(refused) + ": remove it from the list (its @Image number stays taken)") \
+                    + "\n\n" + text
+            return text, gr.update(value=th, visible=bool(th))
         except UIError as e:
             return _error(str(e)), keep
 

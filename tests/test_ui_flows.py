@@ -417,6 +417,16 @@ def test_create_as_a_person(app, chromium, tmp_path):
     page.wait_for_function("() => document.querySelector('#create-prompt textarea').value.startsWith('@Tigo')",
                            timeout=10_000)
     assert int(seed_box.input_value()) == seed
+    # a text file named .png: refused at once beside the references, with no broken thumbnail; then removed
+    fake = tmp_path / "notes.png"
+    fake.write_text("not an image at all")
+    page.locator("#create-images input[type=file]").set_input_files(str(fake))
+    page.locator("#create-refs").get_by_text("notes.png").wait_for(timeout=20_000)
+    page.locator("#create-refs").get_by_text("remove it from the list").wait_for()
+    assert page.locator("#create-thumbs img").count() == 0
+    page.locator("#create-images button[aria-label*='Clear' i], #create-images button[aria-label*='Remove' i]").first.click()
+    page.wait_for_function("() => !document.querySelector('#create-refs').innerText.includes('notes.png')",
+                           timeout=20_000)
     # a reference image shows as a thumbnail; Enhance says what the model does not know
     img = tmp_path / "ref.png"
     Image.fromarray(np.full((32, 32, 3), (200, 40, 40), np.uint8)).save(img)
