@@ -17,6 +17,7 @@ class AccountsTab:
     table: gr.Dataframe
     name: gr.Textbox
     password: gr.Textbox
+    current: gr.Textbox
     role: gr.Dropdown
     create: gr.Button
     grant: gr.Button
@@ -51,25 +52,28 @@ def grant_role(ctx: AppContext, us, name, role) -> str:
     return f"**{u.name}** is now {u.role} (from their next request)."
 
 
-def reset_password(ctx: AppContext, us, name, password) -> str:
-    _run(ctx, us, lambda actor: ctx.studio.accounts.set_password(actor, (name or "").strip() or actor.name, password))
+def reset_password(ctx: AppContext, us, name, password, current=None) -> str:
+    """An admin sets anyone else's password; a person their own, with their current one."""
+    _run(ctx, us, lambda actor: ctx.studio.accounts.set_password(actor, (name or "").strip() or actor.name, password,
+                                                                 current))
     return "Password changed; the account's sessions ended."
 
 
 def build_accounts_tab() -> AccountsTab:
     gr.Markdown("Admins make accounts and give roles here (creator, annotator, admin); a role is never chosen "
-                "at sign-in. Anyone may change their own password (leave the name empty).")
+                "at sign-in. Anyone may change their own password (leave the name empty and give the current one).")
     table = gr.Dataframe(headers=["account", "role", "password set"], interactive=False)
     with gr.Row():
         name = gr.Textbox(label="Account name", elem_id="account-name")
         password = gr.Textbox(label="New password", type="password", elem_id="account-password")
+        current = gr.Textbox(label="Your current password (for your own)", type="password", elem_id="account-current")
         role = gr.Dropdown(list(ROLES), value="creator", label="Role", elem_id="account-role")
     with gr.Row():
         create = gr.Button("Make account", elem_id="account-create")
         grant = gr.Button("Give role", elem_id="account-grant")
         reset = gr.Button("Set password", elem_id="account-reset")
     status = gr.Markdown(elem_id="account-status")
-    return AccountsTab(table, name, password, role, create, grant, reset, status)
+    return AccountsTab(table, name, password, current, role, create, grant, reset, status)
 
 
 def wire_accounts_tab(tab: AccountsTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -78,5 +82,5 @@ def wire_accounts_tab(tab: AccountsTab, ctx: AppContext, user_state: gr.State) -
                      tab.status, api_name="account_create").then(rows, [user_state], tab.table)
     tab.grant.click(lambda us, n, r: grant_role(ctx, us, n, r), [user_state, tab.name, tab.role], tab.status,
                     api_name="account_grant").then(rows, [user_state], tab.table)
-    tab.reset.click(lambda us, n, p: reset_password(ctx, us, n, p), [user_state, tab.name, tab.password], tab.status,
-                    api_name="account_password").then(rows, [user_state], tab.table)
+    tab.reset.click(lambda us, n, p, c: reset_password(ctx, us, n, p, c), [user_state, tab.name, tab.password, tab.current],
+                    tab.status, api_name="account_password").then(rows, [user_state], tab.table)

@@ -202,10 +202,28 @@ class AccountService:
             u.role = role
             return UserRecord(u.id, u.name, u.role)
 
-    def set_password(self, actor: UserRecord, name: str, password: str) -> None:
-        """An admin resets anyone's password, a person their own; every session of the account ends."""
+    def set_password(self, actor: UserRecord, name: str, password: str, current: str | None = None) -> None:
+        """An admin resets anyone else's password; a person changes their own with their current password (a
+        session token alone, taken from a shared computer, cannot lock its owner out); every session of the account
+        ends."""
         if actor.name != name:
             self._require_admin(actor)
+        else:
+            self._check_current(name, current)
+        self._write_password(name, password)
+
+    def _check_current(self, name: str, current: str | None) -> None:
+        """The account's current password, checked as a sign-in is (wrong guesses count toward the name's limit)."""
+        try:
+            _, token = self.sign_in(name, current or "")
+        except ServiceError as e:
+            if "too many" in str(e):
+                raise
+            raise ServiceError("your current password is not right: give it to change your own password") from e
+        self.sign_out(token)
+
+    def _write_password(self, name: str, password: str) -> None:
+        """The host's way (the command line's passwd) and the end of set_password: no actor to check."""
         self.check_password(password)
         with self.db.session() as s:
             u = s.scalar(select(User).where(User.name == name))
@@ -263,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 u = s.scalar(select(User).where(User.name == args.name))
             if u is None:
                 raise ServiceError(f"no account {args.name!r}")
-            acc.set_password(UserRecord(u.id, u.name, u.role), args.name, _read_password(args))
+            acc._write_password(args.name, _read_password(args))  # the host, at the server's shell
             print(f"password of {args.name} changed; its sessions ended")
         elif args.cmd == "grant":
             u = acc._set_role(args.name, args.role)

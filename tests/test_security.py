@@ -182,6 +182,18 @@ def test_guessing_passwords_is_slowed_per_name_and_case_twins_are_refused(tmp_pa
     with pytest.raises(A.ServiceError, match="'root' exists already: names that differ only in case"):
         acc.create(root, "Root", "root-password-2", "admin")
     assert sorted(u["name"] for u in acc.list(root)) == ["cleo", "root"]
+    # a person changes their own password with the current one only (a session alone cannot lock its owner out)
+    cleo, _ = acc.sign_in("cleo", "cleo-password-1")
+    with pytest.raises(A.ServiceError, match="current password is not right"):
+        acc.set_password(cleo, "cleo", "cleo-password-2")
+    with pytest.raises(A.ServiceError, match="current password is not right"):
+        acc.set_password(cleo, "cleo", "cleo-password-2", current="cleo-guess-1")
+    acc.set_password(cleo, "cleo", "cleo-password-2", current="cleo-password-1")
+    assert acc.sign_in("cleo", "cleo-password-2")[0].name == "cleo"
+    acc.set_password(root, "cleo", "cleo-password-3")  # an admin resets someone else's without it
+    assert acc.sign_in("cleo", "cleo-password-3")[0].name == "cleo"
+    with pytest.raises(A.PermissionDenied):
+        acc.set_password(cleo, "root", "root-password-9", current="cleo-password-3")
 
 
 def test_a_visitor_without_a_session_reads_no_version_names_counts_or_leaderboard(hosted):
