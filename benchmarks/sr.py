@@ -111,10 +111,12 @@ def _cpu_ms(fn, repeat: int = 1):
 
 
 class Side:
-    """Running sums for one input kind (truth_base or generated)."""
+    """Running sums for one input kind (truth_base or generated); `snaps`: palette snapping thresholds whose
+    PSNR and attributes lost are measured on the same SR output (snap{T}_psnr, snap{T}_lost)."""
 
-    def __init__(self):
+    def __init__(self, snaps: tuple[float, ...] = ()):
         self.rows: list[dict] = []
+        self.snaps = snaps
 
     def add(self, family: str, hr: np.ndarray, base: np.ndarray, sr_clip: np.ndarray, case) -> dict:
         row = {"family": family, **consistency(hr, base)}
@@ -139,6 +141,11 @@ class Side:
         row["full_snap_psnr"] = psnr(full, hr)
         flat_f = [x for pair in attributes(full, case) for x in pair]
         row["full_snap_lost"] = sum(b and not f for b, f in zip(flat_b, flat_f))
+        for t in self.snaps:
+            snapped = snap_to_base(torch.from_numpy(sr_clip), torch.from_numpy(np.ascontiguousarray(base)), t, 4).numpy()
+            row[f"snap{t:g}_psnr"] = psnr(snapped, hr)
+            flat_t = [x for pair in attributes(snapped, case) for x in pair]
+            row[f"snap{t:g}_lost"] = sum(b and not f for b, f in zip(flat_b, flat_t))
         self.rows.append(row)
         return row
 
@@ -154,6 +161,10 @@ class Side:
         for k in ("attributes", "base_right", "kept", "lost", "gained", "bicubic_lost", "full_snap_lost"):
             if rows and k in rows[0]:
                 out[k] = int(sum(r[k] for r in rows))
+        for t in self.snaps:
+            if rows:
+                out[f"snap{t:g}_psnr"] = round(float(np.mean([r[f"snap{t:g}_psnr"] for r in rows])), 3)
+                out[f"snap{t:g}_lost"] = int(sum(r[f"snap{t:g}_lost"] for r in rows))
         return out
 
 
@@ -217,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                          "sr_level); the world's own base clips are clean renders, level 0")
     ap.add_argument("--snap", type=float, default=None,
                     help="the stage's palette snapping threshold (model.sr.snap_to_base; default: its config's, 0 = off)")
+    ap.add_argument("--snap-thresholds", default="",
+                    help="comma-separated palette snapping thresholds measured on the same SR outputs (columns "
+                         "snap{T}_psnr / snap{T}_lost), e.g. 16,24,32")
     ap.add_argument("--json", default="", help="write the report here")
     ap.add_argument("--consistency-only", action="store_true",
                     help="only how far the world's 32 x 32 clips are from their 128 x 128 renders' downsample (no model)")
@@ -241,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     if pipe.sr is None:
         raise SystemExit(f"{a.model} has no sr/ stage and no --sr was given: train one with python -m training.train_sr")
     fams = [f for f in a.families.split(",") if f] or list(FAMILIES)
-    truth, gen = Side(), Side()
+    try:
+        snaps = tuple(float(t) for t in a.snap_thresholds.split(",") if t.strip())
+    except ValueError:
+        raise SystemExit(f"--snap-thresholds {a.snap_thresholds!r}: numbers separated by commas, e.g. 16,24,32")
+    if any(t <= 0 for t in snaps):
+        raise SystemExit(f"--snap-thresholds {a.snap_thresholds!r}: each threshold above 0")
+    truth, gen = Side(snaps), Side(snaps)
     sr_ms, base_ms = [], []
     nabla_rows = []
     nabla_pipe = None
@@ -301,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in (("truth_base", t), ("generated", g)):
         print(f"{name:12s} the whole output snapped to the base clip's colours: {s['full_snap_psnr']:.2f} dB, "
               f"{s['full_snap_lost']} attributes lost")
+        for th in snaps:
+            print(f"{name:12s} snapped within {th:g}: {s[f'snap{th:g}_psnr']:.2f} dB, {s[f'snap{th:g}_lost']} lost")
     print(f"speed: base stack {report['base_ms_per_clip']:.0f} ms/clip, SR {report['ms_per_clip']:.0f} ms/clip, "
           f"stack with SR / without = {report['stack_ratio']:.2f}x")
     if "nabla" in report:

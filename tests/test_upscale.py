@@ -108,3 +108,26 @@ def _load(path):
     p = OmniPipeline.from_pretrained(path)
     p.set_progress_bar_config(disable=True)
     return p
+
+
+def test_the_sr_benchmark_runs_end_to_end_with_snapping_columns(tmp_path):
+    """benchmarks.sr on a tiny model directory with an SR stage: both sides measured, the full-snap and threshold
+    columns present and consistent (a threshold past every distance is the full snap), and --snap sets the stage's own."""
+    import json
+
+    from benchmarks import sr as bench
+
+    pipe = tiny_pipeline(sr=True)
+    pipe.save_pretrained(tmp_path / "m")
+    out = tmp_path / "sr.json"
+    assert bench.main(["--model", str(tmp_path / "m"), "--families", "t2v", "--cases", "1", "--repeat", "1",
+                       "--no-nabla", "--snap", "16", "--snap-thresholds", "8,1e9", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["sr_config"]["snap"] == 16
+    for side in ("truth_base", "generated"):
+        s = rep[side]
+        assert s["cases"] == 1 and np.isfinite(s["sr_psnr"]) and np.isfinite(s["full_snap_psnr"])
+        assert s["snap1e+09_psnr"] == s["full_snap_psnr"] and s["snap1e+09_lost"] == s["full_snap_lost"]
+        assert 0 <= s["snap8_lost"] <= s["attributes"]
+    with pytest.raises(SystemExit, match="each threshold above 0"):
+        bench.main(["--model", str(tmp_path / "m"), "--snap-thresholds", "0", "--families", "t2v", "--cases", "1"])
