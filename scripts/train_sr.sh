@@ -11,16 +11,20 @@
 # From step 5,500 (session 33): 30% of clips clean at level 0 (--p-clean 0.3), a quarter through the VAE (the shipped
 # pixel generator does not use it), lr 3e-4 -> 1e-5 cosine over 8,000 steps: +1.34 dB at 8,000 (sr_8000.json); the same
 # recipe to 12,000 (session 34): +1.48 dB (sr_12000.json). The cosine spans all STEPS: a longer run resumes at its rate.
+# From 12,000 (session 35): the conv path 16 blocks deep (10 more, added as identities), whole 16-frame crops (batch 4,
+# the same pixels per step: an edge's sub-pixel place shows across all of a clip's frames) and a peak lr of 1e-3 (the
+# cosine then runs at ~1e-4 -> 1e-5 over the rest): +1.61 dB at 14,800 (sr_14800.json); on to 17,000 (the cosine over
+# 17,000 steps restarts it at 5e-5): +1.66 dB (sr_17000.json). State committed at 17,000.
 # EXTRA="..." adds or overrides options (the last one given wins), e.g. EXTRA="--dtype bf16" on a busy machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-12000}
+STEPS=${1:-17000}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
 if [ ! -f runs/sr/state.pt ] && [ -f assets/train_state/sr/state.pt ]; then
     mkdir -p runs/sr && cp -r assets/train_state/sr/ckpt assets/train_state/sr/state.pt runs/sr/
 fi
-$PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 8 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
-    --crop-side 16 --crop-frames 8 --vae assets/models/omni-world/vae --p-vae 0.25 --p-clean 0.3 --save-every 100 \
-    --refine 32 --base-conv 48 --base-conv-depth 6 --lr 3e-4 --min-lr 1e-5 ${EXTRA:-}
+$PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 4 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
+    --crop-side 16 --crop-frames 16 --vae assets/models/omni-world/vae --p-vae 0.25 --p-clean 0.3 --save-every 100 \
+    --refine 32 --base-conv 48 --base-conv-depth 16 --lr 1e-3 --min-lr 1e-5 ${EXTRA:-}
 $PY -m benchmarks.sr --sr runs/sr/final --cases 4 --json runs/sr/sr.json
