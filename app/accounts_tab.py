@@ -26,10 +26,7 @@ class AccountsTab:
 
 
 def account_rows(ctx: AppContext, us) -> list[list]:
-    try:
-        u = ctx.maybe_user(us)
-    except UIError:
-        return []
+    u = ctx.signed_in(us)
     if u is None or u.role != "admin":
         return []
     return [[a["name"], a["role"], "yes" if a["password"] else "no"] for a in ctx.studio.accounts.list(u)]

@@ -67,6 +67,14 @@ class AppContext:
             raise UIError(SIGN_IN_FIRST)
         return u
 
+    def signed_in(self, state: dict | None) -> UserRecord | None:
+        """The signed-in person, or None for a visitor with no session or an expired one (for what is shown, not
+        refused: a refusal says why with `user`)."""
+        try:
+            return self.maybe_user(state)
+        except UIError:
+            return None
+
     def maybe_user(self, state: dict | None) -> UserRecord | None:
         st = state if isinstance(state, dict) else None
         try:

@@ -8,6 +8,7 @@ Errors show once, in the status line beside the buttons, and leave the rest of t
 
 from __future__ import annotations
 
+import html
 import os
 import random
 import re
@@ -175,9 +176,6 @@ def plan_picture(ctx: AppContext, request: dict):
 def md_text(s: str) -> str:
     """A person's words (or what the enhancer made of them) shown literally in Markdown: no HTML tag or Markdown
     mark in a prompt ('<<image_9>>', '*', '_') hides or restyles the rest of the line."""
-    import html
-    import re
-
     return re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(str(s), quote=False))
 
 
@@ -477,8 +475,6 @@ def upscale_checkbox(elem_id: str) -> gr.Checkbox:
 
 def _error(message: str) -> str:
     """A message in the error style; its text (which may hold a file name or a prompt) shown as typed."""
-    import html
-
     return f"<span class='omni-error'>⚠ {html.escape(str(message), quote=False)}</span>"
 
 
@@ -547,10 +543,14 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
 
     def on_refs(us, i, s, v):
         try:
-            files = [f if isinstance(f, str) else getattr(f, "name", None) for f in (i or [])]
-            refused = [r for r in (ctx.image_refusal(f) for f in files) if r]
             # a file the studio will refuse gets no (broken) thumbnail, and the reason shows at once
-            th = [t for t, f in zip(thumbnails(i), files) if not ctx.image_refusal(f)] if refused else thumbnails(i)
+            th, refused = [], []
+            for thumb in thumbnails(i):
+                why = ctx.image_refusal(thumb[0])
+                if why:
+                    refused.append(why)
+                else:
+                    th.append(thumb)
             text = references_text(ctx, us, i, s, v)
             if refused:
                 text = _error("; ".join(refused) + ": remove it from the list (its @Image number stays taken)") \

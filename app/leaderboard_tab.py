@@ -13,7 +13,7 @@ import pandas as pd
 
 from studio_backend import stats
 
-from .context import SIGN_IN_FIRST, AppContext, UIError
+from .context import SIGN_IN_FIRST, AppContext
 
 
 @dataclass
@@ -44,10 +44,7 @@ def dpo_vote_rows(all_votes: list[dict], names: dict) -> list[list]:
 
 
 def leaderboard(ctx: AppContext, user_state=None):
-    try:
-        who = ctx.maybe_user(user_state)
-    except UIError as e:
-        raise gr.Error(str(e))
+    who = ctx.signed_in(user_state)
     if who is None:  # a visitor with no session (the page's own controls are hidden; the API is not)
         raise gr.Error(SIGN_IN_FIRST)
     if who.role == "annotator":
@@ -101,10 +98,7 @@ BLIND = "The leaderboard is for creators and admins: annotators rate blind, so i
 
 def on_open(ctx: AppContext, user_state):
     """What the tab shows when it is opened: the leaderboard, or for an annotator why there is none."""
-    try:
-        who = ctx.maybe_user(user_state)
-    except UIError:
-        who = None
+    who = ctx.signed_in(user_state)
     if who is None:
         return "Sign in to see the leaderboard.", None, [], []
     if who.role == "annotator":

@@ -55,10 +55,7 @@ class TrainingTab:
 def is_admin(ctx: AppContext, user_state) -> bool:
     """True for a signed-in admin (or the one person of a trusted / open studio when they hold the role); a visitor
     with no session, or an expired one, is not: what only admins may read is refused to them too."""
-    try:
-        u = ctx.maybe_user(user_state)
-    except UIError:
-        return False
+    u = ctx.signed_in(user_state)
     return u is not None and u.role == "admin"
 
 

@@ -84,6 +84,14 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite gives naive datetimes back
 
 
+class WrongPassword(ServiceError):
+    """A wrong name or password (one message for both)."""
+
+
+class TooManyWrong(ServiceError):
+    """A name whose sign-in is paused after too many wrong passwords."""
+
+
 class AccountService:
     def __init__(self, db: Database):
         self.db = db
@@ -146,6 +154,16 @@ class AccountService:
 
     def sign_in(self, name: str, password: str) -> tuple[UserRecord, str]:
         """(user, session token) for a right name and password; ServiceError otherwise (same words either way)."""
+        u = self._verify(name, password)
+        token = secrets.token_urlsafe(32)
+        with self.db.session() as s:
+            s.add(SessionRow(token_hash=_token_hash(token), user_id=u.id, created_at=_now(),
+                             expires_at=_now() + timedelta(days=SESSION_DAYS)))
+        return u, token
+
+    def _verify(self, name: str, password: str) -> UserRecord:
+        """The account for a right name and password. WrongPassword otherwise (the same words for an unknown name),
+        TooManyWrong while the name has had MAX_FAILED_SIGN_INS wrong ones within FAILED_WINDOW_S."""
         name = (name or "").strip()
         key = name.lower()
         with self._failures_lock:
@@ -154,7 +172,7 @@ class AccountService:
                 fails.popleft()
             if fails is not None and len(fails) >= MAX_FAILED_SIGN_INS:
                 wait = int(FAILED_WINDOW_S - (now - fails[0])) + 1
-                raise ServiceError(f"too many wrong passwords for this name: try again in {wait} s")
+                raise TooManyWrong(f"too many wrong passwords for this name: try again in {wait} s")
         with self.db.session(write=False) as s:
             u = s.scalar(select(User).where(User.name == name)) if NAME_RE.match(name) else None
             stored = u.password_hash if u is not None else None
@@ -163,14 +181,10 @@ class AccountService:
                 self._failures.setdefault(key, deque()).append(self.clock())
                 if len(self._failures) > 10_000:  # a flood of made-up names does not grow this without end
                     self._failures = {k: v for k, v in self._failures.items() if v and self.clock() - v[-1] <= FAILED_WINDOW_S}
-            raise ServiceError("wrong name or password")
+            raise WrongPassword("wrong name or password")
         with self._failures_lock:
             self._failures.pop(key, None)
-        token = secrets.token_urlsafe(32)
-        with self.db.session() as s:
-            s.add(SessionRow(token_hash=_token_hash(token), user_id=u.id, created_at=_now(),
-                             expires_at=_now() + timedelta(days=SESSION_DAYS)))
-        return UserRecord(u.id, u.name, u.role), token
+        return UserRecord(u.id, u.name, u.role)
 
     def user_for(self, token: str | None) -> UserRecord | None:
         """The signed-in user of a session token with the role they have now, or None (unknown, expired)."""
@@ -215,12 +229,9 @@ class AccountService:
     def _check_current(self, name: str, current: str | None) -> None:
         """The account's current password, checked as a sign-in is (wrong guesses count toward the name's limit)."""
         try:
-            _, token = self.sign_in(name, current or "")
-        except ServiceError as e:
-            if "too many" in str(e):
-                raise
+            self._verify(name, current or "")
+        except WrongPassword as e:
             raise ServiceError("your current password is not right: give it to change your own password") from e
-        self.sign_out(token)
 
     def _write_password(self, name: str, password: str) -> None:
         """The host's way (the command line's passwd) and the end of set_password: no actor to check."""
