@@ -37,6 +37,7 @@ from .text_encoder import TextEncoderConfig, TinyTextEncoder, build_text_encoder
 from .vae import VideoVAE, to_model_range, to_uint8
 
 MODEL_FRAMES = 16
+GUIDE_STRENGTH = 0.6  # a guide clip's default start level (OmniPipeline.__call__(guide=...))
 
 
 @dataclass
@@ -237,7 +238,7 @@ class OmniPipeline:
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
                     churn: float, callback_on_step_end, strength: float | None = None,
-                    preserve: float | None = None) -> OmniOutput:
+                    preserve: float | None = None, guide: np.ndarray | None = None) -> OmniOutput:
         compute, _ = resolve_dtype(self.sample_dtype)
         it = None
         if self._progress:
@@ -264,10 +265,13 @@ class OmniPipeline:
             from .conditioning import _fit_video
 
             source = _fit_video(np.asarray(request.video)[..., :3].astype(np.uint8), self.config.frames, self.config.size)
+        init = source if start < 1.0 else None
+        if guide is not None:  # a guide clip: SDEdit from it whatever the task
+            start, init = self._guide_start(strength), self._fit_guide(guide)
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
                                self.config.shift, compute, on_step, lambda: self.interrupt, churn,
                                context=context, keep=keep,
-                               init=source if start < 1.0 else None, start=start,
+                               init=init, start=start,
                                guidance_interval=tuple(self.config.pixel_guidance_interval))
         if it is not None:
             it.close()
@@ -322,6 +326,22 @@ class OmniPipeline:
         return {"z": z, "m": m.float()[None, None, None], "noise": torch.randn(z.shape, generator=g),
                 "pixels": pixels, "source": source}
 
+    @staticmethod
+    def _guide_start(strength: float | None) -> float:
+        start = GUIDE_STRENGTH if strength is None else float(strength)
+        if not 0.0 < start < 1.0:
+            raise MVLValidationError(f"strength with a guide clip must be in (0, 1) (the noise level denoising starts "
+                                     f"from; 1 would ignore the guide); got {strength}")
+        return start
+
+    def _fit_guide(self, guide: np.ndarray) -> np.ndarray:
+        from .conditioning import _fit_video
+
+        g = np.asarray(guide)
+        if g.ndim != 4 or g.shape[-1] < 3:
+            raise MVLValidationError(f"a guide clip must be (frames, height, width, 3); got shape {g.shape}")
+        return _fit_video(g[..., :3].astype(np.uint8), self.config.frames, self.config.size)
+
     def _edit_start(self, request: MVLRequest, task: str, strength: float | None) -> float:
         """The noise level denoising starts from: below 1 only for a video edit without a mask.
         The call's strength, else the request's, else the model's choice for the task."""
@@ -366,7 +386,10 @@ class OmniPipeline:
                  seed: int | None = None, enhance: bool = True, strength: float | None = None,
                  preserve: float | None = None, layout: LayoutPlan | None = None, churn: float | None = None,
                  callback_on_step_end: Callable[["OmniPipeline", int, float, dict], dict | None] | None = None,
-                 return_latents: bool = False) -> OmniOutput:
+                 return_latents: bool = False, guide: np.ndarray | None = None) -> OmniOutput:
+        """One clip for `request`. `guide` (frames, H, W, 3) uint8: denoising starts from that clip noised to level
+        `strength` (default GUIDE_STRENGTH; SDEdit, Meng et al. 2022) whatever the task, so that samples of one
+        request share the guide's structure and differ in details (DenseDPO's pairs from one source)."""
         # 1. check inputs
         self.check_inputs(request)
         steps = steps or request.steps or self.config.default_steps
@@ -375,6 +398,9 @@ class OmniPipeline:
         churn = self.config.churn if churn is None else churn
         if not 0.0 <= churn <= 1.0:
             raise ValueError(f"churn {churn}: the share of fresh noise per step must be in [0, 1]")
+        if guide is not None:  # checked before any work
+            self._guide_start(strength)
+            self._fit_guide(guide)
         self.interrupt = False
         # 2. enhance
         enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
@@ -382,7 +408,7 @@ class OmniPipeline:
             enhanced.layout = layout
         if self._pixel_serves(request, enhanced):
             return self._pixel_call(request, enhanced, steps, guidance, seed, churn, callback_on_step_end,
-                                    strength, preserve)
+                                    strength, preserve, guide)
         # 3. encode conditions: with text, and without it (the classifier-free guidance branch); the layout
         # plan is kept in both (guidance strengthens the words, the plan says where)
         pieces = generator_conditions([request], [enhanced], self.vae, self.text_encoder, self.generator.config,
@@ -401,9 +427,14 @@ class OmniPipeline:
         if keep is None and self._anchors_first_frame(request, enhanced.task):
             keep = self._first_frame_anchor(pieces, x.shape, g)
         start = self._edit_start(request, enhanced.task, strength)
+        source_latents = self._piece(pieces, VIDEO) if start < 1.0 else None
+        if guide is not None:  # a guide clip: SDEdit from its latents whatever the task
+            start = self._guide_start(strength)
+            clip = torch.from_numpy(self._fit_guide(guide)[None])
+            source_latents = self.vae.encode(to_model_range(clip))
         sig = fm.schedule(steps, self.config.shift) * start  # `steps` steps from the start level to 0
         if start < 1.0:  # the source clip noised to the start level (the same noise draw as above)
-            x = fm.add_noise(self._piece(pieces, VIDEO), x, torch.tensor([start]))
+            x = fm.add_noise(source_latents, x, torch.tensor([start]))
         # 5. denoise
         compute, _ = resolve_dtype(self.sample_dtype)
         it = range(steps)

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--churn", type=float, default=None,
                     help="collection only: fresh noise per sampler step in [0, 1] (seeds of one request differ more); "
                          "the evaluation renders at the model's own setting")
+    ap.add_argument("--guide-levels", default="",
+                    help="collection only: pairs from one source (DenseDPO): each request's seeds start from its truth "
+                         "clip noised to these levels in turn (1 = pure noise, the model's own sample), e.g. 0.5,1")
     ap.add_argument("--eval-limit", type=int, default=6, help="held-out cases per family for the judge's GSB")
     ap.add_argument("--eval-requests", type=int, default=DEFAULT_EVAL_REQUESTS,
                     help="requests in the evaluation round that decides promotion (default: 18 per family, enough to "
@@ -77,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         judge_seeds = E.parse_seeds(a.judge_seeds)
     except ValueError as e:
         raise SystemExit(f"--judge-seeds {e}")
+    try:
+        guide_levels = tuple(float(x) for x in a.guide_levels.split(",") if x.strip()) or None
+    except ValueError:
+        raise SystemExit(f"--guide-levels {a.guide_levels!r}: comma-separated noise levels in (0, 1], e.g. 0.5,1")
+    if guide_levels and not all(0.0 < x <= 1.0 for x in guide_levels):
+        raise SystemExit(f"--guide-levels {a.guide_levels}: each level must be in (0, 1] (1 = from pure noise)")
     if a.eval_requests < 1:
         raise SystemExit(f"--eval-requests {a.eval_requests}: at least 1")
     if a.churn is not None and not 0.0 <= a.churn <= 1.0:
@@ -98,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         studio.registry.promote(admin, parent.id)
         t = time.time()
         # each pair gets two votes (5 annotators), so votes / 2 requests
-        collect = lambda path, req, seed: gen(path, req, seed, churn=a.churn)  # noqa: E731 (one cached pipeline)
+        collect = lambda path, req, seed, **kw: gen(path, req, seed, churn=a.churn, **kw)  # noqa: E731
         collection_round(studio, collect, max(1, a.votes // 2), seed=a.seed, families=families,
-                         seeds_per_request=a.seeds_per_request)
+                         seeds_per_request=a.seeds_per_request, guide_levels=guide_levels)
         times["collection_s"] = round(time.time() - t, 1)
         t = time.time()
         sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     times["eval_round_s"] = round(time.time() - t, 1)
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
            "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,
+           "guide_levels": list(guide_levels or ()),
            "consistent": a.consistent, "sft_weight": a.sft_weight, "judge_seeds": list(judge_seeds),
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}

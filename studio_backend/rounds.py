@@ -59,11 +59,19 @@ def most_distinct_pair(clips: list[np.ndarray]) -> tuple[int, int]:
 
 
 def collection_round(studio: Studio, generate: Generate, n_requests: int, seed: int = 0,
-                     families: tuple[str, ...] | None = None, progress=None, seeds_per_request: int = 2) -> list[int]:
+                     families: tuple[str, ...] | None = None, progress=None, seeds_per_request: int = 2,
+                     guide_levels: tuple[float, ...] | None = None) -> list[int]:
+    """`guide_levels` (world requests only): pairs from one source (DenseDPO, Wu et al. 2025). The request's own truth
+    clip, noised to each level in turn, is where each seed's denoising starts (SDEdit; 1 = pure noise, the model's own
+    sample); `generate` then takes `guide=` and `strength=`. The two clips share the truth's structure and differ where
+    the model departs from it less or more, so the weak families' pairs hold successes the model's own samples never
+    show. The levels are stored with the comparison's request (`_world.guide_levels`)."""
     from training.world import FAMILIES, sample
 
     if seeds_per_request < 2:
         raise ValueError(f"seeds_per_request={seeds_per_request}: a comparison needs at least 2 seeds")
+    if guide_levels is not None and (len(guide_levels) < 1 or not all(0.0 < x <= 1.0 for x in guide_levels)):
+        raise ValueError(f"guide_levels={guide_levels}: each level must be in (0, 1] (1 = from pure noise)")
 
     version = studio.registry.active()
     if version is None:
@@ -78,10 +86,18 @@ def collection_round(studio: Studio, generate: Generate, n_requests: int, seed: 
         if req is None:  # a family the version's backend refuses (Wan: motion transfer, edits without a mask)
             continue
         seeds = [seeds_per_request * k + j for j in range(seeds_per_request)]  # 2k, 2k+1 with two seeds
-        clips = [generate(version_key(version), req, sd) for sd in seeds]
+        if guide_levels:
+            levels = [guide_levels[j % len(guide_levels)] for j in range(seeds_per_request)]
+            clips = [generate(version_key(version), req, sd, **({"guide": s.target, "strength": lv} if lv < 1 else {}))
+                     for sd, lv in zip(seeds, levels)]
+        else:
+            clips = [generate(version_key(version), req, sd) for sd in seeds]
         i, j = most_distinct_pair(clips)
         assets = [studio.media.put_video_array(clips[x]) for x in (i, j)]
-        d = store_request(studio, req, {"family": fam, "seed": wseed, "split": "train"})
+        world = {"family": fam, "seed": wseed, "split": "train"}
+        if guide_levels:
+            world["guide_levels"] = [levels[i], levels[j]]
+        d = store_request(studio, req, world)
         ids.append(studio.arena.add_comparison("dpo", d, assets[0], assets[1], family=fam, version_a=version.id,
                                                version_b=version.id, seed_a=seeds[i], seed_b=seeds[j]))
         if progress:

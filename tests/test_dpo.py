@@ -137,6 +137,34 @@ def test_collection_keeps_the_two_most_different_of_several_seeds(tmp_path):
         collection_round(studio, gen, 1, seeds_per_request=1)
 
 
+def test_guided_collection_starts_each_seed_from_the_requests_truth(tmp_path):
+    """--guide-levels (DenseDPO's pairs from one source): seed j of a request starts from its world truth noised to
+    level j; level 1 is the model's own sample (no guide); the levels are kept with the comparison's request."""
+    studio = Studio.open(tmp_path / "home")
+    v = studio.registry.register("fake", "/fake")
+    studio.registry.promote(studio.users.ensure("root", "admin"), v.id)
+    calls = []
+
+    def gen(path, request, seed, guide=None, strength=None):
+        calls.append((seed, None if guide is None else guide.copy(), strength))
+        return np.full((16, 32, 32, 3), 10 if guide is None else 200, np.uint8)
+
+    ids = collection_round(studio, gen, 2, seed=0, families=("weather",), guide_levels=(0.5, 1.0))
+    assert len(ids) == 2 and [c[0] for c in calls] == [0, 1, 2, 3] and [c[2] for c in calls] == [0.5, None, 0.5, None]
+    for k in range(2):  # the guide is that request's own truth clip, from the train split
+        assert np.array_equal(calls[2 * k][1], sample("weather", k, "train").target) and calls[2 * k + 1][1] is None
+    from sqlalchemy import select
+
+    from studio_backend.models import Comparison
+
+    with studio.db.session(write=False) as s:
+        stored = s.scalars(select(Comparison.request).where(Comparison.id.in_(ids)).order_by(Comparison.id)).all()
+    assert [r["_world"]["guide_levels"] for r in stored] == [[0.5, 1.0]] * 2
+    for bad in ((0.0, 1.0), (1.5,)):
+        with pytest.raises(ValueError, match="guide_levels"):
+            collection_round(studio, gen, 1, guide_levels=bad)
+
+
 def _studio_with_preferences(tmp_path):
     import uuid
 
@@ -309,10 +337,13 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "m")
     home, out = tmp_path / "home", tmp_path / "round.json"
     assert dpo_round.main(["--model", str(tmp_path / "m"), "--votes", "12", "--steps", "2", "--eval-limit", "1",
-                           "--eval-requests", "4", "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--home", str(home),
-                           "--json", str(out)]) == 0
+                           "--eval-requests", "4", "--families", "t2v,boxes,edit_add", "--churn", "0.5", "--guide-levels", "0.5,1",
+                           "--home", str(home), "--json", str(out)]) == 0
     first = json.loads(out.read_text())
     assert first["collection_families"] == ["t2v", "boxes", "edit_add"] and first["churn"] == 0.5
+    assert first["guide_levels"] == [0.5, 1.0]  # pairs from one source: each request's truth at 0.5, and unguided
+    assert all(sorted(v["request"]["_world"]["guide_levels"]) == [0.5, 1.0]
+               for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo")
     assert "t2v" in first["families"]  # the judge's per-family report is kept beside them
     collected = {v["family"] for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"}
     assert collected == {"t2v", "boxes", "edit_add"}
@@ -338,6 +369,9 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
         dpo_round.main(["--judge-seeds", "0,x", "--json", str(again)])
     with pytest.raises(SystemExit, match="--churn 2.0"):
         dpo_round.main(["--churn", "2", "--home", str(tmp_path / "h2"), "--json", str(again)])
+    for bad in ("0.5,x", "0,1"):
+        with pytest.raises(SystemExit, match="--guide-levels"):
+            dpo_round.main(["--guide-levels", bad, "--home", str(tmp_path / "h3"), "--json", str(again)])
 
 
 def test_eval_round_command_judges_two_model_directories_in_a_fresh_home(tmp_path):

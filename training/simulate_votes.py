@@ -32,9 +32,10 @@ def judge_pair(world: dict, left: np.ndarray, right: np.ndarray) -> tuple[dict, 
 
 
 def pipeline_generator(threads: int = 1):
-    """generate(version_path, request, seed, churn=None) with a cached pipeline per version; `churn` (the share of
-    fresh noise per sampler step, model/flow_matching.sampler_step) makes two seeds of one request differ more: the
-    pipeline's own setting when None."""
+    """generate(version_path, request, seed, churn=None, guide=None, strength=None) with a cached pipeline per
+    version; `churn` (the share of fresh noise per sampler step, model/flow_matching.sampler_step) makes two seeds of
+    one request differ more: the pipeline's own setting when None. `guide` and `strength`: denoising starts from that
+    clip noised to that level (OmniPipeline.__call__)."""
     import torch
 
     from model.pipeline import OmniPipeline
@@ -42,11 +43,11 @@ def pipeline_generator(threads: int = 1):
     torch.set_num_threads(threads)
     cache = {}
 
-    def generate(path, request, seed, churn=None):
+    def generate(path, request, seed, churn=None, guide=None, strength=None):
         if path not in cache:
             cache[path] = OmniPipeline.from_pretrained(path)
             cache[path].set_progress_bar_config(disable=True)
-        return cache[path](request, seed=seed, churn=churn).frames
+        return cache[path](request, seed=seed, churn=churn, guide=guide, strength=strength).frames
 
     return generate
 
