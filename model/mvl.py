@@ -46,6 +46,18 @@ Media = Union[np.ndarray, str]  # array in memory, or a media-store asset id
 REFERENCE_RE = re.compile(r"@([A-Za-z][A-Za-z0-9_]*)")
 IMAGE_REF_RE = re.compile(r"^Image_(\d+)$")
 SUBJECT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+def _unknown_reference(name: str, subjects) -> str:
+    """The error for @name that is no image, no video and no subject: with the reference meant where only its case
+    differs (references are case-sensitive: @image_1 is not @Image_1)."""
+    meant = [f"Image_{m.group(1)}"] if (m := re.match(r"^image_(\d+)$", name, re.I)) else []
+    meant += ["Video"] if name.lower() == "video" else []
+    meant += [s for s in subjects if s.lower() == name.lower()]
+    if meant:
+        return f"@{name} is not a reference: references are case-sensitive; did you mean @{meant[0]}?"
+    return (f"@{name} is not in the subject library: add the subject or fix the name"
+            + (f" (known: {', '.join('@' + s for s in subjects)})" if subjects else ""))
 _RESERVED = {"Video"}
 
 
@@ -167,9 +179,7 @@ class MVLRequest:
             elif name == "Video":
                 _check(self.video is not None, "@Video is used but no context video was given")
             else:
-                _check(name in self.subjects,
-                       f"@{name} is not in the subject library: add the subject or fix the name"
-                       + (f" (known: {', '.join('@' + s for s in self.subjects)})" if self.subjects else ""))
+                _check(name in self.subjects, _unknown_reference(name, self.subjects))
         ann = self.annotations
         _check(len(ann.arrows) <= MAX_ARROWS, f"{len(ann.arrows)} arrows drawn; at most {MAX_ARROWS}")
         _check(len(ann.boxes) <= MAX_BOXES, f"{len(ann.boxes)} boxes drawn; at most {MAX_BOXES}")

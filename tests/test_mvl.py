@@ -37,6 +37,10 @@ def test_json_round_trip_is_exact():
 @pytest.mark.parametrize("change, message", [
     (dict(prompt="@Image_3 jumps"), "@Image_3 is used but only 2 images were given"),
     (dict(prompt="@Mira dances"), "@Mira is not in the subject library"),
+    (dict(prompt="@image_1 dances"), "references are case-sensitive; did you mean @Image_1"),
+    (dict(prompt="@IMAGE_2 dances"), "did you mean @Image_2"),
+    (dict(prompt="@tigo in @video"), "@tigo is not a reference: references are case-sensitive; did you mean @Tigo"),
+    (dict(prompt="@Tigo in @VIDEO"), "did you mean @Video"),
     (dict(prompt="   "), "the prompt is empty"),
     (dict(video=None), "@Video is used but no context video was given"),
     (dict(images=[_img()] * 9, prompt="x"), "9 reference images given; at most 8"),
