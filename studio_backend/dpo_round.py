@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="use the votes already in --home (no collection, no voting)")
     ap.add_argument("--consistent", type=int, default=0, choices=(0, 1),
                     help="1: DPO only on pairs no vote found worse on any dimension")
+    ap.add_argument("--segments", type=int, default=0, choices=(0, 1),
+                    help="1: DenseDPO. The simulated annotators also judge each quarter of the clips, and DPO trains "
+                         "one term per preferred quarter (pairs only a quarter prefers included)")
+    ap.add_argument("--revote-from", default=None,
+                    help="a previous round's home: copy it to --home, drop the copy's votes and vote again (with "
+                         "--segments as set), so that two DPO variants compare on the same clips and vote budget; "
+                         "the original keeps its votes")
     ap.add_argument("--sft-weight", type=float, default=0.0,
                     help="> 0: plus this weight times the winners' flow-matching error (an SFT anchor)")
     ap.add_argument("--json", dest="json_out", required=True)
@@ -92,16 +99,33 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--churn {a.churn}: the share of fresh noise per step must be in [0, 1]")
     if a.reuse and not (a.home and (Path(a.home) / "studio.db").is_file()):
         raise SystemExit(f"--reuse needs --home with a studio that has votes; got {a.home!r}")
+    if a.revote_from is not None:
+        if a.reuse:
+            raise SystemExit("--revote-from votes again on a copy; --reuse trains on the votes there: give one")
+        if not (Path(a.revote_from) / "studio.db").is_file():
+            raise SystemExit(f"--revote-from {a.revote_from}: no studio there (studio.db missing)")
+        if not a.home or Path(a.home).exists():
+            raise SystemExit(f"--revote-from needs a new --home to copy into; got {a.home!r}")
+        copy_without_votes(Path(a.revote_from), Path(a.home))
     home = Path(a.home or tempfile.mkdtemp(prefix="omni-dpo-round-"))
     studio = Studio.open(home)
     admin = studio.users.ensure("round-admin", "admin")
     gen = pipeline_generator()
     times = {}
-    if a.reuse:
+    if a.reuse or a.revote_from:
         parent = studio.registry.active()
         if parent is None:
-            raise SystemExit(f"--reuse: {home} has no active version to train from")
-        sim = {"votes": len(studio.arena.votes()), "reused": str(home)}
+            raise SystemExit(f"{home} has no active version to train from")
+        if a.reuse:
+            sim = {"votes": len(studio.arena.votes()), "reused": str(home)}
+            if a.segments and not any(v.get("segments") for v in studio.arena.votes()):
+                raise SystemExit(f"--segments 1 --reuse: no vote in {home} judged segments; vote again on a copy "
+                                 "with --revote-from")
+        else:
+            t = time.time()
+            sim = {**simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed, segments=bool(a.segments)),
+                   "revoted_from": str(a.revote_from)}
+            times["votes_s"] = round(time.time() - t, 1)
     else:
         parent = studio.registry.register(f"base-{int(time.time())}", str(Path(a.model).resolve()))
         studio.registry.promote(admin, parent.id)
@@ -112,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                          seeds_per_request=a.seeds_per_request, guide_levels=guide_levels)
         times["collection_s"] = round(time.time() - t, 1)
         t = time.time()
-        sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed)
+        sim = simulate(studio, a.votes, noise=a.noise, annotators=5, seed=a.seed, segments=bool(a.segments))
         times["votes_s"] = round(time.time() - t, 1)
     t = time.time()
     done = run_dpo_here(studio, admin, steps=a.steps, beta=a.beta, lora_rank=a.lora_rank, lr=a.lr, seed=a.seed,
-                        consistent=a.consistent, sft_weight=a.sft_weight)
+                        consistent=a.consistent, sft_weight=a.sft_weight, segments=a.segments)
     if done.status != "succeeded":
         raise SystemExit(f"the DPO job {done.status}: {done.message}")
     log = read_log(studio, done.id)
@@ -131,13 +155,39 @@ def main(argv: list[str] | None = None) -> int:
     out = {**report, "a": cand.name, "b": parent.name, "votes": sim, "times": times, "dpo_pairs": cand.metrics["dpo_pairs"],
            "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,
            "guide_levels": list(guide_levels or ()),
-           "consistent": a.consistent, "sft_weight": a.sft_weight, "judge_seeds": list(judge_seeds),
+           "consistent": a.consistent, "sft_weight": a.sft_weight, "segments": a.segments,
+           "segment_pairs": sum(1 for p in done_pairs(studio, done.id) if p.get("segments")), "judge_seeds": list(judge_seeds),
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json_out).write_text(json.dumps(out, indent=1, default=str))
     print(json.dumps({"gsb": out["gsb"], "times": times, "promotion": decision}, indent=1, default=str))
     return 0
+
+
+def copy_without_votes(src: Path, dst: Path) -> None:
+    """A copy of a round's studio home (its collection's comparisons, clips, versions) whose arena has no votes yet,
+    and no comparisons but the collection's (the source's evaluation round is its own). Only the copy changes."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("studio.db-wal", "studio.db-shm"))
+    con = sqlite3.connect(src / "studio.db")  # the source's committed state, WAL included, into the copy's file
+    with sqlite3.connect(dst / "studio.db") as out:
+        con.backup(out)
+    con.close()
+    with sqlite3.connect(dst / "studio.db") as c:
+        c.execute("DELETE FROM votes")
+        c.execute("DELETE FROM comparisons WHERE purpose != 'dpo'")
+        c.execute("UPDATE comparisons SET vote_count = 0")
+
+
+def done_pairs(studio, job_id: int) -> list[dict]:
+    """The pairs a DPO job trained on (frozen in its run folder)."""
+    from studio_backend.train_jobs import run_dir
+
+    f = run_dir(studio, job_id) / "pairs.json"
+    return json.loads(f.read_text()) if f.is_file() else []
 
 
 if __name__ == "__main__":

@@ -23,7 +23,28 @@ from . import stats
 FLIP = {"G": "B", "S": "S", "B": "G"}
 
 
-def preference_pairs(votes: list[dict], purposes: tuple[str, ...] = ("dpo",)) -> list[dict]:
+def segment_labels(vs: list[dict], trust: dict, a_wins: bool) -> list[int] | None:
+    """Each segment's trust-weighted majority over the votes that judged segments, for the pair's winner: +1 (the
+    winner better there), 0 (same, or a tie), -1 (the loser better); None when no vote judged segments."""
+    judged = [v for v in vs if v.get("segments")]
+    if not judged:
+        return None
+    out = []
+    for k in range(len(judged[0]["segments"])):
+        score = {"G": 0.0, "S": 0.0, "B": 0.0}
+        for v in judged:
+            score[v["segments"][k]] += trust.get(v["annotator_id"], 0.5)
+        best = max(score.values())
+        top = [x for x, w in score.items() if w == best]
+        lab = 0 if len(top) > 1 else {"G": 1, "S": 0, "B": -1}[top[0]]
+        out.append(lab if a_wins else -lab)
+    return out
+
+
+def preference_pairs(votes: list[dict], purposes: tuple[str, ...] = ("dpo",), segments: bool = False) -> list[dict]:
+    """`segments`: each row also carries its segment labels (segment_labels; None where no vote judged segments),
+    and a comparison whose clips are Same overall is still a pair where some segment is preferred (DenseDPO: the
+    segments carry the preference; A stands as the winner, `overall_preferred` False)."""
     trust = {a: r["weight"] for a, r in stats.gold_accuracy(votes).items()}
     by_comp: dict[int, list[dict]] = defaultdict(list)
     for v in votes:
@@ -36,9 +57,10 @@ def preference_pairs(votes: list[dict], purposes: tuple[str, ...] = ("dpo",)) ->
             score[v["overall"]] += trust.get(v["annotator_id"], 0.5)
         verdict = max(score, key=score.get)
         total = sum(score.values())
-        if verdict == "S" or total == 0:
+        seg = segment_labels(vs, trust, verdict != "B") if segments else None
+        if total == 0 or (verdict == "S" and not any(seg or ())):
             continue  # no preference: counted in GSB, not a DPO pair
-        a_wins = verdict == "G"
+        a_wins = verdict != "B"
         first = vs[0]
         dims: dict[str, dict[str, int]] = defaultdict(lambda: {"winner": 0, "same": 0, "loser": 0})
         for v in vs:
@@ -55,6 +77,8 @@ def preference_pairs(votes: list[dict], purposes: tuple[str, ...] = ("dpo",)) ->
             "dimensions": {d: dict(c) for d, c in dims.items()},
             "votes": len(vs), "weight": round(score[verdict] / total * agree, 4),
         })
+        if segments:
+            rows[-1].update(segments=seg, overall_preferred=verdict != "S")
     return rows
 
 

@@ -145,6 +145,9 @@ class Vote(Base):
     left_is_a: Mapped[bool] = mapped_column(Boolean)  # the side the annotator saw A on
     verdicts: Mapped[dict] = mapped_column(JSON)  # dimension -> G|S|B, for A against B (not left/right)
     overall: Mapped[str] = mapped_column(String(1))
+    # DenseDPO: one overall G|S|B per segment of the clips (services.VOTE_SEGMENTS equal runs of frames), A against B;
+    # None where the annotator judged the whole clips only
+    segments: Mapped[list | None] = mapped_column(JSON, nullable=True)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -22,11 +22,16 @@ from .studio import Studio
 
 
 def simulate(studio: Studio, votes: int, noise: float = 0.1, position_bias: float = 0.0, annotators: int = 5,
-             seed: int = 0) -> dict:
-    """Simulated annotators judge blind pairs (left vs right) and vote through the arena service."""
-    from training.simulate_votes import judge_pair
+             seed: int = 0, segments: bool = False) -> dict:
+    """Simulated annotators judge blind pairs (left vs right) and vote through the arena service. `segments`: they
+    also judge each quarter of the clips (training.simulate_votes.judge_segments, with the same noise, drawn apart:
+    the whole-clip votes are those of a run without segments)."""
+    from training.simulate_votes import judge_pair, judge_segments
+
+    from .services import VOTE_SEGMENTS
 
     rng = np.random.default_rng(seed)
+    seg_rng = np.random.default_rng([seed, 1])
     people = [studio.users.ensure(f"sim-annotator-{i}", "annotator") for i in range(annotators)]
     cast, turn, active = 0, 0, list(people)
     t0 = time.time()
@@ -41,28 +46,35 @@ def simulate(studio: Studio, votes: int, noise: float = 0.1, position_bias: floa
             req = dict(s.get(Comparison, pair.comparison_id).request)
         if not req.get("_world"):
             raise ValueError(f"comparison {pair.comparison_id} has no world truth to judge by (it came from a project)")
-        dims, overall = judge_pair(req["_world"], studio.media.load_video(pair.left_asset),
-                                   studio.media.load_video(pair.right_asset))
+        left, right = studio.media.load_video(pair.left_asset), studio.media.load_video(pair.right_asset)
+        dims, overall = judge_pair(req["_world"], left, right)
+        seg = None
+        if segments:
+            seg = [str(seg_rng.choice(["G", "S", "B"])) if seg_rng.random() < noise else v
+                   for v in judge_segments(req["_world"], left, right, VOTE_SEGMENTS)]
         if rng.random() < noise:
             overall = str(rng.choice(["G", "S", "B"]))
         dims = {d: (str(rng.choice(["G", "S", "B"])) if rng.random() < noise else v) for d, v in dims.items()}
         if rng.random() < position_bias:
             overall = "G"  # the left clip wins whatever it shows
-        studio.arena.vote(ann, pair.left_is_a_token, dims, overall, uuid.uuid4().hex, seconds=float(rng.uniform(3, 9)))
+        studio.arena.vote(ann, pair.left_is_a_token, dims, overall, uuid.uuid4().hex, seconds=float(rng.uniform(3, 9)),
+                          segments=seg)
         cast += 1
     return {"votes": cast, "seconds": round(time.time() - t0, 2), "annotators": annotators, "noise": noise,
             "position_bias": position_bias}
 
 
-def pairs_from_studio(studio: Studio, rows: list[dict] | None = None) -> list[dict]:
+def pairs_from_studio(studio: Studio, rows: list[dict] | None = None, segments: bool = False) -> list[dict]:
     """Preference pairs of the studio's votes (or the given `preference_pairs` rows), with the clips
-    loaded from the media store."""
+    loaded from the media store; `segments`: with their segment labels (export.preference_pairs)."""
     out = []
-    for r in (preference_pairs(studio.arena.votes()) if rows is None else rows):
+    for r in (preference_pairs(studio.arena.votes(), segments=segments) if rows is None else rows):
         req = {k: v for k, v in r["request"].items() if not k.startswith("_")}
         out.append({"request": studio.media.resolve(MVLRequest.from_dict(req)),
                     "winner": studio.media.load_video(r["winner_asset"]),
                     "loser": studio.media.load_video(r["loser_asset"]), "weight": r["weight"]})
+        if r.get("segments") is not None:
+            out[-1].update(segments=r["segments"], overall_preferred=r.get("overall_preferred", True))
     return out
 
 

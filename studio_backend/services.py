@@ -32,6 +32,7 @@ from .models import Asset, Comparison, Job, ModelVersion, Project, Subject, Subj
 ROLES = ("creator", "annotator", "admin")
 DIMENSIONS = ("dynamic_quality", "visual_quality", "prompt_following", "identity_consistency", "video_consistency")
 VERDICTS = ("G", "S", "B")
+VOTE_SEGMENTS = 4  # a vote's segment verdicts (DenseDPO): the clips' frames in this many equal runs
 LEASE_SECONDS = 15.0  # a running job's lease; its worker renews it every LEASE_SECONDS / 5
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
@@ -606,9 +607,10 @@ _TAKEN = text("SELECT idempotency_key, comparison_id, annotator_id FROM votes WH
               "OR (comparison_id IN :cids AND annotator_id IN :annotators)").bindparams(
     bindparam("keys", expanding=True), bindparam("cids", expanding=True), bindparam("annotators", expanding=True))
 _INSERT_VOTE = text("INSERT INTO votes (idempotency_key, comparison_id, annotator_id, left_is_a, verdicts, overall, "
-                    "seconds, is_gold, created_at) VALUES (:idempotency_key, :comparison_id, :annotator_id, "
-                    ":left_is_a, :verdicts, :overall, :seconds, :is_gold, :created_at) RETURNING id").bindparams(
-    *(bindparam(k, type_=_V[k].type) for k in ("left_is_a", "verdicts", "seconds", "is_gold", "created_at")))
+                    "segments, seconds, is_gold, created_at) VALUES (:idempotency_key, :comparison_id, :annotator_id, "
+                    ":left_is_a, :verdicts, :overall, :segments, :seconds, :is_gold, :created_at) RETURNING id"
+                    ).bindparams(*(bindparam(k, type_=_V[k].type)
+                                   for k in ("left_is_a", "verdicts", "segments", "seconds", "is_gold", "created_at")))
 _BUMP = text("UPDATE comparisons SET vote_count = vote_count + :n WHERE id = :id")
 _NEXT = {gold: text("SELECT id, asset_a, asset_b, request FROM comparisons WHERE id NOT IN "
                     "(SELECT comparison_id FROM votes WHERE annotator_id = :annotator)"
@@ -700,7 +702,7 @@ class GroupWriter:
                 else:
                     keys.add(row["idempotency_key"])
                     pairs.add(pair)
-                    fresh.append((dict(row, is_gold=gold[row["comparison_id"]] is not None), box))
+                    fresh.append(({"segments": None, **row, "is_gold": gold[row["comparison_id"]] is not None}, box))
             bump: dict[int, int] = {}
             for r, box in fresh:
                 box["id"] = s.execute(_INSERT_VOTE, r).scalar_one()
@@ -791,8 +793,10 @@ class ArenaService:
             return PairRecord(c.id, str(c.request.get("prompt", "")), left, right, token)
 
     def vote(self, annotator: UserRecord, token: str, verdicts_left_vs_right: dict[str, str], overall: str,
-             idempotency_key: str, seconds: float = 0.0) -> VoteRecord:
-        """Store one vote exactly once. Verdicts are given for left against right and stored for A against B."""
+             idempotency_key: str, seconds: float = 0.0, segments: list[str] | None = None) -> VoteRecord:
+        """Store one vote exactly once. Verdicts are given for left against right and stored for A against B.
+        `segments`: optionally one overall verdict per segment of the clips (VOTE_SEGMENTS of them, in time order;
+        DenseDPO's segment-level preference), also left against right."""
         require(annotator, "annotator")
         if not re.match(r"^[\w\-]{8,64}$", idempotency_key or ""):
             raise ServiceError("the vote needs an idempotency key of 8-64 letters, digits, - or _")
@@ -808,11 +812,16 @@ class ArenaService:
             raise ServiceError(f"unknown dimension {bad[0]!r}; dimensions: {', '.join(DIMENSIONS)}")
         if overall not in VERDICTS or any(v not in VERDICTS for v in verdicts_left_vs_right.values()):
             raise ServiceError("each verdict is G (left better), S (same) or B (right better)")
+        if segments is not None and (not isinstance(segments, (list, tuple)) or len(segments) != VOTE_SEGMENTS
+                                     or any(v not in VERDICTS for v in segments)):
+            raise ServiceError(f"segment verdicts: give {VOTE_SEGMENTS}, one per quarter of the clips in time order, "
+                               "each G (left better), S (same) or B (right better)")
         flip = {"G": "B", "S": "S", "B": "G"}
         to_a = (lambda v: v) if left_is_a else (lambda v: flip[v])
         verdicts = {d: to_a(v) for d, v in verdicts_left_vs_right.items()}
         row = dict(idempotency_key=idempotency_key, comparison_id=comparison_id, annotator_id=annotator.id,
                    left_is_a=left_is_a, verdicts=verdicts, overall=to_a(overall), seconds=float(seconds),
+                   segments=None if segments is None else [to_a(v) for v in segments],
                    created_at=datetime.now(timezone.utc))
         vote_id = self._writer.write(row)  # returns once the vote is committed
         if vote_id is None:  # the idempotency key, or this annotator on this pair, is taken
@@ -845,5 +854,5 @@ class ArenaService:
                      "verdicts": dict(v.verdicts), "version_a": c.version_a_id, "version_b": c.version_b_id,
                      "family": c.family, "purpose": c.purpose, "gold": c.gold, "seconds": v.seconds,
                      "asset_a": c.asset_a, "asset_b": c.asset_b, "seed_a": c.seed_a, "seed_b": c.seed_b,
-                     "request": c.request}
+                     "request": c.request, "segments": None if v.segments is None else list(v.segments)}
                     for v, c in rows]

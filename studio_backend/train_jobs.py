@@ -23,14 +23,16 @@ from .export import consistent_pairs, preference_pairs
 from .services import JobRecord, ServiceError, UserRecord, require
 from .studio import Studio
 
-DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent", "sft_weight")
-INT_KEYS = ("steps", "lora_rank", "batch", "seed", "consistent")
+DPO_KEYS = ("steps", "beta", "lora_rank", "lr", "batch", "seed", "consistent", "sft_weight", "segments")
+INT_KEYS = ("steps", "lora_rank", "batch", "seed", "consistent", "segments")
 LIMITS = {"steps": (1, 5000), "beta": (1e-3, 1e5), "lora_rank": (0, 64), "lr": (1e-7, 1e-2), "batch": (1, 64),
-          "seed": (0, 2**31 - 1), "consistent": (0, 1), "sft_weight": (0.0, 1e5)}
+          "seed": (0, 2**31 - 1), "consistent": (0, 1), "sft_weight": (0.0, 1e5), "segments": (0, 1)}
 
 
-def training_pairs(studio: Studio, consistent: int = 0) -> list[dict]:
-    rows = preference_pairs(studio.arena.votes())
+def training_pairs(studio: Studio, consistent: int = 0, segments: int = 0) -> list[dict]:
+    """The DPO pairs of the studio's votes; `segments`: with their segment labels where votes judged segments, and
+    the pairs only a segment prefers (export.preference_pairs)."""
+    rows = preference_pairs(studio.arena.votes(), segments=bool(segments))
     return consistent_pairs(rows) if consistent else rows
 
 
@@ -66,7 +68,7 @@ def submit_dpo(studio: Studio, user: UserRecord, **settings) -> JobRecord:
     for k in DPO_KEYS:
         v = settings.get(k, defaults[k])
         config[k] = _checked_number("DPO setting", k, v, int if k in INT_KEYS else float, LIMITS[k])
-    if not training_pairs(studio, config["consistent"]):
+    if not training_pairs(studio, config["consistent"], config["segments"]):
         if config["consistent"] and training_pairs(studio):
             raise ServiceError("no consistent preference pairs: every pair has a vote that found its winner worse "
                                "on some dimension; set consistent=0 to train on all pairs")
@@ -155,7 +157,7 @@ def _run_train_job(studio: Studio, job: JobRecord, load_pipeline, save_every, lo
     if frozen.is_file():  # a resumed run trains on the pairs it started with
         rows = json.loads(frozen.read_text())
     else:
-        rows = training_pairs(studio, cfg.consistent)
+        rows = training_pairs(studio, cfg.consistent, cfg.segments)
         frozen.write_text(json.dumps(rows))
     if not rows:
         return jobs.finish(job.id, "failed", "no preference pairs (every vote was Same or on gold pairs)")

@@ -1,6 +1,7 @@
 """Flow-DPO, LoRA, simulated annotators and the whole preference loop on a tiny model."""
 
 import math
+import uuid
 
 import numpy as np
 import pytest
@@ -28,6 +29,32 @@ def test_flow_dpo_loss_by_hand():
     assert w_loss.item() == pytest.approx(loss.item())
     anchored, same = flow_dpo_loss(v_w, v_l, r_w, r_l, t_w, t_l, beta=0.5, sft_weight=3.0)
     assert anchored.item() == pytest.approx(loss.item() + 3.0 * 1.0) and same.item() == margin.item()  # + 3 x err_w
+
+
+def test_segment_level_dpo_loss_by_hand():
+    """DenseDPO: one term per labelled quarter on that quarter's frames; the sign of a label says which clip it
+    prefers; unlabelled quarters change nothing; a row of zeros keeps the whole-clip term."""
+    B, T = 2, 8
+    g = torch.Generator().manual_seed(0)
+    t_w, t_l = torch.zeros(B, 1, T, 1, 1), torch.zeros(B, 1, T, 1, 1)
+    v_w, v_l, r_w, r_l = (torch.rand(B, 1, T, 1, 1, generator=g) for _ in range(4))
+    whole, wm = flow_dpo_loss(v_w, v_l, r_w, r_l, t_w, t_l, beta=2.0)
+    zeros, zm = flow_dpo_loss(v_w, v_l, r_w, r_l, t_w, t_l, beta=2.0, segments=torch.zeros(B, 4))
+    assert zeros.item() == pytest.approx(whole.item()) and torch.allclose(zm, wm)
+    lab = torch.tensor([[1.0, 0.0, -1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # pair 0: quarters 1 and 3; pair 1: whole clip
+    v_w.requires_grad_(True)
+    loss, margin = flow_dpo_loss(v_w, v_l, r_w, r_l, t_w, t_l, beta=2.0, segments=lab, sft_weight=0.5)
+    e = lambda v, a, b: v[0, 0, a:b, 0, 0].pow(2).mean().item()  # noqa: E731 (pair 0's error on frames a..b)
+    m1 = -2.0 * ((e(v_w, 0, 2) - e(r_w, 0, 2)) - (e(v_l, 0, 2) - e(r_l, 0, 2)))
+    m3 = 2.0 * ((e(v_w, 4, 6) - e(r_w, 4, 6)) - (e(v_l, 4, 6) - e(r_l, 4, 6)))  # the loser preferred there
+    seg0 = (-math.log(1 / (1 + math.exp(-m1))) + 0.5 * e(v_w, 0, 2) - math.log(1 / (1 + math.exp(-m3)))
+            + 0.5 * e(v_l, 4, 6)) / 2
+    anchored_whole, _ = flow_dpo_loss(v_w[1:], v_l[1:], r_w[1:], r_l[1:], t_w[1:], t_l[1:], beta=2.0, sft_weight=0.5)
+    assert loss.item() == pytest.approx((seg0 + anchored_whole.item()) / 2, rel=1e-5)
+    assert margin[0].item() == pytest.approx((m1 + m3) / 2, rel=1e-5) and margin[1].item() == pytest.approx(wm[1].item())
+    loss.backward()
+    assert v_w.grad[0, 0, 2:4].abs().sum() == 0 and v_w.grad[0, 0, 6:].abs().sum() == 0  # unlabelled quarters
+    assert v_w.grad[0, 0, :2].abs().sum() > 0 and v_w.grad[1].abs().sum() > 0
 
 
 def _fixed_pairs(n=4):
@@ -163,6 +190,51 @@ def test_guided_collection_starts_each_seed_from_the_requests_truth(tmp_path):
     for bad in ((0.0, 1.0), (1.5,)):
         with pytest.raises(ValueError, match="guide_levels"):
             collection_round(studio, gen, 1, guide_levels=bad)
+
+
+def test_segment_votes_from_the_judge_to_the_dpo_pairs(tmp_path):
+    """Segment verdicts (DenseDPO): the simulated annotator's judge finds the quarter where two clips of one source
+    differ; the arena stores segment verdicts for A against B whatever side A was on and refuses malformed ones; the
+    export labels each segment for the pair's winner and keeps a pair only its segments prefer (segments mode only)."""
+    from studio_backend.export import preference_pairs
+    from studio_backend.services import VOTE_SEGMENTS, ServiceError
+    from training.simulate_votes import judge_segments
+
+    case = sample("t2v", 3, "train")
+    truth = case.target
+    broken = truth.copy()
+    broken[4:8] = 0  # the second quarter blacked out
+    world = {"family": "t2v", "seed": 3, "split": "train"}
+    assert judge_segments(world, truth, broken, 4) == ["S", "G", "S", "S"]
+    assert judge_segments(world, broken, truth, 4) == ["S", "B", "S", "S"]
+    assert judge_segments(world, truth, truth, 4) == ["S"] * 4
+
+    studio = Studio.open(tmp_path / "home")
+    v = studio.registry.register("fake", "/fake")
+    studio.registry.promote(studio.users.ensure("root", "admin"), v.id)
+    a, b = studio.media.put_video_array(truth), studio.media.put_video_array(broken)
+    cids = [studio.arena.add_comparison("dpo", {"prompt": "x", "_world": world}, a, b, family="t2v",
+                                        version_a=v.id, version_b=v.id) for _ in range(2)]
+    people = [studio.users.ensure(f"ann{i}", "annotator") for i in range(2)]
+    for ann in people:
+        for _ in range(2):
+            pair = studio.arena.next_pair(ann)
+            left_is_a = pair.left_asset == a.id
+            seg = ["S", "G" if left_is_a else "B", "S", "S"]  # A (the truth) better in the second quarter
+            overall = ("G" if left_is_a else "B") if pair.comparison_id == cids[0] else "S"
+            studio.arena.vote(ann, pair.left_is_a_token, {}, overall, uuid.uuid4().hex, segments=seg)
+    votes = studio.arena.votes()
+    assert all(x["segments"] == ["S", "G", "S", "S"] for x in votes)  # for A against B
+    plain = preference_pairs(votes)
+    assert [r["comparison_id"] for r in plain] == [cids[0]] and "segments" not in plain[0]
+    rows = preference_pairs(votes, segments=True)
+    assert [(r["comparison_id"], r["segments"], r["overall_preferred"]) for r in rows] == [
+        (cids[0], [0, 1, 0, 0], True), (cids[1], [0, 1, 0, 0], False)]
+    pair = studio.arena.next_pair(studio.users.ensure("late", "annotator"))
+    for bad in (["G"] * (VOTE_SEGMENTS - 1), ["G", "S", "X", "S"], "GSSS"):
+        with pytest.raises(ServiceError, match="segment verdicts"):
+            studio.arena.vote(studio.users.ensure("late", "annotator"), pair.left_is_a_token, {}, "G",
+                              uuid.uuid4().hex, segments=bad)
 
 
 def _studio_with_preferences(tmp_path):
@@ -361,6 +433,23 @@ def test_dpo_round_command_runs_a_round_and_reuses_its_votes(tmp_path):
     assert first["judge_seeds"] == first["seeds"] == [0, 1, 2] and second["judge_seeds"] == second["seeds"] == [3]
     assert second["b"] == first["b"]  # trained from the same parent
     assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes
+    # DenseDPO on the same clips and vote budget: a copy of the home voted again, with segment verdicts
+    seg_home, seg_out = tmp_path / "seg", tmp_path / "seg.json"
+    assert dpo_round.main(["--revote-from", str(home), "--home", str(seg_home), "--segments", "1", "--votes", "12",
+                           "--steps", "2", "--eval-limit", "1", "--eval-requests", "2", "--judge-seeds", "3",
+                           "--json", str(seg_out)]) == 0
+    third = json.loads(seg_out.read_text())
+    assert third["segments"] == 1 and third["votes"]["revoted_from"] == str(home) and third["votes"]["votes"] == 12
+    assert third["b"] == first["b"] and "collection_s" not in third["times"]
+    seg_votes = [v for v in Studio.open(seg_home).arena.votes() if v["purpose"] == "dpo"]
+    assert len(seg_votes) == 12 and all(len(v["segments"]) == 4 for v in seg_votes)
+    assert len([v for v in Studio.open(home).arena.votes() if v["purpose"] == "dpo"]) == n_votes  # the source's stay
+    with pytest.raises(SystemExit, match="no vote in .* judged segments"):
+        dpo_round.main(["--reuse", "--home", str(home), "--segments", "1", "--json", str(again)])
+    with pytest.raises(SystemExit, match="needs a new --home"):
+        dpo_round.main(["--revote-from", str(home), "--home", str(seg_home), "--json", str(again)])
+    with pytest.raises(SystemExit, match="no studio there"):
+        dpo_round.main(["--revote-from", str(tmp_path / "nowhere"), "--home", str(tmp_path / "h4"), "--json", str(again)])
     with pytest.raises(SystemExit, match="--reuse needs --home"):
         dpo_round.main(["--reuse", "--home", str(tmp_path / "nowhere"), "--json", str(again)])
     with pytest.raises(SystemExit, match="--families t2x: unknown"):

@@ -54,6 +54,10 @@ class DPOConfig:
     # > 0: plus this weight times the flow-matching error on each pair's winner (an SFT anchor on the preferred
     # clips, as RPO / "DPO + SFT" regularise preference training); beta / 2 pulls as hard as DPO does at the start
     sft_weight: float = 0.0
+    # 1 = DenseDPO (Wu et al. 2025): where a pair's votes judged segments (quarters of the clips), one DPO term per
+    # preferred segment on that segment's frames (the pixel generator's pairs; the others, and pairs without segment
+    # labels, keep the whole-clip term)
+    segments: int = 0
     time_shift: float = 1.0
     seed: int = 0
     log_every: int = 10
@@ -61,16 +65,35 @@ class DPOConfig:
 
 
 def flow_dpo_loss(v_w, v_l, ref_v_w, ref_v_l, target_w, target_l, beta: float,
-                  weights: torch.Tensor | None = None, sft_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  weights: torch.Tensor | None = None, sft_weight: float = 0.0,
+                  segments: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, per-pair implicit reward margin). Tensors (B, ...); errors mean-reduced per pair. `sft_weight` adds
-    that times the winner's own flow-matching error (DPOConfig.sft_weight)."""
+    that times the winner's own flow-matching error (DPOConfig.sft_weight).
+
+    `segments` (B, S) in {-1, 0, 1}, for video tensors (B, C, T, H, W): DenseDPO's segment-level preferences. The
+    frames are cut in S equal runs; a pair with any non-zero label gets one DPO term per labelled run (+1: the winner
+    preferred there, -1: the loser), averaged, and its SFT anchor on the preferred clip's frames of those runs; its
+    margin is the labelled runs' mean. A row of zeros keeps the whole-clip term."""
     dims = tuple(range(1, v_w.dim()))
-    err_w = (v_w.float() - target_w).pow(2).mean(dims)
-    err_l = (v_l.float() - target_l).pow(2).mean(dims)
-    ref_w = (ref_v_w.float() - target_w).pow(2).mean(dims)
-    ref_l = (ref_v_l.float() - target_l).pow(2).mean(dims)
+    sq = lambda v, t: (v.float() - t).pow(2)  # noqa: E731
+    e = [sq(v_w, target_w), sq(v_l, target_l), sq(ref_v_w, target_w), sq(ref_v_l, target_l)]
+    err_w, err_l, ref_w, ref_l = (x.mean(dims) for x in e)
     margin = -beta * ((err_w - ref_w) - (err_l - ref_l))
     losses = -F.logsigmoid(margin) + sft_weight * err_w
+    if segments is not None and bool((segments != 0).any()):
+        lab = segments.to(margin.dtype)
+        n_seg, T = lab.shape[1], v_w.shape[2]
+        runs = torch.linspace(0, T, n_seg + 1).round().long().tolist()
+        per = [torch.stack([x[:, :, a:b].mean(dim=(1, 2, 3, 4)) for a, b in zip(runs[:-1], runs[1:])], 1) for x in e]
+        sw, sl, rw, rl = per  # (B, S): each run's error
+        m_seg = -beta * ((sw - rw) - (sl - rl)) * lab  # positive where the labelled clip is favoured
+        on = (lab != 0).to(margin.dtype)
+        count = on.sum(1).clamp_min(1)
+        preferred = torch.where(lab >= 0, sw, sl)
+        seg_losses = ((-F.logsigmoid(m_seg) + sft_weight * preferred) * on).sum(1) / count
+        has = on.sum(1) > 0
+        losses = torch.where(has, seg_losses, losses)
+        margin = torch.where(has, (m_seg * on).sum(1) / count, margin)
     if weights is not None:
         losses = losses * weights
         return losses.sum() / weights.sum().clamp_min(1e-8), margin.detach()
@@ -137,8 +160,18 @@ def pixel_pair_batch_loss(policy, ref, pipe: OmniPipeline, pairs: list[dict], cf
     with torch.no_grad():
         ref_w, ref_l = ref(xs_w, s, **c), ref(xs_l, s, **c)
     w = torch.tensor([float(p.get("weight", 1.0)) for p in pairs])
+    seg = segment_tensor(pairs) if cfg.segments else None
     return flow_dpo_loss(v_w, v_l, ref_w, ref_l, fm.velocity_target(xw, noise), fm.velocity_target(xl, noise),
-                         cfg.beta, w, cfg.sft_weight)
+                         cfg.beta, w, cfg.sft_weight, seg)
+
+
+def segment_tensor(pairs: list[dict]) -> torch.Tensor | None:
+    """The pairs' segment labels as a (B, S) tensor (zeros for a pair without them); None when no pair has any."""
+    labelled = [p["segments"] for p in pairs if p.get("segments")]
+    if not labelled:
+        return None
+    n = len(labelled[0])
+    return torch.tensor([list(p["segments"]) if p.get("segments") else [0] * n for p in pairs], dtype=torch.float32)
 
 
 def pixel_served(pipe: OmniPipeline, pair: dict) -> bool:
@@ -216,6 +249,8 @@ def train(pipe: OmniPipeline, pairs: list[dict], cfg: DPOConfig, on_step=None, c
     and resumed ends with the same weights as one that ran straight through.
     """
     torch.manual_seed(cfg.seed)
+    # a pair only its segments prefer trains by its segments, which only the pixel generator's term reads
+    pairs = [p for p in pairs if p.get("overall_preferred", True) or pixel_served(pipe, p)]
     in_pixels = {i for i, p in enumerate(pairs) if pixel_served(pipe, p)}
     in_latents = len(pairs) > len(in_pixels)
     ref = copy.deepcopy(pipe.generator).eval()

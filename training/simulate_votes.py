@@ -31,6 +31,25 @@ def judge_pair(world: dict, left: np.ndarray, right: np.ndarray) -> tuple[dict, 
     return dims, vote(ul["overall"], ur["overall"])
 
 
+def judge_segments(world: dict, left: np.ndarray, right: np.ndarray, n: int) -> list[str]:
+    """The judge's overall verdict on each of `n` equal runs of frames, left against right: the judge scores whole
+    clips, so segment k is judged by what putting the left clip's frames there does to the right clip, against what
+    putting the right clip's frames there does to the left one: the two changes' difference against the judge's margin
+    (the whole-clip checker reads a quarter's loss as a small change, so both directions count). Two clips from one
+    source, DenseDPO's pairs, differ in a few segments; elsewhere the swap changes nothing and the verdict is Same."""
+    case = sample(world["family"], int(world["seed"]), world.get("split", "train"))
+    T = min(len(left), len(right))
+    bounds = np.linspace(0, T, n + 1).round().astype(int)
+    ul, ur = (score_case(case, c[:T]).utilities()["overall"] for c in (left, right))
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        r_with_l, l_with_r = right[:T].copy(), left[:T].copy()
+        r_with_l[a:b], l_with_r[a:b] = left[a:b], right[a:b]
+        gain = (score_case(case, r_with_l).utilities()["overall"] - ur) - (score_case(case, l_with_r).utilities()["overall"] - ul)
+        out.append(vote(gain, 0.0))
+    return out
+
+
 def pipeline_generator(threads: int = 1):
     """generate(version_path, request, seed, churn=None, guide=None, strength=None) with a cached pipeline per
     version; `churn` (the share of fresh noise per sampler step, model/flow_matching.sampler_step) makes two seeds of
