@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from studio_backend.services import DIMENSIONS, ServiceError
+from studio_backend.services import DIMENSIONS, VOTE_SEGMENTS, ServiceError
 
 from .context import AppContext
 
@@ -142,9 +142,13 @@ def install(app, ctx: AppContext) -> None:
         verdicts = body.get("verdicts") or {}
         if not isinstance(verdicts, dict) or any(d not in DIMENSIONS for d in verdicts):
             raise HTTPException(422, f"verdicts: a map of {', '.join(DIMENSIONS)} to G, S or B")
+        segments = body.get("segments")
+        if segments is not None and not isinstance(segments, list):
+            raise HTTPException(422, f"segments: a list of {VOTE_SEGMENTS} verdicts (G, S or B), one per quarter")
         try:
             rec = ctx.studio.arena.vote(user, token, {str(k): str(v) for k, v in verdicts.items()},
-                                        str(body.get("overall", "")), token, seconds=float(body.get("seconds", 0) or 0))
+                                        str(body.get("overall", "")), token, seconds=float(body.get("seconds", 0) or 0),
+                                        segments=None if segments is None else [str(v) for v in segments])
             return _json({"stored": rec.created, "next": pair_json(user)})
         except (ServiceError, ValueError) as e:
             raise HTTPException(403 if "role" in str(e) else 422, str(e))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio_backend.services import DIMENSIONS, ServiceError
+from studio_backend.services import DIMENSIONS, VOTE_SEGMENTS, ServiceError
 
 from .context import AppContext, UIError
 
@@ -59,6 +59,7 @@ class ArenaTab:
     pair: gr.State  # server-side: handle -> (sealed token, when it was shown) of the pairs shown lately
     handle: gr.Textbox  # hidden: the handle of the pair on the page, sent back with the vote
     refs: gr.Gallery = None  # the request's @Image_N / @Subject references
+    segments: list = None  # optional: a verdict per quarter of the clips (DenseDPO's segment-level preferences)
 
 
 KEEP = 16  # pairs a page remembers (a late resubmit of one of them is still recognised)
@@ -100,7 +101,17 @@ def references(ctx: AppContext, state: dict | None, handle: str) -> tuple[list, 
     return items, r["edit"]
 
 
-def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | None, *dims, handle: str = "") -> str:
+def segment_verdicts(chosen) -> list[str] | None:
+    """The page's quarter verdicts, one per quarter (an unset one counts as Same, as the row's label says); None when
+    no quarter prefers a clip (the vote is on whole clips, as it is from an API client that leaves them out)."""
+    chosen = list(chosen or [])[:VOTE_SEGMENTS]
+    chosen += [None] * (VOTE_SEGMENTS - len(chosen))
+    out = [v if v in ("G", "B") else "S" for v in chosen]
+    return out if any(v != "S" for v in out) else None
+
+
+def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | None, *dims, handle: str = "",
+                segments=None) -> str:
     shown = (pair or {}).get("pairs", {})
     if not shown:
         raise UIError("load a pair first")
@@ -114,7 +125,7 @@ def submit_vote(ctx: AppContext, user_state, pair: dict | None, overall: str | N
     seen = shown[handle]
     try:
         rec = ctx.studio.arena.vote(ctx.user(user_state), seen["token"], verdicts, overall, handle,
-                                    seconds=time.time() - seen["shown"])
+                                    seconds=time.time() - seen["shown"], segments=segment_verdicts(segments))
     except ServiceError as e:
         raise UIError(str(e)) from e
     return "Vote stored." if rec.created else "Already stored (one vote per pair)."
@@ -132,12 +143,24 @@ def build_arena_tab() -> ArenaTab:
         right = gr.Video(label="Right", elem_id="arena-right", interactive=False, loop=True, autoplay=True)
     dims = [gr.Radio(CHOICES, label=LABELS[d]) for d in DIMENSIONS]
     overall = gr.Radio(CHOICES, label="Overall", elem_id="arena-overall")
+    with gr.Accordion("By quarter of the clips (optional): where do they differ?", open=False,
+                      elem_id="arena-segments"):
+        gr.Markdown("Where the two clips differ only in part, say which is better in each quarter (each starts at "
+                    "Same). These votes train on the frames they name.")
+        with gr.Row():
+            segments = [gr.Radio(CHOICES, value="S", label=_quarter(k), elem_id=f"arena-seg-{k}")
+                        for k in range(VOTE_SEGMENTS)]
     with gr.Row():
         submit = gr.Button("Submit and next", variant="primary", elem_id="arena-submit")
         skip = gr.Button("Next pair", elem_id="arena-next")
     count = gr.Markdown(elem_id="arena-count")
     handle = gr.Textbox(visible=False, elem_id="arena-handle")
-    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle, refs)
+    return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle, refs, segments)
+
+
+def _quarter(k: int, frames: int = 16) -> str:
+    a, b = k * frames // VOTE_SEGMENTS + 1, (k + 1) * frames // VOTE_SEGMENTS
+    return f"Quarter {k + 1} (frames {a}-{b} of {frames})"
 
 
 def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None:
@@ -148,18 +171,22 @@ def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None
             raise gr.Error(str(e))
         items, is_edit = references(ctx, state, handle)
         dims = [None for _ in tab.dims[:-1]] + [gr.update(value=None, visible=is_edit)]  # video consistency: edits
-        return (state, handle, prompt, l, r, count, *dims, None, gr.update(value=items, visible=bool(items)))
+        return (state, handle, prompt, l, r, count, *dims, None, gr.update(value=items, visible=bool(items)),
+                *["S" for _ in tab.segments])
 
-    outs = [tab.pair, tab.handle, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall, tab.refs]
+    outs = ([tab.pair, tab.handle, tab.prompt, tab.left, tab.right, tab.count] + tab.dims + [tab.overall, tab.refs]
+            + tab.segments)
+    n_dims = len(tab.dims)
 
-    def vote_then_next(us, pair, handle, overall, *dims):
+    def vote_then_next(us, pair, handle, overall, *rest):
+        dims, segments = rest[:n_dims], rest[n_dims:]
         try:
-            msg = submit_vote(ctx, us, pair, overall, *dims, handle=handle or "")
+            msg = submit_vote(ctx, us, pair, overall, *dims, handle=handle or "", segments=segments)
         except UIError as e:
             raise gr.Error(str(e))
         gr.Info(msg)
         return load(us, pair)
 
     tab.skip.click(load, [user_state, tab.pair], outs, api_name="arena_next")
-    tab.submit.click(vote_then_next, [user_state, tab.pair, tab.handle, tab.overall] + tab.dims, outs,
+    tab.submit.click(vote_then_next, [user_state, tab.pair, tab.handle, tab.overall] + tab.dims + tab.segments, outs,
                      api_name="arena_vote")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from PIL import Image
 
 from app.context import AppContext
@@ -90,7 +91,13 @@ def test_generate_subject_and_vote_through_the_api(studio):
     assert "secret-model" not in repr(out)
     out = c.predict(out[0], "G", "S", "G", "S", "S", "G", api_name="/arena_vote")  # out[0]: the pair's handle
     st = Studio.open(studio["home"])
-    assert len(st.arena.votes()) == 1
+    assert len(st.arena.votes()) == 1 and st.arena.votes()[0]["segments"] is None  # no quarter chosen
+    # the optional quarter verdicts (DenseDPO): an unset quarter counts as Same; stored for A against B
+    c.predict(out[0], "G", "S", "G", "S", "S", "G", None, "B", "S", None, api_name="/arena_vote")
+    v = Studio.open(studio["home"]).arena.votes()[1]
+    with Studio.open(studio["home"]).db.engine.connect() as conn:
+        left_is_a = conn.execute(text("select left_is_a from votes where id = :i"), {"i": v["vote_id"]}).scalar()
+    assert v["segments"] == (["S", "B", "S", "S"] if left_is_a else ["S", "G", "S", "S"])
 
 
 def test_handlers_without_a_browser(studio, tmp_path):

@@ -9,12 +9,14 @@ into test-artifacts/ (flow_*.png)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from app.context import AppContext, UIError
 from studio_backend.studio import Studio
@@ -621,6 +623,17 @@ def test_an_empty_arena_is_filled_from_the_page(app, chromium):
     ann.locator("#arena-submit").click()
     ann.locator("#arena-count").get_by_text("You have rated 1 pairs").wait_for(timeout=20_000)
     _shot(ann, "arena_next")  # the next pair comes at once (here an image-to-video request, its reference shown)
+    # ... and the next one by quarter (DenseDPO): the clips are alike overall, the right one better in the third
+    ann.get_by_text("By quarter of the clips").click()
+    ann.locator("#arena-seg-2").get_by_text("Right better").click()
+    _shot(ann, "arena_quarters")
+    ann.locator("#arena-overall").get_by_text("Same").click()  # (the keys act when no radio has the focus)
+    ann.locator("#arena-submit").click()
+    ann.locator("#arena-count").get_by_text("You have rated 2 pairs").wait_for(timeout=20_000)
+    assert ann.locator("#arena-seg-2 input[value=S]").is_checked()  # the next pair starts at Same again
+    with Studio.open(app["home"]).db.engine.connect() as conn:
+        seg, left_is_a = conn.execute(text("select segments, left_is_a from votes order by id desc limit 1")).one()
+    assert json.loads(seg) == ["S", "S", "B" if left_is_a else "G", "S"]  # stored for A against B
     # a creator's generation becomes a pair too (second seed in the background)
     cleo = _page(chromium, app, "cleo")
     _tab(cleo, "Create")
@@ -643,7 +656,7 @@ def test_an_empty_arena_is_filled_from_the_page(app, chromium):
     # the Leaderboard says which votes it counts
     _tab(boss, "Leaderboard")
     boss.get_by_text("votes on DPO pairs").first.wait_for(timeout=20_000)
-    assert "0 votes on version pairs" in boss.content() and "1 votes on DPO pairs" in boss.inner_text("body")
+    assert "0 votes on version pairs" in boss.content() and "2 votes on DPO pairs" in boss.inner_text("body")
     _shot(boss, "leaderboard")
     _tab(boss, "Jobs")
     boss.get_by_role("button", name="Refresh", exact=True).locator("visible=true").first.click()
