@@ -50,6 +50,7 @@ class TrainingTab:
     refresh: gr.Button = None
     distill_steps: gr.Radio = None
     distill_run: gr.Button = None
+    dpo_segments: gr.Checkbox = None
 
 
 def is_admin(ctx: AppContext, user_state) -> bool:
@@ -83,12 +84,12 @@ def votes_summary(ctx: AppContext) -> str:
             "pairs** usable for DPO (Same verdicts are kept out of DPO and counted in GSB).")
 
 
-def dpo_readiness(ctx: AppContext, consistent: bool = False) -> str:
+def dpo_readiness(ctx: AppContext, consistent: bool = False, segments: bool = False) -> str:
     """The pair count a DPO run would train on, with a warning below the useful minimum."""
     from studio_backend.rounds import MIN_DPO_PAIRS
     from studio_backend.train_jobs import training_pairs
 
-    n = len(training_pairs(ctx.studio, int(bool(consistent))))
+    n = len(training_pairs(ctx.studio, int(bool(consistent)), int(bool(segments))))
     which = "consistent preference pairs" if consistent else "preference pairs"
     if n == 0:
         return (f"**0 {which}**: nothing to train on. Fill the arena (collection round above) and let "
@@ -177,7 +178,8 @@ def schedule_evaluation(ctx: AppContext, user_state, a, b, cases: int, progress=
     return f"Queued {len(ids)} pairs of {va.name} against {vb.name} for annotators."
 
 
-def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int, consistent: bool = False):
+def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: int, consistent: bool = False,
+              segments: bool = False):
     """Queue Flow-DPO on the collected preference pairs as a train job (its own worker runs it)."""
     from studio_backend.train_jobs import submit_dpo
 
@@ -186,7 +188,7 @@ def start_dpo(ctx: AppContext, user_state, steps: int, beta: float, lora_rank: i
         raise UIError("DPO training needs the admin role")
     try:
         return submit_dpo(ctx.studio, user, steps=int(steps), beta=float(beta), lora_rank=int(lora_rank),
-                          consistent=int(bool(consistent)))
+                          consistent=int(bool(consistent)), segments=int(bool(segments)))
     except ServiceError as e:
         raise UIError(str(e)) from e
 
@@ -323,6 +325,8 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
         dpo_beta = gr.Number(value=100.0, label="beta")
         dpo_rank = gr.Slider(0, 32, value=0, step=4, label="LoRA rank (0 = full fine-tuning)")
         dpo_consistent = gr.Checkbox(False, label="Only pairs no vote contradicts on any dimension")
+        dpo_segments = gr.Checkbox(False, label="Train on the quarter verdicts where votes give them (DenseDPO)",
+                                   elem_id="training-dpo-segments")
         dpo_run = gr.Button("Run DPO", variant="primary", elem_id="training-run-dpo")
         dpo_cancel = gr.Button("Cancel training", variant="stop")
     gr.Markdown("### Few-step distillation\nThe active version as a teacher: a student that samples in K steps "
@@ -340,7 +344,7 @@ def _build_admin_panel(panel: gr.Column, notice: gr.Markdown) -> TrainingTab:
     return TrainingTab(versions, version_id, promote_btn, roll_back_btn, votes, a, b, cases, schedule, status,
                        dpo_steps, dpo_beta, dpo_rank, dpo_consistent, dpo_run, dpo_cancel, curve, export, export_files,
                        panel, notice, collect_n, collect_seeds, collect_btn, pair_creators, arena_md, dpo_info,
-                       refresh_btn, distill_steps, distill_run)
+                       refresh_btn, distill_steps, distill_run, dpo_segments)
 
 
 def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
@@ -374,7 +378,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
                             api_name="pair_creator_generations")
 
     # the versions table is refreshed at sign-in and after every action: the pickers and counts follow it
-    def on_versions(us, consistent):
+    def on_versions(us, consistent, segments):
         from studio_backend.rounds import arena_settings
 
         if not is_admin(ctx, us):
@@ -383,18 +387,20 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         active = ctx.studio.registry.active()
         kids = [v.id for v in ctx.studio.registry.list() if active and v.parent_id == active.id]
         return (gr.update(choices=ch), gr.update(choices=ch, value=kids[-1] if kids else None),
-                gr.update(choices=ch, value=active.id if active else None), arena_info(ctx), dpo_readiness(ctx, consistent),
+                gr.update(choices=ch, value=active.id if active else None), arena_info(ctx), dpo_readiness(ctx, consistent, segments),
                 arena_settings(ctx.studio)["pair_creator_generations"])
 
-    tab.versions.change(on_versions, [user_state, tab.dpo_consistent],
+    tab.versions.change(on_versions, [user_state, tab.dpo_consistent, tab.dpo_segments],
                         [tab.version_id, tab.a, tab.b, tab.arena_info, tab.dpo_info, tab.pair_creators])
-    tab.dpo_consistent.change(lambda c: dpo_readiness(ctx, c), [tab.dpo_consistent], tab.dpo_info)
-    def refresh_counts(us, c):
+    for box in (tab.dpo_consistent, tab.dpo_segments):
+        box.change(lambda c, sg: dpo_readiness(ctx, c, sg), [tab.dpo_consistent, tab.dpo_segments], tab.dpo_info)
+
+    def refresh_counts(us, c, sg=False):
         if not is_admin(ctx, us):  # the counts and versions are the admin's: a visitor calling the API gets nothing
             raise gr.Error("the training tab is the admin's: sign in with an admin account")
-        return version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c)
+        return version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c, sg)
 
-    tab.refresh.click(refresh_counts, [user_state, tab.dpo_consistent],
+    tab.refresh.click(refresh_counts, [user_state, tab.dpo_consistent, tab.dpo_segments],
                       [tab.versions, tab.votes, tab.arena_info, tab.dpo_info], api_name="refresh_training")
     tab.promote.click(act(promote), [user_state, tab.version_id], outs)
     tab.roll_back.click(act(roll_back), [user_state], outs)
@@ -404,19 +410,19 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     tab.schedule.click(sched, [user_state, tab.a, tab.b, tab.cases], outs, api_name="schedule_evaluation")
 
-    def dpo(us, steps, beta, rank, consistent, progress=gr.Progress()):
+    def dpo(us, steps, beta, rank, consistent, segments=False, progress=gr.Progress()):
         try:
-            job = start_dpo(ctx, us, steps, beta, rank, consistent)
+            job = start_dpo(ctx, us, steps, beta, rank, consistent, segments)
         except UIError as e:
             raise gr.Error(str(e))
-        ready = dpo_readiness(ctx, consistent)
+        ready = dpo_readiness(ctx, consistent, segments)
         warn = ready if ready.startswith("⚠") else ""
         if warn:
             gr.Warning(warn.replace("**", ""))
         for msg, curve in follow_dpo(ctx, job, progress):
             yield msg + (f"\n\n{warn}" if warn else ""), version_rows(ctx, us), votes_summary(ctx), curve
 
-    tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank, tab.dpo_consistent],
+    tab.dpo_run.click(dpo, [user_state, tab.dpo_steps, tab.dpo_beta, tab.dpo_rank, tab.dpo_consistent, tab.dpo_segments],
                       outs + [tab.curve], api_name="run_dpo")
 
     def run_distill(us, steps, progress=gr.Progress()):

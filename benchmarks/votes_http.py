@@ -115,12 +115,12 @@ def annotate(url: str, names: list[str], deadline_box: dict, start: threading.Ba
             v = str(rng.choice(["G", "S", "B"]))
             try:
                 t = time.perf_counter()
-                nxt = s.call("arena_vote", handle, v, v, "S", "S", "S", "S")
+                nxt = s.call("arena_vote", handle, v, v, "S", "S", "S", "S", "S", "S", "S", "S")
                 lat.append(time.perf_counter() - t)
                 acked.append(handle)
                 if k % 10 == 0:  # a double submit: the same pair's handle again, timed on its own
                     t = time.perf_counter()
-                    s.call("arena_vote", handle, v, v, "S", "S", "S", "S")
+                    s.call("arena_vote", handle, v, v, "S", "S", "S", "S", "S", "S", "S", "S")
                     lat.append(time.perf_counter() - t)
                 handle = nxt[1]
             except GradioError as e:

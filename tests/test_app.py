@@ -325,6 +325,17 @@ def test_leaderboard_and_dpo_handlers(tmp_path):
     job2 = start_dpo(ctx, admin, 3, 500.0, 0, True)
     assert job2.request["config"]["consistent"] == 1 and job.request["config"]["consistent"] == 0
     st.jobs.cancel(ctx.user(admin), job2.id)
+    # ... and the 'quarter verdicts' box: a pair voted Same overall but better in a quarter then counts
+    from app.training_tab import dpo_readiness
+
+    cid = st.arena.add_comparison("dpo", s.request.to_dict(), a, b, family="t2v", version_a=base.id, version_b=base.id)
+    pair = st.arena.next_pair(ann)
+    assert pair.comparison_id == cid
+    st.arena.vote(ann, pair.left_is_a_token, {}, "S", uuid.uuid4().hex, segments=["G", "S", "S", "S"])
+    assert "2 preference pairs" in dpo_readiness(ctx) and "3 preference pairs" in dpo_readiness(ctx, False, True)
+    job3 = start_dpo(ctx, admin, 3, 500.0, 0, False, True)
+    assert job3.request["config"]["segments"] == 1 and job.request["config"]["segments"] == 0
+    st.jobs.cancel(ctx.user(admin), job3.id)
     # the preference export: files for download, and a push when OMNI_VOTES_REPO names a dataset repo
     import huggingface_hub.constants as hub_constants
 

@@ -25,6 +25,8 @@ PASSWORDS = {"boss": "boss-password-1", "cleo": "cleo-password-1", "dora": "dora
 ROLES = {"cleo": "creator", "dora": "creator", "ann": "annotator", "ann2": "annotator"}
 GENERATE = ("A red circle moves left on a meadow.", [], [], None, 16, 3, 3.0, 7)
 
+QUARTERS = ("S",) * 4  # the Arena's optional verdicts by quarter, left at Same (raw calls send every input)
+
 
 def make_accounts(home: Path) -> None:
     accounts_cli(home, "create-admin", "boss", password=PASSWORDS["boss"])
@@ -203,17 +205,17 @@ def test_a_visitor_without_a_session_reads_no_version_names_counts_or_leaderboar
     add_pairs(home, 1, tag="-visitor")
     names = [v.name for v in Studio.open(home).registry.list()]
     s = Session(url)
-    for api, args in [("refresh_training", (False,)), ("leaderboard", ())]:
+    for api, args in [("refresh_training", (False, False)), ("leaderboard", ())]:
         with pytest.raises(GradioError, match="sign in|admin"):
             s.call(api, *args)
     ann = signed_in(url, "ann")
-    for api, args in [("refresh_training", (False,)), ("leaderboard", ())]:
+    for api, args in [("refresh_training", (False, False)), ("leaderboard", ())]:
         with pytest.raises(GradioError, match="admin|annotators rate blind"):
             ann.call(api, *args)
     text = "\n".join(s.responses + ann.responses)
     assert names and not any(n in text for n in names) and "secret-model" not in text
     boss = signed_in(url, "boss")
-    rows = boss.call("refresh_training", False)[0]
+    rows = boss.call("refresh_training", False, False)[0]
     assert any("secret-model" in str(r) for r in rows["data"])  # the admin still reads them
 
 
@@ -265,7 +267,7 @@ def test_votes_survive_hostile_downloads_and_another_process_opening_the_databas
         other.close()
         out = ann.call("arena_next")
         for _ in range(10):
-            out = ann.call("arena_vote", out[1], "G", "S", "G", "S", "S", "G")
+            out = ann.call("arena_vote", out[1], "G", "S", "G", "S", "S", "G", *QUARTERS)
         assert Studio.open(home).arena.annotator_count(Studio.open(home).users.get("ann")) == 10
     with running_app(home, tmp_path / "m"):  # a restart
         st = Studio.open(home)
@@ -291,7 +293,7 @@ def test_visitors_who_are_not_signed_in_cannot_write_media_generate_or_vote(host
     image = {"path": png, "meta": {"_type": "gradio.FileData"}}
     for api, args in [("generate", GENERATE), ("on_example", ()), ("on_video", (video,)),
                       ("edit", (video, "Make it snow", "weather", None, None, 0.0, "the model's choice")),
-                      ("arena_next", ()), ("arena_vote", ("", "G", "S", "S", "S", "S", "S")),
+                      ("arena_next", ()), ("arena_vote", ("", "G", "S", "S", "S", "S", "S", *QUARTERS)),
                       ("create_subject", ("Tigo", [image])), ("jobs", ())]:
         try:
             out = s.call(api, *args)
@@ -381,7 +383,7 @@ def test_an_annotators_responses_name_no_version_seed_job_prompt_or_stable_file(
         for _ in range(3):
             names += [Path(file_url(out[3])).name, Path(file_url(out[4])).name]
             assert s.get(file_url(out[3])).status_code == 200
-            out = s.call("arena_vote", out[1], "G", "S", "G", "S", "S", "B")
+            out = s.call("arena_vote", out[1], "G", "S", "G", "S", "S", "B", *QUARTERS)
         s.call("jobs")
         sessions[name], seen[name] = s, names
     for name, s in sessions.items():
@@ -406,9 +408,9 @@ def test_a_resubmitted_vote_is_stored_once_on_the_pair_it_was_cast_on(hosted):
     ann = signed_in(hosted["url"], "ann")
     first = ann.call("arena_next")
     handle, prompt = first[1], first[2]
-    second = ann.call("arena_vote", handle, "G", "S", "G", "S", "S", "G")
+    second = ann.call("arena_vote", handle, "G", "S", "G", "S", "S", "G", *QUARTERS)
     assert second[1] != handle
-    again = ann.call("arena_vote", handle, "B", "B", "B", "B", "B", "B")  # the same submit, replayed
+    again = ann.call("arena_vote", handle, "B", "B", "B", "B", "B", "B", *QUARTERS)  # the same submit, replayed
     st = Studio.open(hosted["home"])
     mine = [v for v in st.arena.votes() if v["annotator_id"] == st.users.get("ann").id]
     on_first = [v for v in mine if v["request"]["prompt"] == prompt.removeprefix("**Request:** ")]
@@ -418,7 +420,7 @@ def test_a_resubmitted_vote_is_stored_once_on_the_pair_it_was_cast_on(hosted):
     assert pair_after == []  # the pair loaded after it got no vote the annotator never cast
     assert again[1] not in (handle,)
     with pytest.raises(GradioError, match="no longer on this page"):
-        ann.call("arena_vote", "0" * 32, "G", "S", "G", "S", "S", "G")
+        ann.call("arena_vote", "0" * 32, "G", "S", "G", "S", "S", "G", *QUARTERS)
 
 
 def _rss_mb(pid: int) -> float:
