@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio_backend.services import ROLES, ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 
 
 @dataclass
@@ -36,7 +36,7 @@ def _run(ctx: AppContext, us, action):
     try:
         return action(ctx.user(us))
     except (ServiceError, UIError) as e:
-        raise gr.Error(str(e))
+        raise refused(str(e))
 
 
 def create_account(ctx: AppContext, us, name, password, role) -> str:

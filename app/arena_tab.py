@@ -17,7 +17,7 @@ import gradio as gr
 
 from studio_backend.services import DIMENSIONS, VOTE_SEGMENTS, ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 
 CHOICES = [("Left better", "G"), ("Same", "S"), ("Right better", "B")]
 LABELS = {"dynamic_quality": "Dynamic quality", "visual_quality": "Visual quality",
@@ -168,7 +168,7 @@ def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None
         try:
             state, prompt, l, r, count, handle = next_pair(ctx, us, shown)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
         items, is_edit = references(ctx, state, handle)
         dims = [None for _ in tab.dims[:-1]] + [gr.update(value=None, visible=is_edit)]  # video consistency: edits
         return (state, handle, prompt, l, r, count, *dims, None, gr.update(value=items, visible=bool(items)),
@@ -183,7 +183,7 @@ def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None
         try:
             msg = submit_vote(ctx, us, pair, overall, *dims, handle=handle or "", segments=segments)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
         gr.Info(msg)
         return load(us, pair)
 

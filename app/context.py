@@ -33,7 +33,15 @@ SIGN_IN_FIRST = "sign in first: this needs a signed-in account"
 
 
 class UIError(Exception):
-    """Raised by handlers; the tab turns it into a gr.Error the person can read."""
+    """Raised by handlers; the tab turns it into a gr.Error the person can read (refused())."""
+
+
+def refused(message: str):
+    """The pop-up for a request the studio refuses (bad input, a missing role): the person reads the reason; the
+    server log gets no traceback for it (a hosted studio's log would otherwise fill with one per refused click)."""
+    import gradio as gr
+
+    return gr.Error(message, print_exception=False)
 
 
 class MediaRefused(UIError, MediaError):

@@ -25,7 +25,7 @@ from studio_backend.characters import builtin_names, describe, prompt_subjects
 from studio_backend.media import MediaError
 from studio_backend.services import ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 
 # Prompts that run as they are with the shipped model (tests/test_ui_flows.py runs each one).
 EXAMPLES = [
@@ -484,7 +484,7 @@ def wire_create_tab(tab: CreateTab, ctx: AppContext, user_state: gr.State) -> No
             try:
                 return fn(*a, **k)
             except UIError as e:
-                raise gr.Error(str(e))
+                raise refused(str(e))
         return run
 
     inputs = [user_state, tab.prompt, tab.images, tab.subjects, tab.video, tab.frames, tab.steps, tab.guidance, tab.seed]

@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 from .components import uploaded_image
 from .create_tab import build_request, generate, stop, submit, upscale_checkbox
 
@@ -174,7 +174,7 @@ def wire_edit_tab(tab: EditTab, ctx: AppContext, user_state: gr.State) -> None:
         try:
             ctx.creator(us)  # a world clip goes into the media store: a signed-in creator only
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
         return example_video(ctx)
 
     tab.example.click(on_example, [user_state], tab.video)

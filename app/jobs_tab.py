@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio_backend.services import ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 
 
 @dataclass
@@ -37,7 +37,7 @@ def cancel_job(ctx: AppContext, user_state, job_id) -> str:
     try:
         j = ctx.studio.jobs.cancel(ctx.user(user_state), int(job_id or 0))
     except (ServiceError, UIError) as e:
-        raise gr.Error(str(e))
+        raise refused(str(e))
     return f"Job {j.id}: {j.status}" + (" (stopping at the next step)" if j.status == "running" else "")
 
 

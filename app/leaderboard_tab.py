@@ -13,7 +13,7 @@ import pandas as pd
 
 from studio_backend import stats
 
-from .context import SIGN_IN_FIRST, AppContext
+from .context import AppContext, SIGN_IN_FIRST, refused
 
 
 @dataclass
@@ -46,9 +46,9 @@ def dpo_vote_rows(all_votes: list[dict], names: dict) -> list[list]:
 def leaderboard(ctx: AppContext, user_state=None):
     who = ctx.signed_in(user_state)
     if who is None:  # a visitor with no session (the page's own controls are hidden; the API is not)
-        raise gr.Error(SIGN_IN_FIRST)
+        raise refused(SIGN_IN_FIRST)
     if who.role == "annotator":
-        raise gr.Error("the leaderboard is for creators and admins: annotators rate blind")
+        raise refused("the leaderboard is for creators and admins: annotators rate blind")
     every = ctx.studio.arena.votes()
     votes = [v for v in every  # comparisons of two different versions
              if v["version_a"] and v["version_b"] and v["version_a"] != v["version_b"]]

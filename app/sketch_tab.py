@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from studio_backend.sketch import describe, parse_sketch
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 from .create_tab import _error, build_request, generate, stop
 
 EXAMPLES = ["@Image_1: the subject follows the arrow.", "@Image_1: the subject moves along the arrow on a meadow.",
@@ -110,7 +110,7 @@ def wire_sketch_tab(tab: SketchTab, ctx: AppContext, user_state: gr.State) -> No
         try:
             return understand(value)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
 
     def on_generate(us, value, prompt, progress=gr.Progress()):
         seen: list = []

@@ -10,7 +10,7 @@ import gradio as gr
 from studio_backend.media import MediaError
 from studio_backend.services import ServiceError
 
-from .context import AppContext, UIError, check_reference
+from .context import AppContext, UIError, check_reference, refused
 
 
 def _characters_note() -> str:
@@ -118,7 +118,7 @@ def wire_subjects_tab(tab: SubjectsTab, ctx: AppContext, user_state: gr.State, p
             try:
                 msg = fn(ctx, us, *a)
             except UIError as e:
-                raise gr.Error(str(e))
+                raise refused(str(e))
             return (msg,) + refresh(us)
         return run
 

@@ -15,7 +15,7 @@ import gradio as gr
 from studio_backend.export import preference_pairs
 from studio_backend.services import ServiceError
 
-from .context import AppContext, UIError
+from .context import AppContext, UIError, refused
 
 
 @dataclass
@@ -353,7 +353,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
             try:
                 msg = fn(ctx, *a, **k)
             except UIError as e:
-                raise gr.Error(str(e))
+                raise refused(str(e))
             us = a[0] if a else None
             return msg, version_rows(ctx, us), votes_summary(ctx) if is_admin(ctx, us) else ""
         return run
@@ -372,7 +372,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         try:
             return set_creator_pairs(ctx, us, on), arena_info(ctx)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
 
     tab.pair_creators.input(switch, [user_state, tab.pair_creators], [tab.status, tab.arena_info],
                             api_name="pair_creator_generations")
@@ -397,7 +397,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
 
     def refresh_counts(us, c, sg=False):
         if not is_admin(ctx, us):  # the counts and versions are the admin's: a visitor calling the API gets nothing
-            raise gr.Error("the training tab is the admin's: sign in with an admin account")
+            raise refused("the training tab is the admin's: sign in with an admin account")
         return version_rows(ctx, us), votes_summary(ctx), arena_info(ctx), dpo_readiness(ctx, c, sg)
 
     tab.refresh.click(refresh_counts, [user_state, tab.dpo_consistent, tab.dpo_segments],
@@ -414,7 +414,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         try:
             job = start_dpo(ctx, us, steps, beta, rank, consistent, segments)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
         ready = dpo_readiness(ctx, consistent, segments)
         warn = ready if ready.startswith("⚠") else ""
         if warn:
@@ -429,7 +429,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         try:
             job = start_distill(ctx, us, steps)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
         for msg, curve in follow_dpo(ctx, job, progress):
             yield msg, version_rows(ctx, us), votes_summary(ctx), curve
 
@@ -442,7 +442,7 @@ def wire_training_tab(tab: TrainingTab, ctx: AppContext, user_state: gr.State):
         try:
             return export_preferences(ctx, us)
         except UIError as e:
-            raise gr.Error(str(e))
+            raise refused(str(e))
 
     tab.export.click(do_export, [user_state], [tab.status, tab.export_files], api_name="export_preferences")
     def refresh(us):

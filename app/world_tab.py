@@ -11,6 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from .context import refused
+
 
 @dataclass
 class WorldTab:
@@ -46,9 +48,9 @@ def show_sample(family: str, seed: float, split: str, out_dir: Path):
     from training.world.preview import contact_sheet
 
     if family not in FAMILIES:
-        raise gr.Error(f"Unknown family {family!r}; pick one of the list.")
+        raise refused(f"Unknown family {family!r}; pick one of the list.")
     if seed is None or seed < 0 or seed != int(seed) or seed > 2**31 - 1:
-        raise gr.Error(f"Seed {seed!r} must be a whole number from 0 to 2147483647.")
+        raise refused(f"Seed {seed!r} must be a whole number from 0 to 2147483647.")
     s = sample(family, int(seed), split)
     out_dir.mkdir(parents=True, exist_ok=True)
     video = out_dir / f"{family}-{split}-{int(seed)}.mp4"

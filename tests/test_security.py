@@ -214,6 +214,9 @@ def test_a_visitor_without_a_session_reads_no_version_names_counts_or_leaderboar
             ann.call(api, *args)
     text = "\n".join(s.responses + ann.responses)
     assert names and not any(n in text for n in names) and "secret-model" not in text
+    # refused events are the visitor's mistake, not the server's: no traceback in the server log for them
+    log = hosted["app"].output()
+    assert "the training tab is the admin's" in text and "Traceback" not in log, log[-2000:]
     boss = signed_in(url, "boss")
     rows = boss.call("refresh_training", False, False)[0]
     assert any("secret-model" in str(r) for r in rows["data"])  # the admin still reads them
