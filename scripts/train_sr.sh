@@ -15,16 +15,20 @@
 # the same pixels per step: an edge's sub-pixel place shows across all of a clip's frames) and a peak lr of 1e-3 (the
 # cosine then runs at ~1e-4 -> 1e-5 over the rest): +1.61 dB at 14,800 (sr_14800.json); on to 17,000 (the cosine over
 # 17,000 steps restarts it at 5e-5): +1.66 dB (sr_17000.json). State committed at 17,000.
+# Session 36 went on from 17,000 towards 21,000 (the cosine over 21,000 steps restarts it at ~9e-5) and stopped at the
+# step the train-state table names; resume with `bash scripts/train_sr.sh 21000`.
 # EXTRA="..." adds or overrides options (the last one given wins), e.g. EXTRA="--dtype bf16" on a busy machine.
+# OUT=DIR trains in another run folder (default runs/sr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-17000}
+STEPS=${1:-21000}
+OUT=${OUT:-runs/sr}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1
-if [ ! -f runs/sr/state.pt ] && [ -f assets/train_state/sr/state.pt ]; then
-    mkdir -p runs/sr && cp -r assets/train_state/sr/ckpt assets/train_state/sr/state.pt runs/sr/
+if [ ! -f "$OUT/state.pt" ] && [ -f assets/train_state/sr/state.pt ]; then
+    mkdir -p "$OUT" && cp -r assets/train_state/sr/ckpt assets/train_state/sr/state.pt "$OUT/"
 fi
-$PY -m training.train_sr --out runs/sr --steps "$STEPS" --batch 4 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
+$PY -m training.train_sr --out "$OUT" --steps "$STEPS" --batch 4 --dim 128 --depth 4 --heads 2 --window 4,8,8 \
     --crop-side 16 --crop-frames 16 --vae assets/models/omni-world/vae --p-vae 0.25 --p-clean 0.3 --save-every 100 \
     --refine 32 --base-conv 48 --base-conv-depth 16 --lr 1e-3 --min-lr 1e-5 ${EXTRA:-}
-$PY -m benchmarks.sr --sr runs/sr/final --cases 4 --json runs/sr/sr.json
+$PY -m benchmarks.sr --sr "$OUT/final" --cases 4 --json "$OUT/sr.json"
