@@ -148,7 +148,7 @@ def build_arena_tab() -> ArenaTab:
         gr.Markdown("Where the two clips differ only in part, say which is better in each quarter (each starts at "
                     "Same). These votes train on the frames they name.")
         with gr.Row():
-            segments = [gr.Radio(CHOICES, value="S", label=_quarter(k), elem_id=f"arena-seg-{k}")
+            segments = [gr.Radio(CHOICES, value="S", label=f"Quarter {k + 1} of the clips", elem_id=f"arena-seg-{k}")
                         for k in range(VOTE_SEGMENTS)]
     with gr.Row():
         submit = gr.Button("Submit and next", variant="primary", elem_id="arena-submit")
@@ -157,10 +157,6 @@ def build_arena_tab() -> ArenaTab:
     handle = gr.Textbox(visible=False, elem_id="arena-handle")
     return ArenaTab(prompt, left, right, dims, overall, submit, skip, count, gr.State(None), handle, refs, segments)
 
-
-def _quarter(k: int, frames: int = 16) -> str:
-    a, b = k * frames // VOTE_SEGMENTS + 1, (k + 1) * frames // VOTE_SEGMENTS
-    return f"Quarter {k + 1} (frames {a}-{b} of {frames})"
 
 
 def wire_arena_tab(tab: ArenaTab, ctx: AppContext, user_state: gr.State) -> None:

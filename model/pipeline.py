@@ -238,7 +238,7 @@ class OmniPipeline:
 
     def _pixel_call(self, request: MVLRequest, enhanced: Enhanced, steps: int, guidance: float, seed: int,
                     churn: float, callback_on_step_end, strength: float | None = None,
-                    preserve: float | None = None, guide: np.ndarray | None = None) -> OmniOutput:
+                    preserve: float | None = None, guide: tuple[float, np.ndarray] | None = None) -> OmniOutput:
         compute, _ = resolve_dtype(self.sample_dtype)
         it = None
         if self._progress:
@@ -266,8 +266,8 @@ class OmniPipeline:
 
             source = _fit_video(np.asarray(request.video)[..., :3].astype(np.uint8), self.config.frames, self.config.size)
         init = source if start < 1.0 else None
-        if guide is not None:  # a guide clip: SDEdit from it whatever the task
-            start, init = self._guide_start(strength), self._fit_guide(guide)
+        if guide is not None:  # a guide clip (its start level, the clip at the model's size): SDEdit from it
+            start, init = guide
         frames = sample_pixels(self.pixel, self.text_encoder, enhanced.prompt, enhanced.layout, seed, steps, guidance,
                                self.config.shift, compute, on_step, lambda: self.interrupt, churn,
                                context=context, keep=keep,
@@ -398,9 +398,8 @@ class OmniPipeline:
         churn = self.config.churn if churn is None else churn
         if not 0.0 <= churn <= 1.0:
             raise ValueError(f"churn {churn}: the share of fresh noise per step must be in [0, 1]")
-        if guide is not None:  # checked before any work
-            self._guide_start(strength)
-            self._fit_guide(guide)
+        if guide is not None:  # checked, and fitted to the model's size, once, before any work
+            guide = (self._guide_start(strength), self._fit_guide(guide))
         self.interrupt = False
         # 2. enhance
         enhanced = self.enhancer.enhance(request) if enhance else Enhanced(request.prompt, request.task or "t2v", [])
@@ -429,9 +428,8 @@ class OmniPipeline:
         start = self._edit_start(request, enhanced.task, strength)
         source_latents = self._piece(pieces, VIDEO) if start < 1.0 else None
         if guide is not None:  # a guide clip: SDEdit from its latents whatever the task
-            start = self._guide_start(strength)
-            clip = torch.from_numpy(self._fit_guide(guide)[None])
-            source_latents = self.vae.encode(to_model_range(clip))
+            start = guide[0]
+            source_latents = self.vae.encode(to_model_range(torch.from_numpy(guide[1][None])))
         sig = fm.schedule(steps, self.config.shift) * start  # `steps` steps from the start level to 0
         if start < 1.0:  # the source clip noised to the start level (the same noise draw as above)
             x = fm.add_noise(source_latents, x, torch.tensor([start]))

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
            "seeds_per_request": a.seeds_per_request, "collection_families": list(families or ()), "churn": a.churn,
            "guide_levels": list(guide_levels or ()),
            "consistent": a.consistent, "sft_weight": a.sft_weight, "segments": a.segments,
-           "segment_pairs": sum(1 for p in done_pairs(studio, done.id) if p.get("segments")), "judge_seeds": list(judge_seeds),
+           "segment_pairs": sum(1 for p in done_pairs(studio, done.id) if any(p.get("segments") or ())), "judge_seeds": list(judge_seeds),
            "curves": {"loss": [r["loss"] for r in log], "margin": [r["margin"] for r in log]},
            "promotion": decision, "home": str(home)}
     Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +183,7 @@ def copy_without_votes(src: Path, dst: Path) -> None:
 
 
 def done_pairs(studio, job_id: int) -> list[dict]:
-    """The pairs a DPO job trained on (frozen in its run folder)."""
+    """The pairs a DPO job trained on (frozen in its run folder); `segment_pairs` counts those with a preferred quarter."""
     from studio_backend.train_jobs import run_dir
 
     f = run_dir(studio, job_id) / "pairs.json"
